@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 
 SERVICES = ("intake", "verification", "payment", "charity", "notify")
@@ -23,8 +24,8 @@ DEFAULT_PORTS = {
 }
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
+def _env_in(name: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    value = (os.environ if environ is None else environ).get(name)
     return default if value is None or value == "" else value
 
 
@@ -44,9 +45,19 @@ class Settings:
     ports: dict[str, int] = field(default_factory=dict)
     simulator_url: str = ""
     max_body_bytes: int = 64 * 1024
+    # Prefix for topic names, consumer groups and Redis keys, so several
+    # isolated Lifelines (e.g. tests) can share one broker and one Redis.
+    namespace: str = ""
+    # Consumer-group session timeout: how soon a dead replica's partitions move.
+    # Real Kafka refuses less than its group.min.session.timeout.ms (6 s).
+    kafka_session_timeout_ms: int = 10000
+    db_schema_prefix: str = "lifeline"
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        def _env(name: str, default: str) -> str:
+            return _env_in(name, default, environ)
+
         data_dir = Path(_env("LIFELINE_DATA_DIR", "var")).resolve()
         host = _env("LIFELINE_HOST", "127.0.0.1")
         ports = {
@@ -68,6 +79,9 @@ class Settings:
                 "LIFELINE_SIMULATOR_URL", f"http://{host}:{ports['simulator']}"
             ),
             max_body_bytes=int(_env("LIFELINE_MAX_BODY_BYTES", str(64 * 1024))),
+            namespace=_env("LIFELINE_NAMESPACE", ""),
+            kafka_session_timeout_ms=int(_env("LIFELINE_KAFKA_SESSION_TIMEOUT_MS", "10000")),
+            db_schema_prefix=_env("LIFELINE_DB_SCHEMA_PREFIX", "lifeline"),
         )
 
     def service_url(self, service: str) -> str:

@@ -1,0 +1,227 @@
+"""The `lifeline` command line.
+
+  lifeline up                      run everything embedded on this machine
+  lifeline serve SERVICE           run one service (API + outbox relay + consumers)
+  lifeline simulator               run the partner-department simulator
+  lifeline token --role R --region CODE
+  lifeline replay SERVICE          rebuild read models into a fresh store and compare
+  lifeline republish SERVICE --from N
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lifeline.settings import DEFAULT_PORTS, SERVICES, Settings
+
+
+def service_spec(name: str):
+    if name not in SERVICES:
+        raise SystemExit(f"unknown service {name!r}; one of: {', '.join(SERVICES)}")
+    return importlib.import_module(f"services.{name}.settings").SPEC
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LIFELINE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from lifeline.infra.runtime import create_http_app
+
+    _logging()
+    settings = Settings.from_env()
+    spec = service_spec(args.service)
+    app = create_http_app(spec, settings)
+    if os.environ.get("LIFELINE_REPUBLISH_ON_START") == "1":
+        # The embedded broker keeps nothing across a restart: publish the whole
+        # log again; consumers recognise what they processed before.
+        app.state.runtime.relay.rewind(0)
+    uvicorn.run(app, host=settings.host, port=settings.ports[args.service], log_level="warning")
+    return 0
+
+
+def cmd_simulator(_: argparse.Namespace) -> int:
+    import uvicorn
+
+    from lifeline.simulators.partners import create_app
+
+    _logging()
+    settings = Settings.from_env()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.ports["simulator"], log_level="warning")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from lifeline.infra.auth import mint_token
+    from lifeline.infra.runtime import jwt_secret
+
+    settings = Settings.from_env()
+    print(
+        mint_token(
+            jwt_secret(settings), role=args.role, region=args.region,
+            user_id=args.user or f"{args.role}@{args.region}", org_code=args.org or args.region,
+            ttl_seconds=args.ttl, issuer=settings.jwt_issuer,
+        )
+    )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from lifeline.infra.eventstore import event_store_env
+    from lifeline.infra.projection import Projection, compare, rebuild
+    from lifeline.infra.sidestore import SideStore
+
+    settings = Settings.from_env()
+    spec = service_spec(args.service)
+    app = spec.application(env=event_store_env(settings, spec.name))
+    live = SideStore(settings, spec.name)
+    Projection(app, live, spec.project).catch_up()
+    rebuilt = rebuild(app, spec.project)
+    diffs = compare(live, rebuilt)
+    events = app.recorder.max_notification_id() or 0
+    docs = len(rebuilt.dump())
+    if diffs:
+        print(f"{spec.name}: replayed {events} events into {docs} documents: DIFFERENT from live")
+        for line in diffs[:50]:
+            print("  " + line)
+        return 1
+    print(f"{spec.name}: replayed {events} events into {docs} documents: identical to live read models")
+    return 0
+
+
+def cmd_republish(args: argparse.Namespace) -> int:
+    from lifeline.infra.outbox import POSITION
+    from lifeline.infra.sidestore import SideStore
+
+    settings = Settings.from_env()
+    spec = service_spec(args.service)
+    store = SideStore(settings, spec.name)
+    with store.transaction() as tx:
+        tx.set_position(POSITION, max(args.from_position - 1, 0))
+    print(f"{spec.name}: the relay will publish again from log position {args.from_position}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from lifeline.infra.auth import mint_token
+    from lifeline.infra.embedded import EmbeddedBroker, EmbeddedRedis
+    from lifeline.infra.runtime import jwt_secret
+
+    _logging()
+    settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    broker_port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
+    redis_port = int(settings.redis_url.rsplit(":", 1)[1].split("/")[0])
+    logs = settings.data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    broker = EmbeddedBroker(port=broker_port, log_path=logs / "broker.log")
+    redis = EmbeddedRedis(port=redis_port, data_dir=settings.data_dir / "redis")
+    broker.start()
+    redis.start()
+    env = {**os.environ, "LIFELINE_DATA_DIR": str(settings.data_dir), "LIFELINE_REPUBLISH_ON_START": "1"}
+    procs: dict[str, subprocess.Popen] = {}
+    for name in [*SERVICES, "simulator"]:
+        argv = [sys.executable, "-m", "lifeline.cli", *(["serve", name] if name != "simulator" else ["simulator"])]
+        out = open(logs / f"{name}.log", "ab")
+        procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    _wait_ready(settings, procs)
+    token = mint_token(jwt_secret(settings), role="admin", region="000000", user_id="admin", org_code="000000")
+    print("Lifeline is running (embedded).")
+    print(f"  broker     {settings.kafka_bootstrap} (Tansu, memory-only; relays republish on start)")
+    print(f"  redis      {settings.redis_url}")
+    print(f"  data       {settings.data_dir}")
+    for name in [*SERVICES, "simulator"]:
+        print(f"  {name:<12} http://{settings.host}:{settings.ports[name]}  (docs at /docs)")
+    print(f"  logs       {logs}")
+    print("An admin token (8 h):")
+    print(f"  export TOKEN={token}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None and not stopping:
+                    print(f"{name} exited with {proc.returncode}; see {logs / (name + '.log')}", flush=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        redis.stop()
+        broker.stop()
+        print("Lifeline stopped; data kept in", settings.data_dir)
+    return 0
+
+
+def _wait_ready(settings: Settings, procs: dict[str, subprocess.Popen], timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    for name in procs:
+        url = f"http://{settings.host}:{settings.ports[name]}/readyz"
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if procs[name].poll() is not None:
+                raise SystemExit(f"{name} failed to start; see its log under {settings.data_dir / 'logs'}")
+            time.sleep(0.3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lifeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run everything embedded").set_defaults(func=cmd_up)
+    p = sub.add_parser("serve", help="run one service")
+    p.add_argument("service", choices=SERVICES)
+    p.set_defaults(func=cmd_serve)
+    sub.add_parser("simulator", help="run the partner-department simulator").set_defaults(func=cmd_simulator)
+    p = sub.add_parser("token", help="mint a bearer token (embedded mode)")
+    p.add_argument("--role", required=True)
+    p.add_argument("--region", required=True)
+    p.add_argument("--user")
+    p.add_argument("--org")
+    p.add_argument("--ttl", type=int, default=8 * 3600)
+    p.set_defaults(func=cmd_token)
+    p = sub.add_parser("replay", help="rebuild a service's read models and compare")
+    p.add_argument("service", choices=SERVICES)
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("republish", help="make a service's relay publish again from a position")
+    p.add_argument("service", choices=SERVICES)
+    p.add_argument("--from", dest="from_position", type=int, default=1)
+    p.set_defaults(func=cmd_republish)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

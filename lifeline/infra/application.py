@@ -1,0 +1,165 @@
+"""What every service's eventsourcing application has in common.
+
+- `Meta`: who did it and what caused it, carried by every domain event so the
+  audit trail and the CloudEvent envelope (actor, correlationid, causationid)
+  come from the stored event itself.
+- `Outgoing`: how a domain event appears on the wire. Events without
+  `integration()` stay inside the service.
+- `ServiceApplication`: a process application (eventsourcing) whose policy
+  turns consumed CloudEvents into new domain events. The tracking record of the
+  consumed event, keyed by its own identity (source, sequence), is saved in the
+  same transaction as those events, so a second delivery has no effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.system import ProcessApplication
+
+from lifeline.contracts.envelope import CloudEvent
+
+log = logging.getLogger(__name__)
+
+
+def new_id(prefix: str) -> str:
+    """Readable, unique business ids (case C-…, referral R-…)."""
+    return f"{prefix}-{uuid.uuid4().hex[:20].upper()}"
+
+
+def aggregate_id(kind: str, business_id: str) -> uuid.UUID:
+    # Deterministic: the same business id always names the same aggregate, which
+    # makes a repeated command collide in the store instead of doubling.
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:{kind}:{business_id}")
+
+
+@dataclass(frozen=True)
+class Meta:
+    user_id: str
+    role: str
+    org_code: str = ""
+    correlation_id: str = ""
+    causation_id: str = ""
+    reason: str = ""
+
+    def actor(self) -> dict[str, str]:
+        return {"user_id": self.user_id, "role": self.role, "org_code": self.org_code}
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "user_id": self.user_id,
+            "role": self.role,
+            "org_code": self.org_code,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def caused_by(cls, event: CloudEvent, service: str) -> "Meta":
+        """Meta for an effect of a consumed event: the service acts, the chain goes on."""
+        return cls(
+            user_id=f"system:{service}",
+            role="system",
+            org_code="",
+            correlation_id=event.correlationid or event.id,
+            causation_id=event.id,
+        )
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    name: str
+    subject: str
+    data: dict[str, Any]
+    # Topics and key default to the service's topic and the subject (case id).
+    topics: tuple[str, ...] = ()
+    key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LifelineAggregate(Aggregate):
+    class Event(Aggregate.Event):
+        meta: dict[str, str]
+
+        def integration(self) -> Outgoing | None:
+            return None
+
+    def _meta(self) -> dict[str, str]:  # pragma: no cover - convenience only
+        return {}
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def has_exact_tracking(recorder: Any, application_name: str, notification_id: int) -> bool:
+    """Whether exactly this (source, position) was processed.
+
+    eventsourcing's own `has_tracking_id` answers "was anything at or after this
+    position processed", which is right for one ordered log but wrong here:
+    events of one source arrive over several partitions, so a later position
+    can be processed before an earlier one.
+    """
+    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
+        from psycopg.sql import SQL, Identifier
+
+        query = SQL("SELECT 1 FROM {0}.{1} WHERE application_name = %s AND notification_id = %s").format(
+            Identifier(recorder.datastore.schema), Identifier(recorder.tracking_table_name)
+        )
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, (application_name, notification_id))
+            return curs.fetchone() is not None
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(
+            "SELECT 1 FROM tracking WHERE application_name = ? AND notification_id = ?",
+            (application_name, notification_id),
+        )
+        return curs.fetchone() is not None
+
+
+class ServiceApplication(ProcessApplication):
+    """Base of the five services' applications.
+
+    Subclasses handle a consumed event named X with a method `on_X(event,
+    processing_event)` that collects new aggregate events on processing_event.
+    """
+
+    service: str = ""
+    is_snapshotting_enabled = False
+
+    @property
+    def handled_events(self) -> frozenset[str]:
+        return frozenset(
+            name[3:] for name in dir(type(self)) if name.startswith("on_") and name[3].isupper()
+        )
+
+    def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
+        handler = getattr(self, f"on_{domain_event.name}", None)
+        if handler is not None:
+            handler(domain_event, processing_event)
+
+    def is_processed(self, event: CloudEvent) -> bool:
+        return has_exact_tracking(self.recorder, event.source, event.sequence)
+
+    def process_cloud_event(self, event: CloudEvent) -> bool:
+        """Apply a consumed event once. False when it had been processed already."""
+        if self.is_processed(event):
+            return False
+        try:
+            self.process_event(event, Tracking(event.source, event.sequence))
+        except IntegrityError:
+            # Either another replica processed this very event (its tracking row
+            # exists now), or it wrote the same aggregate first; the caller
+            # retries the latter with fresh state.
+            if self.is_processed(event):
+                return False
+            raise
+        return True

@@ -1,0 +1,128 @@
+"""Transactional outbox: a service's own event log, relayed to Kafka.
+
+The event store *is* the outbox: an event is in the log the moment its
+aggregate is saved, in the same transaction. The relay reads the log from the
+position after the last one it published, sends each public event (acks=all,
+keyed by case id so one household's events stay in one partition, in order),
+waits for every acknowledgement, and only then saves the new position. A crash
+in between re-sends events the broker may already have: consumers deduplicate
+by (source, sequence), so the effect stays single.
+
+`rewind(position)` makes the relay publish again from an earlier point, e.g.
+to seed a new cluster or after the memory-only embedded broker restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from lifeline.contracts import registry
+from lifeline.contracts import topics as T
+from lifeline.contracts.envelope import CloudEvent
+from lifeline.infra import faults
+from lifeline.infra.application import Outgoing, ServiceApplication
+from lifeline.infra.kafka import Bus
+from lifeline.infra.sidestore import SideStore
+from lifeline.rules.periods import SHANGHAI
+
+log = logging.getLogger(__name__)
+
+POSITION = "outbox"
+
+
+def to_cloud_events(service: str, notification_id: int, event: Any) -> list[tuple[str, str, CloudEvent]]:
+    """(topic, key, CloudEvent) for each place a stored event is published to."""
+    integration = getattr(event, "integration", None)
+    out: Outgoing | None = integration() if integration else None
+    if out is None:
+        return []
+    meta = getattr(event, "meta", {}) or {}
+    cloud_event = registry.new_event(
+        out.name,
+        out.data,
+        subject=out.subject,
+        source=f"lifeline/{service}",
+        sequence=notification_id,
+        actor={
+            "user_id": meta.get("user_id", f"system:{service}"),
+            "role": meta.get("role", "system"),
+            "org_code": meta.get("org_code", ""),
+        },
+        correlationid=meta.get("correlation_id") or None,
+        causationid=meta.get("causation_id") or None,
+        time=event.timestamp.astimezone(SHANGHAI).isoformat(),
+        # Stable id: a republished event is the same CloudEvent, not a new one.
+        id=str(_event_uuid(service, notification_id)),
+    )
+    topics = out.topics or (T.TOPICS[service],)
+    return [(topic, out.key or out.subject, cloud_event) for topic in topics]
+
+
+def _event_uuid(service: str, notification_id: int):
+    import uuid
+
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:{service}:{notification_id}")
+
+
+class OutboxRelay:
+    def __init__(self, app: ServiceApplication, side: SideStore, bus: Bus, batch_size: int = 200):
+        self.app = app
+        self.side = side
+        self.bus = bus
+        self.batch_size = batch_size
+        self.published = 0
+        self.wakeup = asyncio.Event()
+
+    def position(self) -> int:
+        with self.side.transaction() as tx:
+            return tx.position(POSITION)
+
+    def rewind(self, position: int = 0) -> None:
+        with self.side.transaction() as tx:
+            tx.set_position(POSITION, position)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many log entries it moved past."""
+        start = await asyncio.to_thread(self.position)
+        notifications = await asyncio.to_thread(
+            self.app.recorder.select_notifications, start + 1, self.batch_size
+        )
+        if not notifications:
+            return 0
+        acks = []
+        for notification in notifications:
+            event = self.app.mapper.to_domain_event(notification)
+            for topic, key, cloud_event in to_cloud_events(self.app.service, notification.id, event):
+                acks.append(await self.bus.send(topic, cloud_event.to_json(), key))
+                faults.maybe_crash("relay_after_send", cloud_event.name)
+        await asyncio.gather(*acks)
+        faults.maybe_crash("relay_before_save", "*")
+        last = notifications[-1].id
+        await asyncio.to_thread(self._save, last)
+        self.published += len(acks)
+        return len(notifications)
+
+    def _save(self, position: int) -> None:
+        with self.side.transaction() as tx:
+            # Only forward: a concurrent rewind by an operator wins.
+            if tx.position(POSITION) < position:
+                tx.set_position(POSITION, position)
+
+    async def run(self, stop: asyncio.Event, idle_seconds: float = 0.2) -> None:
+        while not stop.is_set():
+            try:
+                moved = await self.publish_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # broker away: keep the position, try again
+                log.exception("outbox relay of %s failed; retrying", self.app.service)
+                moved = 0
+                await asyncio.sleep(1.0)
+            if not moved:
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), idle_seconds)
+                except asyncio.TimeoutError:
+                    pass

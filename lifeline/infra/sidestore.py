@@ -1,0 +1,161 @@
+"""A service's read models and positions, kept beside its event store.
+
+Read models are JSON documents keyed by (kind, key) with one secondary
+reference (usually the case id) for listing. Positions remember how far a
+projection or an outbox relay got in the service's own event log. A projection
+writes its documents and its new position in one transaction, so a crash
+between the two cannot happen.
+
+SQLite (a file of its own, so projections never contend with event writes) or
+PostgreSQL (tables in the service's schema), by configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lifeline.infra.eventstore import ensure_postgres_schema, schema_name
+from lifeline.settings import Settings
+
+
+class SideTx:
+    """One transaction's view of the store; SQL written with '?' placeholders."""
+
+    def __init__(self, cursor: Any, paramstyle: str, table_prefix: str, lock_rows: bool):
+        self._c = cursor
+        self._pg = paramstyle == "format"
+        self._t = table_prefix
+        self._lock_rows = lock_rows
+
+    def _x(self, sql: str, params: tuple = ()) -> Any:
+        sql = sql.replace("{t}", self._t)
+        if self._pg:
+            sql = sql.replace("?", "%s")
+        self._c.execute(sql, params)
+        return self._c
+
+    def position(self, name: str) -> int:
+        self._x(
+            "INSERT INTO {t}positions (name, position) VALUES (?, 0) "
+            "ON CONFLICT (name) DO NOTHING",
+            (name,),
+        )
+        lock = " FOR UPDATE" if self._lock_rows else ""
+        row = self._x("SELECT position FROM {t}positions WHERE name = ?" + lock, (name,)).fetchone()
+        return int(row[0])
+
+    def set_position(self, name: str, position: int) -> None:
+        self._x(
+            "INSERT INTO {t}positions (name, position) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            (name, position),
+        )
+
+    def put(self, kind: str, key: str, doc: dict[str, Any], ref: str = "") -> None:
+        self._x(
+            "INSERT INTO {t}docs (kind, key, ref, doc) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kind, key) DO UPDATE SET ref = excluded.ref, doc = excluded.doc",
+            (kind, key, ref, json.dumps(doc, ensure_ascii=False, sort_keys=True)),
+        )
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        row = self._x("SELECT doc FROM {t}docs WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def find(self, kind: str, ref: str) -> list[dict[str, Any]]:
+        rows = self._x(
+            "SELECT doc FROM {t}docs WHERE kind = ? AND ref = ? ORDER BY key", (kind, ref)
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def all(self, kind: str | None = None) -> list[tuple[str, str, str, dict[str, Any]]]:
+        if kind is None:
+            rows = self._x("SELECT kind, key, ref, doc FROM {t}docs ORDER BY kind, key").fetchall()
+        else:
+            rows = self._x(
+                "SELECT kind, key, ref, doc FROM {t}docs WHERE kind = ? ORDER BY key", (kind,)
+            ).fetchall()
+        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+
+class SideStore:
+    def __init__(self, settings: Settings, service: str, name: str = "views"):
+        self.service = service
+        self.name = name
+        self._lock = threading.Lock()
+        if settings.database_url:
+            from psycopg_pool import ConnectionPool
+
+            ensure_postgres_schema(settings, service)
+            self._pool = ConnectionPool(
+                settings.database_url, min_size=1, max_size=4, open=True, timeout=30
+            )
+            self._prefix = f'"{schema_name(settings, service)}".{name}_'
+            self._sqlite = None
+        else:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            path = settings.data_dir / f"{service}.{name}.sqlite"
+            self._sqlite = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+            self._prefix = f"{name}_"
+            self._pool = None
+        self._create_tables()
+
+    @classmethod
+    def in_memory(cls, name: str = "views") -> "SideStore":
+        """A throw-away SQLite store, for replays into a fresh store."""
+        store = cls.__new__(cls)
+        store.service, store.name, store._lock = "replay", name, threading.Lock()
+        store._sqlite = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        store._prefix, store._pool = f"{name}_", None
+        store._create_tables()
+        return store
+
+    def _create_tables(self) -> None:
+        with self.transaction() as tx:
+            tx._x(
+                "CREATE TABLE IF NOT EXISTS {t}docs (kind TEXT NOT NULL, key TEXT NOT NULL, "
+                "ref TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (kind, key))"
+            )
+            tx._x("CREATE INDEX IF NOT EXISTS " + self.name + "_docs_ref ON {t}docs (kind, ref)")
+            tx._x(
+                "CREATE TABLE IF NOT EXISTS {t}positions (name TEXT PRIMARY KEY, "
+                "position BIGINT NOT NULL)"
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[SideTx]:
+        if self._sqlite is not None:
+            with self._lock:
+                cur = self._sqlite.cursor()
+                # IMMEDIATE takes the write lock up front: two processes on one
+                # file serialise here instead of failing at their first write.
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield SideTx(cur, "qmark", self._prefix, lock_rows=False)
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
+        else:
+            assert self._pool is not None
+            with self._pool.connection() as conn, conn.transaction():
+                with conn.cursor() as cur:
+                    yield SideTx(cur, "format", self._prefix, lock_rows=True)
+
+    def dump(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        with self.transaction() as tx:
+            return tx.all()
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._pool is not None:
+            self._pool.close()

@@ -1,0 +1,248 @@
+"""Partner-department simulator: answers economic-verification requests.
+
+Real departments (人社, 税务, 银行 …) cannot be reached from here, so this
+process plays them over the real protocol: it consumes VerificationRequested
+from `lifeline.partner.requests.v1` and publishes DepartmentRecordsReported to
+`lifeline.partner.records.v1`, as a department's adapter would.
+
+Its data set is deterministic: each person's figures derive from a hash of
+(seed, department, ID number), unless a record was loaded for that person.
+It can misbehave on purpose: stay silent for a department, answer late,
+answer twice, or send garbage — set over HTTP (`PUT /v1/behaviour`) or by
+environment (`LIFELINE_SIMULATOR_SILENT=housing,tax`).
+
+An answer's identity is (source `partner/<department>`, sequence of the
+request in the verification log), so answering the same request twice is
+recognised downstream as one answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from lifeline.contracts import registry
+from lifeline.contracts import topics as T
+from lifeline.contracts.envelope import ContractError
+from lifeline.infra.kafka import Bus, all_topics
+from lifeline.infra.problems import install_problem_handlers
+from lifeline.rules.periods import SHANGHAI
+from lifeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FIGURES = (
+    "monthly_income_fen", "income_tax_fen", "social_insurance_fen", "assets_fen",
+    "medical_expense_fen", "education_expense_fen",
+)
+
+
+def _draw(seed: str, department: str, id_number: str, salt: str, choices: tuple[int, ...]) -> int:
+    digest = hashlib.sha256(f"{seed}|{department}|{id_number}|{salt}".encode()).digest()
+    return choices[digest[0] % len(choices)]
+
+
+def default_figures(seed: str, department: str, id_number: str) -> dict[str, int]:
+    """What a department knows of a person in the seeded data set (fen per month)."""
+    f = {name: 0 for name in FIGURES}
+    if department == "hrss":  # wages, pensions, unemployment benefit
+        f["monthly_income_fen"] = _draw(seed, department, id_number, "income", (0, 0, 30000, 60000, 120000))
+        if f["monthly_income_fen"]:
+            f["social_insurance_fen"] = f["monthly_income_fen"] * 105 // 1000
+    elif department == "tax":
+        f["income_tax_fen"] = _draw(seed, department, id_number, "tax", (0, 0, 0, 1500))
+    elif department == "bank":
+        f["assets_fen"] = _draw(seed, department, id_number, "assets", (0, 500000, 1500000, 9000000))
+    elif department == "medical_insurance":
+        f["medical_expense_fen"] = _draw(seed, department, id_number, "medical", (0, 0, 80000))
+    return f
+
+
+@dataclass
+class Behaviour:
+    silent: set[str] = field(default_factory=set)
+    delay_seconds: dict[str, float] = field(default_factory=dict)
+    duplicate: bool = False
+
+
+class BehaviourIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    silent: list[str] = Field(default_factory=list)
+    delay_seconds: dict[str, float] = Field(default_factory=dict)
+    duplicate: bool = False
+
+
+class RecordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    monthly_income_fen: int = Field(0, ge=0)
+    income_tax_fen: int = Field(0, ge=0)
+    social_insurance_fen: int = Field(0, ge=0)
+    assets_fen: int = Field(0, ge=0)
+    medical_expense_fen: int = Field(0, ge=0)
+    education_expense_fen: int = Field(0, ge=0)
+
+
+class PartnerSimulator:
+    def __init__(self, settings: Settings, seed: str = "lifeline"):
+        self.settings = settings
+        self.seed = seed
+        self.bus = Bus(settings, client_id="lifeline-partner-simulator")
+        self.records: dict[tuple[str, str], dict[str, int]] = {}
+        self.behaviour = Behaviour(
+            silent=set(filter(None, os.environ.get("LIFELINE_SIMULATOR_SILENT", "").split(",")))
+        )
+        self.answered = 0
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.consumer: AIOKafkaConsumer | None = None
+
+    def figures(self, department: str, id_number: str) -> dict[str, int]:
+        return self.records.get((department, id_number)) or default_figures(self.seed, department, id_number)
+
+    def answer(self, request: Any) -> bytes:
+        """The DepartmentRecordsReported CloudEvent answering one request."""
+        data = request.data
+        department = data["department"]
+        event = registry.new_event(
+            "DepartmentRecordsReported",
+            {
+                "request_id": data["request_id"],
+                "case_id": data["case_id"],
+                "department": department,
+                "members": [
+                    {"id_number": n, **self.figures(department, n)} for n in data["id_numbers"]
+                ],
+                "reported_at": datetime.now(SHANGHAI).isoformat(),
+            },
+            subject=data["case_id"],
+            source=f"partner/{department}",
+            sequence=request.sequence,
+            actor={"user_id": f"adapter:{department}", "role": "partner", "org_code": department},
+            correlationid=request.correlationid or request.id,
+            causationid=request.id,
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:answer:{data['request_id']}")),
+        )
+        return event.to_json()
+
+    async def handle(self, raw: bytes) -> None:
+        try:
+            request = registry.decode(raw)
+        except ContractError as exc:
+            log.warning("simulator: ignoring undecodable request: %s", exc)
+            return
+        if request.name != "VerificationRequested":
+            return
+        department = request.data["department"]
+        if department in self.behaviour.silent:
+            return
+        delay = self.behaviour.delay_seconds.get(department, 0)
+        if delay:
+            self._tasks.append(asyncio.create_task(self._send_later(delay, request)))
+            return
+        await self._send(request)
+
+    async def _send_later(self, delay: float, request: Any) -> None:
+        await asyncio.sleep(delay)
+        await self._send(request)
+
+    async def _send(self, request: Any) -> None:
+        value = self.answer(request)
+        for _ in range(2 if self.behaviour.duplicate else 1):
+            await (await self.bus.send(T.PARTNER_RECORDS, value, request.data["case_id"]))
+        self.answered += 1
+
+    async def start(self) -> None:
+        await self.bus.start()
+        await self.bus.ensure_topics(all_topics())
+        self.consumer = AIOKafkaConsumer(
+            self.bus.topic(T.PARTNER_REQUESTS),
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.bus.group("partner-simulator"),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5000,
+        )
+        await self.consumer.start()
+        self._tasks.append(asyncio.create_task(self._run()))
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        while not self._stop.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=300)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        await self.handle(message.value or b"")
+                    await self.consumer.commit({tp: messages[-1].offset + 1})
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("simulator loop failed; retrying")
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if self.consumer is not None:
+            await self.consumer.stop()
+        await self.bus.stop()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    sim = PartnerSimulator(settings, seed=os.environ.get("LIFELINE_SIMULATOR_SEED", "lifeline"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await sim.start()
+        try:
+            yield
+        finally:
+            await sim.stop()
+
+    app = FastAPI(title="Lifeline partner-department simulator", lifespan=lifespan)
+    app.state.simulator = sim
+    install_problem_handlers(app)
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok", "service": "simulator"}
+
+    @app.get("/readyz")
+    async def readyz():
+        return {"status": "ok" if sim.consumer is not None else "starting"}
+
+    @app.get("/v1/behaviour")
+    async def get_behaviour():
+        b = sim.behaviour
+        return {"silent": sorted(b.silent), "delay_seconds": b.delay_seconds, "duplicate": b.duplicate,
+                "answered": sim.answered}
+
+    @app.put("/v1/behaviour")
+    async def set_behaviour(body: BehaviourIn):
+        sim.behaviour = Behaviour(set(body.silent), dict(body.delay_seconds), body.duplicate)
+        return await get_behaviour()
+
+    @app.put("/v1/records/{department}/{id_number}")
+    async def put_record(department: str, id_number: str, body: RecordIn):
+        sim.records[(department, id_number)] = body.model_dump()
+        return {"department": department, "id_number": id_number, **body.model_dump()}
+
+    @app.get("/v1/records/{department}/{id_number}")
+    async def get_record(department: str, id_number: str):
+        return {"department": department, "id_number": id_number, **sim.figures(department, id_number)}
+
+    return app

@@ -1,0 +1,170 @@
+"""Intake HTTP routes: translate requests into use cases, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lifeline.infra.application import Meta
+from lifeline.infra.auth import Principal, ensure_region
+from lifeline.infra.problems import Problem
+from lifeline.infra.runtime import ServiceRuntime, idempotent_id
+from lifeline.rules.ids import InvalidResidentId, parse_resident_id
+from lifeline.rules.regions import InvalidRegionCode, validate_region_code
+from services.intake.application import CaseNotFound, DuplicateRequest, IntakeApplication, case_view
+
+WRITERS = ("clerk", "caseworker", "county_officer", "admin")
+READERS = ("clerk", "caseworker", "reviewer", "county_officer", "auditor", "admin")
+
+AssistanceType = Literal["dibao", "tekun", "linshi_jinan", "linshi_zhichu", "low_income"]
+NeedCategory = Literal[
+    "medical", "education", "housing", "employment", "living", "disaster", "care", "psychological"
+]
+Urgency = Literal["normal", "urgent", "critical"]
+DEPARTMENT_OR_CHARITY = (
+    "charity", "hrss", "medical_insurance", "health", "education", "housing", "public_security",
+    "market_regulation", "tax", "housing_fund", "bank", "disabled_persons", "emergency",
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class MemberIn(Strict):
+    id_number: str = Field(min_length=18, max_length=18)
+    name: str = Field(min_length=1, max_length=50)
+    relation: Literal["self", "spouse", "child", "parent", "sibling", "grandparent", "grandchild", "other"]
+    disability_grade: int | None = Field(default=None, ge=1, le=4)
+    disability_kind: (
+        Literal["physical", "intellectual", "mental", "visual", "hearing", "speech", "multiple"] | None
+    ) = None
+    serious_illness: bool = False
+    work_ability: Literal["full", "partial", "none"] = "full"
+
+    @field_validator("id_number")
+    @classmethod
+    def _resident_id(cls, value: str) -> str:
+        try:
+            return parse_resident_id(value.upper()).number
+        except InvalidResidentId as exc:
+            raise ValueError(f"invalid resident ID number: {exc}") from exc
+
+
+class ApplicationIn(Strict):
+    assistance_type: AssistanceType
+    channel: Literal["window", "online", "hotline", "proxy", "discovery"]
+    region_code: str = Field(pattern=r"^\d{9}(\d{3})?$", description="township (9) or village (12) code")
+    area: Literal["urban", "rural"]
+    members: list[MemberIn] = Field(min_length=1, max_length=30)
+    declared_monthly_income_fen: int = Field(ge=0, le=10**10)
+    declared_assets_fen: int = Field(ge=0, le=10**12)
+    bank_account_ref: str = Field(min_length=4, max_length=64)
+    authorisation_signed: Literal[True] = Field(description="一证一书: the signed verification authorisation")
+    urgency: Urgency = "normal"
+
+    @field_validator("region_code")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        try:
+            return validate_region_code(value)
+        except InvalidRegionCode as exc:
+            raise ValueError(str(exc)) from exc
+
+    @model_validator(mode="after")
+    def _one_applicant(self) -> "ApplicationIn":
+        applicants = [m for m in self.members if m.relation == "self"]
+        if len(applicants) != 1:
+            raise ValueError("exactly one member must have relation 'self' (the applicant)")
+        ids = [m.id_number for m in self.members]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a person appears twice in the household")
+        return self
+
+
+class ReferralIn(Strict):
+    target: str
+    need_category: NeedCategory
+    amount_asked_fen: int = Field(ge=0, le=10**10)
+    urgency: Urgency = "normal"
+    due_date: date
+    consent_to_share: bool
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if value not in DEPARTMENT_OR_CHARITY:
+            raise ValueError(f"target must be 'charity' or a department code, not {value!r}")
+        return value
+
+
+def _meta(principal: Principal) -> Meta:
+    return Meta(principal.user_id, principal.role.value, principal.org_code or "")
+
+
+def router(runtime: ServiceRuntime) -> APIRouter:
+    api = APIRouter(prefix="/v1")
+    app: IntakeApplication = runtime.app  # type: ignore[assignment]
+
+    def case_or_404(case_id: str, principal: Principal):
+        try:
+            case = app.get_case(case_id)
+        except CaseNotFound:
+            raise Problem(404, "Case not found", f"no case {case_id}") from None
+        ensure_region(principal, case.region_code)
+        return case
+
+    @api.post("/applications", status_code=201, tags=["applications"])
+    async def submit_application(
+        body: ApplicationIn, request: Request, principal: Principal = runtime.auth.require(*WRITERS)
+    ):
+        ensure_region(principal, body.region_code)
+        key = request.headers.get("Idempotency-Key")
+
+        async def handle() -> tuple[int, dict]:
+            case_id = idempotent_id("C", principal.user_id, key)
+            try:
+                case_id = await asyncio.to_thread(
+                    app.submit_application, body.model_dump(), _meta(principal), case_id
+                )
+            except DuplicateRequest as dup:
+                case_id = str(dup)
+            runtime.saved()
+            return 201, {"case_id": case_id, "status": "submitted"}
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.get("/cases/{case_id}", tags=["cases"])
+    async def get_case(case_id: str, principal: Principal = runtime.auth.require(*READERS)):
+        case = await asyncio.to_thread(case_or_404, case_id, principal)
+        views = await runtime.views()
+        with views.transaction() as tx:
+            referrals = tx.find("referral", case_id)
+        return {**case_view(case), "referrals": referrals}
+
+    @api.post("/cases/{case_id}/referrals", status_code=201, tags=["referrals"])
+    async def raise_referral(
+        case_id: str, body: ReferralIn, request: Request,
+        principal: Principal = runtime.auth.require(*WRITERS),
+    ):
+        await asyncio.to_thread(case_or_404, case_id, principal)
+        key = request.headers.get("Idempotency-Key")
+
+        async def handle() -> tuple[int, dict]:
+            referral_id = idempotent_id("R", principal.user_id, key)
+            try:
+                referral_id = await asyncio.to_thread(
+                    app.raise_referral, case_id, body.model_dump(), _meta(principal), referral_id
+                )
+            except DuplicateRequest as dup:
+                referral_id = str(dup)
+            runtime.saved()
+            return 201, {"referral_id": referral_id, "case_id": case_id}
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    return api

@@ -1,0 +1,87 @@
+"""Verification HTTP routes: translate requests into use cases, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from lifeline.infra.application import Meta
+from lifeline.infra.auth import Principal, ensure_region
+from lifeline.infra.problems import Problem
+from lifeline.infra.runtime import ServiceRuntime
+from services.verification.application import (
+    DecisionNotAllowed,
+    VerificationApplication,
+    VerificationNotFound,
+    verification_view,
+)
+
+READERS = ("clerk", "caseworker", "reviewer", "county_officer", "auditor", "admin")
+DECIDERS = ("reviewer", "county_officer", "admin")
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    decision: Literal["approve", "refuse"]
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+def router(runtime: ServiceRuntime) -> APIRouter:
+    api = APIRouter(prefix="/v1")
+    app: VerificationApplication = runtime.app  # type: ignore[assignment]
+
+    def load(case_id: str, principal: Principal):
+        try:
+            v = app.get_verification(case_id)
+        except VerificationNotFound:
+            raise Problem(404, "Verification not found", f"no verification for case {case_id}") from None
+        ensure_region(principal, v.region_code)
+        return v
+
+    def meta(principal: Principal, reason: str = "") -> Meta:
+        return Meta(principal.user_id, principal.role.value, principal.org_code or "", reason=reason)
+
+    @api.get("/verifications/{case_id}", tags=["verifications"])
+    async def get_verification(case_id: str, principal: Principal = runtime.auth.require(*READERS)):
+        return verification_view(await asyncio.to_thread(load, case_id, principal))
+
+    @api.post("/verifications/{case_id}/decision", tags=["verifications"])
+    async def decide(
+        case_id: str, body: DecisionIn, request: Request,
+        principal: Principal = runtime.auth.require(*DECIDERS),
+    ):
+        await asyncio.to_thread(load, case_id, principal)
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                result = await asyncio.to_thread(
+                    app.decide, case_id, body.decision, body.reason, meta(principal, body.reason)
+                )
+            except DecisionNotAllowed as exc:
+                raise Problem(409, "Decision not allowed", str(exc)) from None
+            runtime.saved()
+            return 200, {"case_id": case_id, "decision": body.decision, **result}
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.post("/verifications/{case_id}/complete", tags=["verifications"])
+    async def complete(
+        case_id: str, request: Request, principal: Principal = runtime.auth.require(*DECIDERS)
+    ):
+        """Complete the check now; departments that have not answered are reported missing."""
+        await asyncio.to_thread(load, case_id, principal)
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                assessment = await asyncio.to_thread(app.complete_now, case_id, meta(principal))
+            except DecisionNotAllowed as exc:
+                raise Problem(409, "Check already complete", str(exc)) from None
+            runtime.saved()
+            return 200, {"case_id": case_id, "assessment": assessment}
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    return api

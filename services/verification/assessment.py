@@ -1,0 +1,657 @@
+"""Household economic assessment and benefit amounts — pure functions, no I/O.
+
+Every figure is integer fen. Comparisons with multiplied standards use exact fractions.
+
+Rounding rule (the only place a division happens): per-capita income is the household's monthly
+net income divided by the counted members, **rounded down to whole fen** (in the household's
+favour, by less than 1 fen per person). Amounts are then computed from that per-capita figure,
+``(standard − per-capita income) × members``, so an officer can re-do every amount by hand.
+Eligibility tests use the exact totals (``total < standard × members``), which for an integer
+standard gives the same answer as comparing the rounded-down per-capita income.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from fractions import Fraction
+from typing import Any, Iterable, Literal, Mapping
+
+from lifeline.rules.departments import DEPARTMENTS
+from lifeline.rules.ids import InvalidResidentId, mask_resident_id, parse_resident_id
+from lifeline.rules.regions import county_of
+from services.verification.policy import CountyPolicy, PolicyError, ratio_text
+
+Outcome = Literal["eligible", "ineligible", "needs_appraisal"]
+AssistanceType = Literal["dibao", "tekun", "linshi_jinan", "linshi_zhichu", "low_income"]
+ASSISTANCE_TYPES = ("dibao", "tekun", "linshi_jinan", "linshi_zhichu", "low_income")
+WORK_ABILITY = ("full", "partial", "none")
+DISABILITY_KINDS = ("physical", "intellectual", "mental", "visual", "hearing", "speech", "multiple")
+RECORD_FIELDS = ("monthly_income_fen", "income_tax_fen", "social_insurance_fen", "assets_fen",
+                 "medical_expense_fen", "education_expense_fen")
+
+
+def _fen(value: Any, what: str) -> int:
+    """Money must be a non-negative int (bool and float refused: no floats for money)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer number of fen, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Member:
+    """A person named in the application.
+
+    Counted members (家庭成员, the divisor of per-capita income) are those living together
+    (``co_resident``). A legal supporter living apart (非共同生活的法定赡养、抚养、扶养义务人,
+    ``support_obligor=True, co_resident=False``) is verified but not counted; the support they
+    pay (``support_paid_fen``) is household income. Someone living apart who is not an obligor
+    (e.g. in military service or prison) is neither counted nor their income used.
+    """
+
+    id_number: str
+    name: str = ""
+    relation: str = "self"
+    disability_grade: int | None = None
+    disability_kind: str | None = None
+    serious_illness: bool = False
+    work_ability: Literal["full", "partial", "none"] = "full"
+    co_resident: bool = True
+    support_obligor: bool = False
+    support_paid_fen: int = 0
+
+    def __post_init__(self) -> None:
+        # one spelling per person, so department rows match whatever case the X was typed in
+        object.__setattr__(self, "id_number", str(self.id_number).strip().upper())
+        if self.work_ability not in WORK_ABILITY:
+            raise ValueError(f"work_ability must be one of {WORK_ABILITY}")
+        if self.disability_grade is not None and self.disability_grade not in (1, 2, 3, 4):
+            raise ValueError("disability_grade must be 1-4 or None")
+        if self.disability_kind is not None and self.disability_kind not in DISABILITY_KINDS:
+            raise ValueError(f"disability_kind must be one of {DISABILITY_KINDS}")
+        _fen(self.support_paid_fen, "support_paid_fen")
+
+    @property
+    def counted(self) -> bool:
+        return self.co_resident
+
+    @property
+    def severe_for_single_person(self) -> bool:
+        """单人户保 qualification (seed 002): grade 1-2 disability of any kind, grade 3
+        intellectual or mental disability, or serious illness (重病)."""
+        if self.serious_illness:
+            return True
+        if self.disability_grade in (1, 2):
+            return True
+        return self.disability_grade == 3 and self.disability_kind in ("intellectual", "mental")
+
+
+@dataclass(frozen=True)
+class Household:
+    members: tuple[Member, ...]
+    area: Literal["urban", "rural"]
+    region_code: str
+    assistance_type: str = "dibao"
+    declared_monthly_income_fen: int = 0
+    declared_assets_fen: int = 0
+    single_person_member_id: str | None = None   # 单人户保: the person who applied alone
+    requested_amount_fen: int = 0                # 临时救助: amount asked (0 = policy default)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "members", tuple(self.members))
+        if self.single_person_member_id is not None:
+            object.__setattr__(self, "single_person_member_id",
+                               str(self.single_person_member_id).strip().upper())
+        if self.area not in ("urban", "rural"):
+            raise ValueError("area must be 'urban' or 'rural'")
+        if self.assistance_type not in ASSISTANCE_TYPES:
+            raise ValueError(f"assistance_type must be one of {ASSISTANCE_TYPES}")
+        _fen(self.declared_monthly_income_fen, "declared_monthly_income_fen")
+        _fen(self.declared_assets_fen, "declared_assets_fen")
+        _fen(self.requested_amount_fen, "requested_amount_fen")
+        ids = [m.id_number for m in self.members]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a person may appear only once in a household")
+
+
+@dataclass(frozen=True)
+class DepartmentRecord:
+    """One department's answer: per-person monthly figures in fen (missing keys are 0).
+
+    ``status`` other than ``answered`` (e.g. ``unavailable``) means the department did not
+    answer: it is reported missing, never read as zero.
+    """
+
+    department: str
+    members: tuple[Mapping[str, Any], ...] = ()
+    status: str = "answered"
+
+    def __post_init__(self) -> None:
+        if self.department not in DEPARTMENTS:
+            raise ValueError(f"unknown department code {self.department!r}")
+        rows = tuple(dict(r) for r in self.members)
+        for row in rows:
+            if "id_number" not in row:
+                raise ValueError(f"{self.department}: every row needs an id_number")
+            for key, value in row.items():
+                if key == "id_number":
+                    continue
+                if key in RECORD_FIELDS:
+                    _fen(value, f"{self.department}.{key}")
+                elif key.endswith("_fen"):
+                    # a money figure we do not know how to treat must not be dropped silently
+                    raise ValueError(f"{self.department}: unknown figure {key!r}")
+                # other keys (names, source references) are descriptive and ignored
+        object.__setattr__(self, "members", rows)
+
+    @property
+    def answered(self) -> bool:
+        return self.status == "answered"
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    rule: str
+    message_zh: str
+    figures: dict[str, int | str] = field(default_factory=dict)
+    severity: Literal["info", "warning", "blocking"] = "info"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "rule": self.rule, "message_zh": self.message_zh,
+                "figures": dict(self.figures), "severity": self.severity}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    outcome: Outcome
+    recommended_assistance_type: str | None
+    tier: str | None
+    monthly_amount_fen: int
+    standard_applied_fen: int
+    per_capita_income_fen: int
+    household_size: int
+    assets_total_fen: int
+    departments_answered: tuple[str, ...]
+    departments_missing: tuple[str, ...]
+    reasons: tuple[Reason, ...]
+    assistance_type: str = "dibao"
+    one_off_amount_fen: int = 0
+    approval_level: str | None = None
+    county_code: str = ""
+    policy_effective_from: date | None = None
+    decision_date: date | None = None
+    assets_within_limit: bool = True
+    asset_limit_total_fen: int = 0
+
+    @property
+    def warnings(self) -> tuple[Reason, ...]:
+        return tuple(r for r in self.reasons if r.severity == "warning")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "assistance_type": self.assistance_type,
+            "recommended_assistance_type": self.recommended_assistance_type,
+            "tier": self.tier,
+            "monthly_amount_fen": self.monthly_amount_fen,
+            "one_off_amount_fen": self.one_off_amount_fen,
+            "approval_level": self.approval_level,
+            "standard_applied_fen": self.standard_applied_fen,
+            "per_capita_income_fen": self.per_capita_income_fen,
+            "household_size": self.household_size,
+            "assets_total_fen": self.assets_total_fen,
+            "assets_within_limit": self.assets_within_limit,
+            "asset_limit_total_fen": self.asset_limit_total_fen,
+            "departments_answered": list(self.departments_answered),
+            "departments_missing": list(self.departments_missing),
+            "county_code": self.county_code,
+            "policy_effective_from": (self.policy_effective_from.isoformat()
+                                      if self.policy_effective_from else None),
+            "decision_date": self.decision_date.isoformat() if self.decision_date else None,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "warnings": [r.to_dict() for r in self.warnings],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Amount rules
+# --------------------------------------------------------------------------------------------
+def per_capita_income(total_fen: int, members: int) -> int:
+    """Household monthly net income ÷ counted members, rounded down to whole fen."""
+    _fen(total_fen, "total income")
+    if members < 1:
+        raise ValueError("members must be >= 1")
+    return total_fen // members
+
+
+def gap_payment(standard_fen: int, per_capita_income_fen: int, members: int) -> int:
+    """补差 = (standard − per-capita income) × members; 0 when income reaches the standard."""
+    _fen(standard_fen, "standard_fen")
+    _fen(per_capita_income_fen, "per_capita_income_fen")
+    if not isinstance(members, int) or members < 1:
+        raise ValueError("members must be a positive integer")
+    return max(0, standard_fen - per_capita_income_fen) * members
+
+
+@dataclass(frozen=True)
+class Amount:
+    monthly_fen: int
+    tier: str
+    per_capita_fen: int
+    gap_per_capita_fen: int
+    topped_up: bool
+
+
+def monthly_amount(policy: CountyPolicy, area: str, per_capita_income_fen: int, members: int,
+                   *, full_class: bool = False) -> Amount:
+    """The 低保 monthly amount for an eligible unit.
+
+    1. class A (全额保障) is paid the whole standard per person;
+    2. otherwise the per-person payment is the gap (``gap``) or the tier amount (``tiers``), the
+       tier being the band the gap falls in (edges inclusive, seed 002 分档不少于三档);
+    3. raised to the minimum per-capita top-up (月人均补差不低于…);
+    4. never above the standard per person, never negative. Income at or above the standard
+       gives 0 (the unit is not eligible).
+    """
+    standard = policy.standard_for(area)  # type: ignore[arg-type]
+    gap_pc = max(0, standard - per_capita_income_fen)
+    if members < 1:
+        raise ValueError("members must be >= 1")
+    if gap_pc == 0:
+        return Amount(0, "", 0, 0, False)
+    full = policy.full_tier
+    if full_class and full is not None:
+        return Amount(standard * members, full.code, standard, gap_pc, False)
+    tier = policy.tier_for_gap(gap_pc, standard)
+    per_capita = gap_pc if policy.payment_method == "gap" else tier.amount_for(area)  # type: ignore[arg-type]
+    floor = policy.min_top_up_for(area)  # type: ignore[arg-type]
+    topped = per_capita < floor
+    per_capita = min(max(per_capita, floor), standard)
+    return Amount(per_capita * members, tier.code, per_capita, gap_pc, topped)
+
+
+def approval_level(amount_fen: int, policy: CountyPolicy) -> str:
+    """Emergency relief: township up to its cap (inclusive), county above."""
+    return "township" if amount_fen <= policy.emergency.township_cap_fen else "county"
+
+
+# --------------------------------------------------------------------------------------------
+# Assessment
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Figures:
+    income: int = 0
+    tax: int = 0
+    social_insurance: int = 0
+    assets: int = 0
+    medical: int = 0
+    education: int = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        self.income += row.get("monthly_income_fen", 0)
+        self.tax += row.get("income_tax_fen", 0)
+        self.social_insurance += row.get("social_insurance_fen", 0)
+        self.assets += row.get("assets_fen", 0)
+        self.medical += row.get("medical_expense_fen", 0)
+        self.education += row.get("education_expense_fen", 0)
+
+    @property
+    def net(self) -> int:
+        return self.income - self.tax - self.social_insurance
+
+
+def _sum(figs: Iterable[_Figures]) -> _Figures:
+    total = _Figures()
+    for f in figs:
+        total.income += f.income
+        total.tax += f.tax
+        total.social_insurance += f.social_insurance
+        total.assets += f.assets
+        total.medical += f.medical
+        total.education += f.education
+    return total
+
+
+def _age(member: Member, on: date) -> int | None:
+    try:
+        return parse_resident_id(member.id_number, today=on).age_on(on)
+    except InvalidResidentId:
+        return None
+
+
+def _masked(members: Iterable[Member]) -> str:
+    return ",".join(mask_resident_id(m.id_number) for m in members)
+
+
+def assess(household: Household, records: Mapping[str, DepartmentRecord], policy: CountyPolicy,
+           decision_date: date) -> Assessment:
+    """Assess a household against the policy in force on ``decision_date``."""
+    if county_of(household.region_code) != policy.county_code:
+        raise PolicyError(f"county_code: household region {household.region_code} is not in "
+                          f"county {policy.county_code}", field="county_code")
+    if policy.effective_from > decision_date:
+        raise PolicyError(f"effective_from: policy of {policy.effective_from} is not in force on "
+                          f"{decision_date}", field="effective_from")
+    kind = household.assistance_type
+    reasons: list[Reason] = []
+    area = household.area
+    standard = policy.standard_for(area)
+
+    # -- who counts ------------------------------------------------------------------------
+    counted = [m for m in household.members if m.counted]
+    obligors = [m for m in household.members if not m.co_resident and m.support_obligor]
+    if not counted:
+        raise ValueError("a household needs at least one co-resident member")
+    not_counted = [m for m in household.members if not m.counted]
+    reasons.append(Reason(
+        "MEMBERS_COUNTED", "household.members",
+        f"共同生活家庭成员{len(counted)}人计入；非共同生活人员{len(not_counted)}人不计入人数",
+        {"counted": len(counted), "not_counted": len(not_counted),
+         "support_obligors": len(obligors)}))
+
+    # -- departments -----------------------------------------------------------------------
+    mandatory = list(policy.mandatory_departments)
+    if kind == "linshi_zhichu":
+        mandatory += [d for d in policy.expenditure_departments if d not in mandatory]
+    answered = tuple(sorted(code for code, rec in records.items() if rec.answered))
+    missing = tuple(d for d in mandatory if d not in answered)
+
+    per_person: dict[str, _Figures] = {m.id_number: _Figures() for m in household.members}
+    unknown_rows = 0
+    for code in answered:
+        for row in records[code].members:
+            figs = per_person.get(str(row["id_number"]).strip().upper())
+            if figs is None:
+                unknown_rows += 1
+                continue
+            figs.add(row)
+    if unknown_rows:
+        reasons.append(Reason("RECORD_FOR_UNKNOWN_PERSON", "verification.records",
+                              f"部门记录中有{unknown_rows}条不属于申请家庭成员，未计入",
+                              {"rows": unknown_rows}, "warning"))
+
+    # -- income ----------------------------------------------------------------------------
+    fam = _sum(per_person[m.id_number] for m in counted)
+    support = sum(m.support_paid_fen for m in obligors)
+    verified_net = max(0, fam.net) + support
+    declared = household.declared_monthly_income_fen
+    income_total = max(verified_net, declared)
+    reasons.append(Reason(
+        "INCOME_NET", "income.net_of_tax_and_social_insurance",
+        "家庭月收入按扣除个人所得税和社会保险缴费后计算；核对收入与申报收入取较高者",
+        {"gross_fen": fam.income, "income_tax_fen": fam.tax,
+         "social_insurance_fen": fam.social_insurance, "support_received_fen": support,
+         "verified_net_fen": verified_net, "declared_fen": declared,
+         "income_used_fen": income_total}))
+    if verified_net > declared:
+        reasons.append(Reason("INCOME_UNDER_DECLARED", "income.declared_vs_verified",
+                              "核对收入高于申报收入（预警）",
+                              {"verified_net_fen": verified_net, "declared_fen": declared},
+                              "warning"))
+    for ob in obligors:
+        ob_net = max(0, per_person[ob.id_number].net)
+        if Fraction(ob_net) >= policy.obligor_warning_multiple * standard:
+            reasons.append(Reason(
+                "OBLIGOR_CAN_SUPPORT", "income.support_obligor",
+                "非共同生活的法定赡养（抚养、扶养）义务人收入较高，请核实赡养费（预警）",
+                {"obligor": mask_resident_id(ob.id_number), "obligor_net_fen": ob_net,
+                 "support_paid_fen": ob.support_paid_fen,
+                 "threshold_fen": int(policy.obligor_warning_multiple * standard)}, "warning"))
+
+    # -- assets ----------------------------------------------------------------------------
+    assets_total = max(fam.assets, household.declared_assets_fen)
+    asset_limit_total = policy.asset_limit_fen * len(counted)
+    assets_ok = assets_total <= asset_limit_total
+    reasons.append(Reason(
+        "ASSETS_WITHIN_LIMIT" if assets_ok else "ASSETS_OVER_LIMIT", "assets.limit",
+        "家庭财产符合规定" if assets_ok else "家庭财产超过规定限额",
+        {"assets_verified_fen": fam.assets, "assets_declared_fen": household.declared_assets_fen,
+         "assets_total_fen": assets_total, "limit_per_capita_fen": policy.asset_limit_fen,
+         "limit_total_fen": asset_limit_total}, "info" if assets_ok else "blocking"))
+
+    n = len(counted)
+    pci = per_capita_income(income_total, n)
+    low_line_total = policy.low_income_multiplier * standard * n   # exact Fraction
+    below_standard = income_total < standard * n                 # 低于低保标准 (strict)
+    within_low = Fraction(income_total) <= low_line_total         # 1.5倍以内 (incl., 民法典1259条)
+    figs_std = {"per_capita_income_fen": pci, "standard_fen": standard, "members": n,
+                "income_used_fen": income_total,
+                "low_income_multiplier": ratio_text(policy.low_income_multiplier),
+                "low_income_line_fen": int(policy.low_income_multiplier * standard)}
+
+    ctx = _Ctx(household, policy, decision_date, reasons, standard, area)
+    if kind == "dibao":
+        result = _dibao(ctx, counted, per_person, pci, n, below_standard, within_low, assets_ok,
+                        figs_std)
+    elif kind == "tekun":
+        result = _tekun(ctx, counted, obligors, pci, n, below_standard, within_low, assets_ok,
+                        figs_std)
+    elif kind == "low_income":
+        result = _low_income(ctx, counted, pci, n, below_standard, within_low, assets_ok,
+                             figs_std)
+    elif kind == "linshi_zhichu":
+        result = _zhichu(ctx, fam, pci, n, income_total, within_low, assets_ok, figs_std)
+    else:
+        result = _jinan(ctx, pci, n, within_low, figs_std)
+
+    outcome, recommended, tier, monthly, one_off, size, pci_out = result
+    level = approval_level(one_off, policy) if one_off else None
+
+    if missing:
+        # Never eligible on an incomplete report; missing data is never read as zero.
+        reasons.append(Reason(
+            "DEPARTMENTS_MISSING", "verification.mandatory_departments",
+            "以下必需部门核对数据缺失，不按零收入处理，需民主评议或补充核对："
+            + "、".join(DEPARTMENTS[d] for d in missing),
+            {"missing": ",".join(missing), "provisional_outcome": outcome,
+             "provisional_monthly_amount_fen": monthly, "provisional_one_off_amount_fen": one_off},
+            "blocking"))
+        outcome, tier, monthly, one_off, level = "needs_appraisal", None, 0, 0, None
+
+    return Assessment(
+        outcome=outcome, recommended_assistance_type=recommended, tier=tier,
+        monthly_amount_fen=monthly, standard_applied_fen=(
+            policy.tekun_standard_fen if kind == "tekun" else standard),
+        per_capita_income_fen=pci_out, household_size=size, assets_total_fen=assets_total,
+        departments_answered=answered, departments_missing=missing, reasons=tuple(reasons),
+        assistance_type=kind, one_off_amount_fen=one_off, approval_level=level,
+        county_code=policy.county_code, policy_effective_from=policy.effective_from,
+        decision_date=decision_date, assets_within_limit=assets_ok,
+        asset_limit_total_fen=asset_limit_total)
+
+
+@dataclass
+class _Ctx:
+    household: Household
+    policy: CountyPolicy
+    decision_date: date
+    reasons: list[Reason]
+    standard: int
+    area: str
+
+
+_Result = tuple[str, str | None, str | None, int, int, int, int]
+
+
+def _pay(ctx: _Ctx, pci: int, n: int, full_class: bool) -> Amount:
+    amt = monthly_amount(ctx.policy, ctx.area, pci, n, full_class=full_class)
+    method = "全额保障" if full_class else (
+        "据实补差" if ctx.policy.payment_method == "gap" else "分档发放")
+    ctx.reasons.append(Reason(
+        "AMOUNT", f"amount.{ctx.policy.payment_method}",
+        f"保障金按{method}计算：({ctx.standard}−{pci})×{n}，类别{amt.tier}"
+        + ("，已按月人均最低补差补足" if amt.topped_up else ""),
+        {"standard_fen": ctx.standard, "per_capita_income_fen": pci, "members": n,
+         "gap_per_capita_fen": amt.gap_per_capita_fen, "per_capita_paid_fen": amt.per_capita_fen,
+         "min_top_up_fen": ctx.policy.min_top_up_for(ctx.area),  # type: ignore[arg-type]
+         "tier": amt.tier, "monthly_amount_fen": amt.monthly_fen}))
+    return amt
+
+
+def _single_person_candidates(counted: list[Member]) -> list[Member]:
+    return [m for m in counted if m.severe_for_single_person]
+
+
+def _dibao(ctx: _Ctx, counted: list[Member], per_person: dict[str, _Figures], pci: int, n: int,
+           below: bool, within_low: bool, assets_ok: bool, figs: dict) -> _Result:
+    hh = ctx.household
+    if hh.single_person_member_id is not None:
+        return _single_person(ctx, counted, per_person, pci, n, within_low, assets_ok, figs)
+    if below and assets_ok:
+        ctx.reasons.append(Reason("INCOME_BELOW_STANDARD", "eligibility.dibao",
+                                  "家庭月人均收入低于当地低保标准", figs))
+        full_class = all(m.work_ability == "none" for m in counted)
+        amt = _pay(ctx, pci, n, full_class)
+        return "eligible", "dibao", amt.tier, amt.monthly_fen, 0, n, pci
+    if not below:
+        ctx.reasons.append(Reason("INCOME_NOT_BELOW_STANDARD", "eligibility.dibao",
+                                  "家庭月人均收入不低于当地低保标准", figs, "blocking"))
+    recommended = "low_income" if within_low and assets_ok else None
+    if recommended:
+        ctx.reasons.append(Reason("LOW_INCOME_INSTEAD", "eligibility.low_income",
+                                  "家庭月人均收入在低收入家庭认定标准以内，可认定为低收入家庭", figs))
+        candidates = _single_person_candidates(counted)
+        if candidates and not below and n > 1:
+            ctx.reasons.append(Reason(
+                "SINGLE_PERSON_POSSIBLE", "eligibility.single_person",
+                "低收入家庭中的重残、重病人员经个人申请可按单人户纳入低保",
+                {"members": _masked(candidates), "count": len(candidates)}))
+    return "ineligible", recommended, None, 0, 0, n, pci
+
+
+def _single_person(ctx: _Ctx, counted: list[Member], per_person: dict[str, _Figures], pci: int,
+                   n: int, within_low: bool, assets_ok: bool, figs: dict) -> _Result:
+    hh = ctx.household
+    person = next((m for m in counted if m.id_number == hh.single_person_member_id), None)
+    if person is None or not person.severe_for_single_person:
+        ctx.reasons.append(Reason(
+            "SINGLE_PERSON_NOT_QUALIFIED", "eligibility.single_person",
+            "单人户保仅适用于共同生活的一、二级重度残疾人，三级智力、精神残疾人或重病患者",
+            {"member": mask_resident_id(hh.single_person_member_id or "")}, "blocking"))
+        return "ineligible", None, None, 0, 0, 1, pci
+    if not (within_low and assets_ok):
+        ctx.reasons.append(Reason(
+            "FAMILY_NOT_LOW_INCOME", "eligibility.single_person",
+            "单人户保要求所在家庭为低收入家庭（收入、财产符合认定条件）", figs, "blocking"))
+        return "ineligible", None, None, 0, 0, 1, pci
+    own = max(0, per_person[person.id_number].net)
+    own_figs = {"own_net_income_fen": own, "standard_fen": ctx.standard,
+                "family_per_capita_income_fen": pci,
+                "low_income_line_fen": figs["low_income_line_fen"]}
+    if own >= ctx.standard:
+        ctx.reasons.append(Reason("INCOME_NOT_BELOW_STANDARD", "eligibility.single_person",
+                                  "申请人本人月收入不低于低保标准", own_figs, "blocking"))
+        return "ineligible", "low_income", None, 0, 0, 1, own
+    ctx.reasons.append(Reason("SINGLE_PERSON_INCLUDED", "eligibility.single_person",
+                              "低收入家庭中的重残、重病人员按单人户纳入低保", own_figs))
+    amt = _pay(ctx, own, 1, person.work_ability == "none")
+    return "eligible", "dibao", amt.tier, amt.monthly_fen, 0, 1, own
+
+
+def _tekun(ctx: _Ctx, counted: list[Member], obligors: list[Member], pci: int, n: int,
+           below: bool, within_low: bool, assets_ok: bool, figs: dict) -> _Result:
+    problems: list[str] = []
+    for m in counted:
+        age = _age(m, ctx.decision_date)
+        # 特困: 无劳动能力的老年人(60+)、残疾人、未成年人(<18, seed 002 延长至18周岁)
+        covered = (age is not None and (age >= 60 or age < 18)) or m.disability_grade is not None
+        if m.work_ability != "none" or not covered:
+            problems.append(mask_resident_id(m.id_number))
+    able_obligors = [o for o in obligors if o.work_ability != "none"]
+    ok = not problems and not able_obligors and below and assets_ok
+    if problems:
+        ctx.reasons.append(Reason("TEKUN_MEMBER_NOT_QUALIFIED", "eligibility.tekun",
+                                  "特困供养仅适用于无劳动能力的老年人、残疾人和未满18周岁的未成年人",
+                                  {"members": ",".join(problems)}, "blocking"))
+    if able_obligors:
+        ctx.reasons.append(Reason("TEKUN_HAS_OBLIGOR", "eligibility.tekun",
+                                  "有具备赡养、抚养、扶养能力的法定义务人",
+                                  {"obligors": _masked(able_obligors)}, "blocking"))
+    if not below:
+        ctx.reasons.append(Reason("INCOME_NOT_BELOW_STANDARD", "eligibility.tekun",
+                                  "月人均收入不低于当地低保标准", figs, "blocking"))
+    if ok:
+        amount = ctx.policy.tekun_standard_fen * n
+        ctx.reasons.append(Reason("TEKUN_STANDARD", "amount.tekun",
+                                  "按特困人员基本生活标准全额供养",
+                                  {"tekun_standard_fen": ctx.policy.tekun_standard_fen,
+                                   "members": n, "monthly_amount_fen": amount}))
+        return "eligible", "tekun", None, amount, 0, n, pci
+    if below and assets_ok:
+        return "ineligible", "dibao", None, 0, 0, n, pci
+    return "ineligible", ("low_income" if within_low and assets_ok else None), None, 0, 0, n, pci
+
+
+def _low_income(ctx: _Ctx, counted: list[Member], pci: int, n: int, below: bool,
+                within_low: bool, assets_ok: bool, figs: dict) -> _Result:
+    if within_low and assets_ok:
+        ctx.reasons.append(Reason("WITHIN_LOW_INCOME_LINE", "eligibility.low_income",
+                                  "家庭月人均收入在低保标准的规定倍数以内，财产符合规定", figs))
+        if below:
+            ctx.reasons.append(Reason("DIBAO_POSSIBLE", "eligibility.dibao",
+                                      "家庭月人均收入低于低保标准，可申请低保", figs))
+        return "eligible", ("dibao" if below else "low_income"), None, 0, 0, n, pci
+    if not within_low:
+        ctx.reasons.append(Reason("ABOVE_LOW_INCOME_LINE", "eligibility.low_income",
+                                  "家庭月人均收入超过低收入家庭认定标准", figs, "blocking"))
+    return "ineligible", None, None, 0, 0, n, pci
+
+
+def _zhichu(ctx: _Ctx, fam: _Figures, pci: int, n: int, income_total: int, within_low: bool,
+            assets_ok: bool, figs: dict) -> _Result:
+    rigid = fam.medical + fam.education
+    adjusted_total = max(0, income_total - rigid)
+    adj_pci = per_capita_income(adjusted_total, n)
+    zfigs = {**figs, "medical_expense_fen": fam.medical, "education_expense_fen": fam.education,
+             "rigid_expense_fen": rigid, "income_after_expense_fen": adjusted_total,
+             "per_capita_after_expense_fen": adj_pci}
+    ctx.reasons.append(Reason("RIGID_EXPENSE_DEDUCTED", "income.rigid_expenditure",
+                              "支出型困难：扣除刚性医疗、教育支出后计算家庭月人均收入", zfigs))
+    below_after = adjusted_total < ctx.standard * n
+    if within_low and assets_ok and rigid > 0 and below_after:
+        months = ctx.policy.temporary_relief_months
+        monthly_gap = gap_payment(ctx.standard, adj_pci, n)
+        one_off = min(monthly_gap * months, ctx.policy.emergency.county_cap_fen)
+        ctx.reasons.append(Reason(
+            "TEMPORARY_RELIEF_AMOUNT", "amount.linshi_zhichu",
+            f"支出型临时救助：({ctx.standard}−{adj_pci})×{n}×{months}个月，不超过县级审批上限",
+            {"monthly_gap_fen": monthly_gap, "months": months,
+             "county_cap_fen": ctx.policy.emergency.county_cap_fen, "one_off_amount_fen": one_off}))
+        return "eligible", "linshi_zhichu", None, 0, one_off, n, adj_pci
+    if not within_low:
+        ctx.reasons.append(Reason("ABOVE_LOW_INCOME_LINE", "eligibility.linshi_zhichu",
+                                  "家庭月人均收入超过低收入家庭认定标准", zfigs, "blocking"))
+    elif rigid == 0 or not below_after:
+        ctx.reasons.append(Reason("EXPENSE_NOT_DECISIVE", "eligibility.linshi_zhichu",
+                                  "扣除刚性支出后家庭月人均收入仍不低于低保标准", zfigs, "blocking"))
+    return "ineligible", ("low_income" if within_low and assets_ok else None), None, 0, 0, n, adj_pci
+
+
+def _jinan(ctx: _Ctx, pci: int, n: int, within_low: bool, figs: dict) -> _Result:
+    policy = ctx.policy
+    asked = ctx.household.requested_amount_fen
+    default = ctx.standard * n * policy.temporary_relief_months
+    wanted = asked if asked > 0 else default
+    one_off = min(wanted, policy.emergency.county_cap_fen)
+    ctx.reasons.append(Reason(
+        "EMERGENCY_RELIEF_AMOUNT", "amount.linshi_jinan",
+        "急难型临时救助不以收入为前置条件，金额不超过县级审批上限；未申请具体金额的按"
+        f"{policy.temporary_relief_months}个月低保标准计",
+        {"requested_fen": asked, "default_fen": default,
+         "township_cap_fen": policy.emergency.township_cap_fen,
+         "county_cap_fen": policy.emergency.county_cap_fen, "one_off_amount_fen": one_off},
+        "warning" if wanted > policy.emergency.county_cap_fen else "info"))
+    if not within_low:
+        ctx.reasons.append(Reason("ABOVE_LOW_INCOME_LINE", "eligibility.linshi_jinan",
+                                  "家庭月人均收入超过低收入家庭认定标准（预警）", figs, "warning"))
+    return "eligible", "linshi_jinan", None, 0, one_off, n, pci
+
+
+def assess_with_book(household: Household, records: Mapping[str, DepartmentRecord], book: Any,
+                     decision_date: date) -> Assessment:
+    """Pick the policy in force on ``decision_date`` from a PolicyBook/PolicyHolder and assess."""
+    policy = book.policy_for(county_of(household.region_code), decision_date)
+    return assess(household, records, policy, decision_date)

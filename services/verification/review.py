@@ -1,0 +1,142 @@
+"""Dynamic management (动态管理): review cycles and grace periods before stopping (渐退/延退).
+
+Sources (seed 002):
+- 审核确认 §7 动态管理: 对短期内经济状况变化不大的低保、特困家庭，每年核查1次；对收入来源不固定、
+  家庭成员有劳动能力的低保家庭，每半年核查1次。
+- 年审 §(一)2 七是 延退机制: 已领取养老保险金、家庭月人均收入在低保标准1倍以上2倍以下 → 6个月；
+  高中或者大学毕业后实现就业 → 6至12个月；公共服务机构推荐就业的就业困难家庭 → 2年；
+  公共就业服务机构推荐就业的残疾对象 → 3年；受疫情影响较大 → 3至6个月。
+"""
+from __future__ import annotations
+
+import calendar as _cal
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from fractions import Fraction
+from typing import Literal
+
+from lifeline.rules.periods import add_periods, business_date, next_period, period_of
+from services.verification.assessment import Household
+from services.verification.policy import CountyPolicy, ReviewPolicy
+
+GraceReason = Literal["pensioner", "graduate_employed", "public_employment",
+                      "disabled_employment", "epidemic"]
+GRACE_REASONS: tuple[str, ...] = ("pensioner", "graduate_employed", "public_employment",
+                                  "disabled_employment", "epidemic")
+
+
+def _review_policy(policy: CountyPolicy | ReviewPolicy | None) -> ReviewPolicy:
+    if policy is None:
+        return ReviewPolicy()
+    return policy.review if isinstance(policy, CountyPolicy) else policy
+
+
+@dataclass(frozen=True)
+class ReviewCycle:
+    months: int
+    code: Literal["REVIEW_ANNUAL", "REVIEW_HALF_YEARLY"]
+    message_zh: str
+
+
+def review_cycle(household: Household, *, income_irregular: bool,
+                 policy: CountyPolicy | ReviewPolicy | None = None) -> ReviewCycle:
+    """Half-yearly when income is irregular *and* a counted member can work; otherwise annual."""
+    rp = _review_policy(policy)
+    can_work = any(m.counted and m.work_ability in ("full", "partial") for m in household.members)
+    if income_irregular and can_work:
+        return ReviewCycle(rp.irregular_months, "REVIEW_HALF_YEARLY",
+                           "收入来源不固定、家庭成员有劳动能力，每半年核查1次")
+    return ReviewCycle(rp.stable_months, "REVIEW_ANNUAL", "经济状况变化不大，每年核查1次")
+
+
+def add_months(d: date, months: int) -> date:
+    """Same day ``months`` later, clamped to the month's end (31 Jan + 1 → 28/29 Feb)."""
+    index = d.year * 12 + d.month - 1 + months
+    year, month = index // 12, index % 12 + 1
+    return date(year, month, min(d.day, _cal.monthrange(year, month)[1]))
+
+
+def next_review_date(last_review: date, cycle: ReviewCycle | int) -> date:
+    months = cycle.months if isinstance(cycle, ReviewCycle) else cycle
+    return add_months(last_review, months)
+
+
+@dataclass(frozen=True)
+class GraceDecision:
+    reason: str
+    granted: bool
+    months: int
+    code: str
+    message_zh: str
+    figures: dict[str, int | str] = field(default_factory=dict)
+
+
+def grace_period(reason: GraceReason, *, policy: CountyPolicy | ReviewPolicy | None = None,
+                 per_capita_income_fen: int | None = None, standard_fen: int | None = None,
+                 months: int | None = None) -> GraceDecision:
+    """How many months of continued payment (延退期) a household gets before it stops.
+
+    ``months`` chooses within a configured range (graduate 6-12, epidemic 3-6); outside the
+    range is refused. The pensioner rule needs the household's per-capita income and standard.
+    """
+    rp = _review_policy(policy)
+    if reason == "pensioner":
+        if per_capita_income_fen is None or standard_fen is None:
+            raise ValueError("pensioner grace needs per_capita_income_fen and standard_fen")
+        upper = rp.pensioner_upper_multiple * standard_fen
+        figs: dict[str, int | str] = {"per_capita_income_fen": per_capita_income_fen,
+                                      "standard_fen": standard_fen,
+                                      "upper_fen": int(upper)}
+        # 1倍以上2倍以下: both ends included (民法典第1259条: 以上、以下包括本数).
+        if standard_fen <= per_capita_income_fen and Fraction(per_capita_income_fen) <= upper:
+            return GraceDecision(reason, True, rp.pensioner_months, "GRACE_PENSIONER",
+                                 "已领取养老保险金，家庭月人均收入在低保标准1倍以上2倍以下，给予延退期",
+                                 {**figs, "months": rp.pensioner_months})
+        code = "STILL_BELOW_STANDARD" if per_capita_income_fen < standard_fen else "ABOVE_GRACE_BAND"
+        return GraceDecision(reason, False, 0, code,
+                             "家庭月人均收入不在低保标准1倍以上2倍以下，不适用养老金延退", figs)
+    if reason == "graduate_employed":
+        chosen = rp.graduate_employed_default_months if months is None else months
+        _in_range(chosen, rp.graduate_employed_min_months, rp.graduate_employed_max_months, reason)
+        return GraceDecision(reason, True, chosen, "GRACE_GRADUATE_EMPLOYED",
+                             "共同生活的家庭成员高中或者大学毕业后实现就业，给予延退期",
+                             {"months": chosen, "min_months": rp.graduate_employed_min_months,
+                              "max_months": rp.graduate_employed_max_months})
+    if reason == "public_employment":
+        return GraceDecision(reason, True, rp.public_employment_months, "GRACE_PUBLIC_EMPLOYMENT",
+                             "公共服务机构推荐就业的就业困难家庭，就业稳定后给予延退期",
+                             {"months": rp.public_employment_months})
+    if reason == "disabled_employment":
+        return GraceDecision(reason, True, rp.disabled_employment_months,
+                             "GRACE_DISABLED_EMPLOYMENT",
+                             "公共就业服务机构推荐就业的残疾对象，就业稳定后给予延退期",
+                             {"months": rp.disabled_employment_months})
+    if reason == "epidemic":
+        chosen = rp.epidemic_default_months if months is None else months
+        _in_range(chosen, rp.epidemic_min_months, rp.epidemic_max_months, reason)
+        return GraceDecision(reason, True, chosen, "GRACE_EPIDEMIC",
+                             "受疫情影响较大，视情给予延退期",
+                             {"months": chosen, "min_months": rp.epidemic_min_months,
+                              "max_months": rp.epidemic_max_months})
+    raise ValueError(f"unknown grace reason {reason!r}; expected one of {GRACE_REASONS}")
+
+
+def _in_range(value: int, lo: int, hi: int, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{what} grace must be between {lo} and {hi} months, got {value!r}")
+
+
+def first_unpaid_period(decided_at: datetime, grace_months: int = 0) -> str:
+    """The first period not paid after a termination/suspension decision.
+
+    Mirrors "payment starts the month after approval": the month of the decision is still paid,
+    payment stops from the next month, and a grace period of ``g`` months pushes that ``g``
+    periods further (decision 2026-03-15 → 2026-04; with 6 months' grace → 2026-10).
+    """
+    if grace_months < 0:
+        raise ValueError("grace_months must be >= 0")
+    return add_periods(next_period(period_of(business_date(decided_at))), grace_months)
+
+
+def last_paid_period(decided_at: datetime, grace_months: int = 0) -> str:
+    return add_periods(first_unpaid_period(decided_at, grace_months), -1)

@@ -1,0 +1,51 @@
+"""One running Lifeline (five services + simulator, separate processes) per module."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from lifeline.rules.ids import make_resident_id
+from tests.harness import Lifeline
+
+_people = itertools.count(1)
+
+
+def new_people(n: int, region: str = "370502") -> list[str]:
+    """Fresh valid resident ID numbers, unique within the test run."""
+    base = uuid.uuid4().int % 400
+    return [
+        make_resident_id(region, date(1970 + (base + i) % 40, 1 + i % 12, 1 + i % 28), next(_people) % 999, female=i % 2 == 1)
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def lifeline(infra):
+    namespace = f"e{uuid.uuid4().hex[:6]}."
+    data_dir = Path(tempfile.mkdtemp(prefix="lifeline-e2e-"))
+    data_dir.chmod(0o755)
+    system = Lifeline(infra, namespace, data_dir)
+    system.start()
+    try:
+        yield system
+    finally:
+        system.stop()
+
+
+def set_records(lifeline: Lifeline, department: str, id_number: str, **figures: int) -> None:
+    with lifeline.client("simulator") as sim:
+        r = sim.put(f"/v1/records/{department}/{id_number}", json=figures)
+        assert r.status_code == 200, r.text
+
+
+def make_poor(lifeline: Lifeline, people: list[str], income_fen: int = 0) -> None:
+    """Departments report little income and no assets for these people."""
+    for n in people:
+        set_records(lifeline, "hrss", n, monthly_income_fen=income_fen)
+        set_records(lifeline, "bank", n, assets_fen=0)

@@ -1,0 +1,115 @@
+"""Bad input and bad callers: a clear problem+json, nothing stored, nothing published."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from lifeline.infra.eventstore import event_store_env
+from lifeline.settings import Settings
+from services.intake.application import IntakeApplication
+from tests.e2e.conftest import new_people
+from tests.harness import household
+
+pytestmark = pytest.mark.e2e
+
+REGION = "370502101001"
+
+
+@pytest.fixture(scope="module")
+def intake_log(lifeline):
+    """The intake event log, read directly: what was stored, whatever the API says."""
+    app = IntakeApplication(env=event_store_env(Settings.from_env(lifeline.env), "intake"))
+    yield app
+    app.close()
+
+
+def _bad_id(valid: str) -> str:
+    last = valid[-1]
+    return valid[:-1] + ("0" if last != "0" else "1")
+
+
+def _problem(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    body = r.json()
+    assert body["status"] == status and body["title"]
+    return body
+
+
+CASES = {
+    "bad ID check digit": lambda p: household([_bad_id(p[0])], REGION),
+    "negative amount": lambda p: household(p, REGION, declared_monthly_income_fen=-1),
+    "unknown field": lambda p: household(p, REGION, favourite_colour="red"),
+    "authorisation not signed": lambda p: household(p, REGION, authorisation_signed=False),
+    "bad region code": lambda p: household(p, "99x"),
+    "no applicant": lambda p: {**household(p, REGION), "members": []},
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_application_is_refused_and_changes_nothing(lifeline, intake_log, name):
+    before = intake_log.recorder.max_notification_id()
+    with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
+        r = c.post("/v1/applications", json=CASES[name](new_people(1)))
+    body = _problem(r, 422)
+    assert body.get("errors") or body.get("detail")
+    assert intake_log.recorder.max_notification_id() == before
+
+
+def test_oversized_body_is_413_and_changes_nothing(lifeline, intake_log):
+    before = intake_log.recorder.max_notification_id()
+    big = household(new_people(1), REGION, bank_account_ref="x" * 200_000)
+    with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
+        r = c.post("/v1/applications", json=big)
+    _problem(r, 413)
+    assert intake_log.recorder.max_notification_id() == before
+
+
+def test_not_json_is_a_problem(lifeline):
+    with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
+        r = c.post("/v1/applications", content=b"\xff\xfe not json", headers={"content-type": "application/json"})
+    _problem(r, 400)  # malformed syntax is 400; well-formed but wrong is 422
+
+
+def test_no_token_is_401(lifeline, intake_log):
+    before = intake_log.recorder.max_notification_id()
+    r = httpx.post(lifeline.url("intake") + "/v1/applications", json=household(new_people(1), REGION))
+    _problem(r, 401)
+    assert r.headers.get("www-authenticate", "").lower().startswith("bearer")
+    r = httpx.post(lifeline.url("intake") + "/v1/applications", json=household(new_people(1), REGION),
+                   headers={"Authorization": "Bearer not-a-jwt"})
+    _problem(r, 401)
+    assert intake_log.recorder.max_notification_id() == before
+
+
+def test_wrong_role_is_403(lifeline, intake_log):
+    before = intake_log.recorder.max_notification_id()
+    with lifeline.client("intake", role="bank_channel", region=REGION[:9]) as c:
+        _problem(c.post("/v1/applications", json=household(new_people(1), REGION)), 403)
+    with lifeline.client("verification", role="clerk", region=REGION[:6]) as c:
+        _problem(c.post("/v1/verifications/C-X/decision", json={"decision": "approve", "reason": "x"}), 403)
+    assert intake_log.recorder.max_notification_id() == before
+
+
+def test_other_township_clerk_cannot_read_or_write(lifeline):
+    with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
+        r = c.post("/v1/applications", json=household(new_people(1), REGION))
+        assert r.status_code == 201, r.text
+        case_id = r.json()["case_id"]
+        assert c.get(f"/v1/cases/{case_id}").status_code == 200
+    other_township = REGION[:6] + "102"
+    with lifeline.client("intake", role="clerk", region=other_township) as c:
+        _problem(c.get(f"/v1/cases/{case_id}"), 403)
+        _problem(c.post("/v1/applications", json=household(new_people(1), REGION)), 403)
+    with lifeline.client("intake", role="county_officer", region=REGION[:6]) as c:
+        assert c.get(f"/v1/cases/{case_id}").status_code == 200
+
+
+def test_health_and_metrics_need_no_token_and_openapi_is_served(lifeline):
+    for service in ("intake", "verification", "payment", "charity", "notify"):
+        assert httpx.get(lifeline.url(service) + "/healthz").status_code == 200
+        assert httpx.get(lifeline.url(service) + "/readyz").status_code == 200
+        assert "lifeline_" in httpx.get(lifeline.url(service) + "/metrics").text
+        spec = httpx.get(lifeline.url(service) + "/openapi.json").json()
+        assert spec["openapi"].startswith("3.")

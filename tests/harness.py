@@ -1,0 +1,179 @@
+"""Runs Lifeline's services as separate OS processes for end-to-end tests.
+
+Each service is started with `python -m lifeline.cli serve NAME`, exactly as in
+production, against the session's broker, Redis and store backend; a test can
+kill -9 any of them and start it again on the same data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from lifeline.infra.auth import mint_token
+
+SERVICES = ("intake", "verification", "payment", "charity", "notify")
+T = TypeVar("T")
+
+
+def household(id_numbers: list[str], region_code: str = "370502101001", **overrides: Any) -> dict:
+    """A valid application body; the first ID number is the applicant's."""
+    relations = ["self", "spouse", "child", "child", "parent", "parent"]
+    body = {
+        "assistance_type": "dibao",
+        "channel": "window",
+        "region_code": region_code,
+        "area": "urban",
+        "members": [
+            {
+                "id_number": n, "name": name, "relation": relations[i],
+                "disability_grade": None, "disability_kind": None,
+                "serious_illness": False, "work_ability": "full",
+            }
+            for i, (n, name) in enumerate(zip(id_numbers, ["王小明", "李红", "王乐", "王安", "王父", "王母"]))
+        ],
+        "declared_monthly_income_fen": 0,
+        "declared_assets_fen": 0,
+        "bank_account_ref": "ACCT-0001",
+        "authorisation_signed": True,
+        "urgency": "normal",
+    }
+    body.update(overrides)
+    return body
+
+
+class Lifeline:
+    def __init__(self, infra: Any, namespace: str, data_dir: Path, extra_env: dict[str, str] | None = None):
+        self.infra = infra
+        self.namespace = namespace
+        self.data_dir = data_dir
+        self.env = {**infra.env(namespace, data_dir), **(extra_env or {})}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs = data_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    # --- processes -----------------------------------------------------------
+    def port(self, name: str) -> int:
+        return int(self.env[f"LIFELINE_{name.upper()}_PORT"])
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port(name)}"
+
+    def start(self, *names: str, extra_env: dict[str, str] | None = None, wait: bool = True) -> None:
+        names = names or (*SERVICES, "simulator")
+        for name in names:
+            argv = [sys.executable, "-m", "lifeline.cli", *(("serve", name) if name in SERVICES else (name,))]
+            log = open(self.logs / f"{name}.log", "ab")
+            self.procs[name] = subprocess.Popen(
+                argv, env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if wait:
+            for name in names:
+                self.wait_ready(name)
+
+    def start_replica(self, name: str, replica: str, port: int, extra_env: dict[str, str] | None = None) -> None:
+        """A second process of the same service: same stores, same consumer group."""
+        argv = [sys.executable, "-m", "lifeline.cli", "serve", name]
+        log = open(self.logs / f"{replica}.log", "ab")
+        env = {**self.env, f"LIFELINE_{name.upper()}_PORT": str(port), **(extra_env or {})}
+        self.procs[replica] = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.env[f"LIFELINE_{replica.upper()}_PORT"] = str(port)
+        self.wait_ready(replica)
+
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+            try:
+                if httpx.get(self.url(name) + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} not ready after {timeout}s:\n{self.log_tail(name)}")
+
+    def kill(self, name: str) -> None:
+        """kill -9: no shutdown hooks, no flush, no offset commit."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def wait_exit(self, name: str, timeout: float = 60) -> int:
+        return self.procs[name].wait(timeout)
+
+    def stop(self, name: str | None = None) -> None:
+        for n in [name] if name else list(self.procs):
+            proc = self.procs.get(n)
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    # --- HTTP ------------------------------------------------------------------
+    def token(self, role: str = "admin", region: str = "000000", user: str | None = None) -> str:
+        return mint_token(
+            self.env["LIFELINE_JWT_SECRET"], role=role, region=region,
+            user_id=user or f"{role}@{region}", org_code=region,
+        )
+
+    def client(self, name: str, role: str = "admin", region: str = "000000", user: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url(name), timeout=30,
+            headers={"Authorization": f"Bearer {self.token(role, region, user)}"},
+        )
+
+    def log_size(self, service: str) -> int:
+        """How many events the service's own store holds (read directly)."""
+        import importlib
+
+        from lifeline.infra.eventstore import event_store_env
+        from lifeline.settings import Settings
+
+        spec = importlib.import_module(f"services.{service}.settings").SPEC
+        app = spec.application(env=event_store_env(Settings.from_env(self.env), service))
+        try:
+            return app.recorder.max_notification_id() or 0
+        finally:
+            app.close()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lifeline.cli", *args], env=self.env,
+            capture_output=True, text=True, timeout=120,
+        )
+
+
+def wait_for(fn: Callable[[], T], timeout: float = 45, interval: float = 0.25, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except (httpx.HTTPError, KeyError, IndexError, AssertionError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}; last: {last!r}")

@@ -1,0 +1,59 @@
+"""A consumed event is remembered by its own identity, in the same transaction as its effects."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from lifeline.contracts import registry
+from lifeline.infra.eventstore import event_store_env
+from lifeline.settings import Settings
+from services.notify.application import NotifyApplication
+from tests.harness import household
+from tests.unit.contract_examples import make_id_number
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def notify_app(infra, namespace, tmp_data_dir):
+    app = NotifyApplication(env=event_store_env(Settings.from_env(infra.env(namespace, tmp_data_dir)), "notify"))
+    yield app
+    app.close()
+
+
+def application(sequence: int):
+    case_id = f"C-T{uuid.uuid4().hex[:10].upper()}"
+    people = [make_id_number("37050219800101" + f"{sequence % 1000:03d}")]
+    data = {**household(people, "370502101001"), "case_id": case_id, "clerk_id": "c",
+            "submitted_at": "2026-11-25T09:00:00+08:00"}
+    return registry.new_event(
+        "ApplicationSubmitted", data, subject=case_id, source="lifeline/intake",
+        sequence=sequence, actor={"user_id": "c", "role": "clerk", "org_code": ""},
+    )
+
+
+def test_out_of_order_positions_are_each_processed_once(notify_app):
+    later, earlier = application(500), application(300)
+    assert notify_app.process_cloud_event(later) is True
+    # An earlier position from another partition arrives afterwards: still new.
+    assert notify_app.process_cloud_event(earlier) is True
+    assert notify_app.process_cloud_event(earlier) is False
+    assert notify_app.process_cloud_event(later) is False
+    assert notify_app.recorder.max_notification_id() == 2  # one notice each
+
+
+def test_effects_and_tracking_are_one_transaction(notify_app, monkeypatch):
+    event = application(700)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("crash while recording")
+
+    monkeypatch.setattr(notify_app, "_record", boom)
+    with pytest.raises(RuntimeError):
+        notify_app.process_cloud_event(event)
+    monkeypatch.undo()
+    assert not notify_app.is_processed(event)  # nothing half-done
+    assert notify_app.process_cloud_event(event) is True
+    assert notify_app.recorder.max_notification_id() == 1

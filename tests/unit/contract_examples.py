@@ -1,0 +1,147 @@
+"""One valid ``data`` example per event (current versions) plus the old v1
+ApplicationSubmitted, for reuse by any test:
+
+    from tests.unit.contract_examples import EXAMPLES, example, make_id_number
+    data = example("BenefitApproved", monthly_amount_fen=80000)
+
+ID numbers are synthetic but carry a correct GB 11643 check digit, because the
+schemas verify it. ``example`` returns a deep copy, so tests may mutate it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from lifeline.contracts.registry import gb11643_check_digit
+
+
+def make_id_number(first17: str) -> str:
+    """Complete a 17-digit prefix (region 6 + birth date 8 + sequence 3) with its check digit."""
+    return first17 + gb11643_check_digit(first17)
+
+
+CASE_ID = "case-320583-000001"
+VERIFICATION_ID = "ver-000001"
+BENEFIT_ID = "ben-000001"
+REFERRAL_ID = "ref-000001"
+TOWNSHIP = "320583101"  # a township of county 320583
+VILLAGE = "320583101001"
+APPLICANT_ID = make_id_number("32058319800101123")  # 320583198001011238
+SPOUSE_ID = make_id_number("32058319820315234")
+CHILD_ID = make_id_number("32058320100601345")
+T0 = "2026-03-02T09:30:00+08:00"
+
+_MEMBERS = [
+    {
+        "id_number": APPLICANT_ID, "name": "张三", "relation": "self", "disability_grade": None,
+        "disability_kind": None, "serious_illness": True, "work_ability": "partial",
+    },
+    {
+        "id_number": SPOUSE_ID, "name": "李四", "relation": "spouse", "disability_grade": 2,
+        "disability_kind": "physical", "serious_illness": False, "work_ability": "none",
+    },
+    {
+        "id_number": CHILD_ID, "name": "张小明", "relation": "child", "disability_grade": None,
+        "disability_kind": None, "serious_illness": False, "work_ability": "none",
+    },
+]
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "ApplicationSubmitted": {
+        "case_id": CASE_ID, "assistance_type": "dibao", "channel": "window", "region_code": VILLAGE,
+        "area": "rural", "members": _MEMBERS, "declared_monthly_income_fen": 150000,
+        "declared_assets_fen": 2000000, "bank_account_ref": "acct-ref-0001",
+        "authorisation_signed": True, "urgency": "urgent", "clerk_id": "clerk-001", "submitted_at": T0,
+    },
+    "VerificationRequested": {
+        "request_id": "req-000001", "verification_id": VERIFICATION_ID, "case_id": CASE_ID,
+        "department": "hrss", "id_numbers": [APPLICANT_ID, SPOUSE_ID, CHILD_ID],
+        "region_code": VILLAGE, "requested_at": T0, "due_at": "2026-03-05T23:59:59+08:00",
+    },
+    "DepartmentRecordsReported": {
+        "request_id": "req-000001", "case_id": CASE_ID, "department": "hrss",
+        "members": [
+            {
+                "id_number": APPLICANT_ID, "monthly_income_fen": 120000, "income_tax_fen": 0,
+                "social_insurance_fen": 12000, "assets_fen": None, "medical_expense_fen": None,
+                "education_expense_fen": None,
+            }
+        ],
+        "reported_at": "2026-03-03T10:00:00+08:00",
+    },
+    "VerificationCompleted": {
+        "case_id": CASE_ID, "verification_id": VERIFICATION_ID, "per_capita_income_fen": 36000,
+        "household_size": 3, "assets_summary": {"total_fen": 2000000, "within_limit": True},
+        "warnings": [{"rule": "vehicle-owned", "code": "W010", "message": "家庭成员名下有机动车"}],
+        "outcome": "needs_appraisal", "recommended_assistance_type": "dibao", "tier": "B",
+        "recommended_amount_fen": 189000, "standard_applied_fen": 99000,
+        "departments_answered": ["hrss", "tax", "bank"], "departments_missing": ["housing_fund"],
+        "completed_at": "2026-03-06T16:00:00+08:00",
+    },
+    "BenefitApproved": {
+        "case_id": CASE_ID, "benefit_id": BENEFIT_ID, "verification_id": VERIFICATION_ID,
+        "household": {"members_count": 3, "region_code": VILLAGE, "area": "rural"},
+        "benefit_type": "dibao", "tier": "B", "monthly_amount_fen": 189000, "one_off_amount_fen": None,
+        "first_period": "2026-04", "bank_account_ref": "acct-ref-0001",
+        "approving_body": "某某镇人民政府", "approval_level": "township",
+        "reason": "家庭人均收入低于当地低保标准", "approved_at": "2026-03-20T15:00:00+08:00",
+    },
+    "BenefitRefused": {
+        "case_id": CASE_ID, "verification_id": VERIFICATION_ID,
+        "reason": "家庭财产超过规定标准", "refusing_body": "某某镇人民政府",
+        "refused_at": "2026-03-20T15:00:00+08:00",
+    },
+    "EntitlementOpened": {
+        "entitlement_id": "ent-000001", "case_id": CASE_ID, "benefit_id": BENEFIT_ID,
+        "benefit_type": "dibao", "monthly_amount_fen": 189000, "first_period": "2026-04",
+        "bank_account_ref": "acct-ref-0001", "opened_at": "2026-03-20T15:00:05+08:00",
+    },
+    "ReferralRaised": {
+        "referral_id": REFERRAL_ID, "case_id": CASE_ID, "target": "charity",
+        "need_category": "medical", "amount_asked_fen": 3000000, "urgency": "urgent",
+        "due_date": "2026-03-09", "consent_to_share": True,
+        "household_profile": {
+            "region_code": TOWNSHIP, "members_count": 3, "name_masked": "张*",
+            "assistance_type": "dibao",
+        },
+        "raised_at": T0,
+    },
+    "NeedOpened": {
+        "need_id": "need-000001", "case_id": CASE_ID, "referral_id": REFERRAL_ID,
+        "need_category": "medical", "amount_asked_fen": 3000000, "region_code": TOWNSHIP,
+        "urgency": "urgent", "opened_at": "2026-03-02T09:31:00+08:00",
+    },
+    "FundRegistered": {
+        "fund_id": "fund-000001", "name": "救急难专项基金", "kind": "special",
+        "need_categories": ["medical", "living", "disaster"], "region_code": "320583",
+        "balance_fen": 50000000, "per_case_cap_fen": 2000000, "valid_until": None,
+        "registered_at": "2026-01-05T09:00:00+08:00",
+    },
+    "NoticeIssued": {
+        "notice_id": "notice-000001", "case_id": CASE_ID, "kind": "acceptance",
+        "legal_name": "受理通知书", "channel": "sms", "recipient_masked": "张*",
+        "body": "您的低保申请已受理。", "cause_event_id": "5f0c6f1e-3f1d-4a53-9d1e-2b7c1f0d8a11",
+        "issued_at": "2026-03-02T09:31:00+08:00",
+    },
+}
+
+# The superseded wire format, as still found in old logs and topics.
+APPLICATION_SUBMITTED_V1: dict[str, Any] = {
+    k: v for k, v in EXAMPLES["ApplicationSubmitted"].items()
+    if k not in ("urgency", "declared_monthly_income_fen")
+}
+APPLICATION_SUBMITTED_V1.update({"urgent": True, "declared_income_fen": 150000})
+
+# Subject of each example's envelope (the case id, or the fund id for funds).
+SUBJECTS: dict[str, str] = {name: data.get("case_id", "") for name, data in EXAMPLES.items()}
+SUBJECTS["FundRegistered"] = EXAMPLES["FundRegistered"]["fund_id"]
+
+ACTOR = {"user_id": "clerk-001", "role": "clerk", "org_code": TOWNSHIP}
+
+
+def example(name: str, **overrides: Any) -> dict[str, Any]:
+    """A deep copy of the example for ``name`` with top-level fields overridden."""
+    data = copy.deepcopy(EXAMPLES[name])
+    data.update(overrides)
+    return data
