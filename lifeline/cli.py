@@ -18,9 +18,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from lifeline.settings import DEFAULT_PORTS, SERVICES, Settings
+from lifeline.settings import SERVICES, Settings
 
 
 def service_spec(name: str):
@@ -129,6 +128,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     logs.mkdir(exist_ok=True)
     broker = EmbeddedBroker(port=broker_port, log_path=logs / "broker.log")
     redis = EmbeddedRedis(port=redis_port, data_dir=settings.data_dir / "redis")
+    jwt_secret(settings)  # created once here, before the services race to create it
     broker.start()
     redis.start()
     env = {**os.environ, "LIFELINE_DATA_DIR": str(settings.data_dir), "LIFELINE_REPUBLISH_ON_START": "1"}
