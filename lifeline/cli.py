@@ -68,13 +68,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     from lifeline.infra.runtime import jwt_secret
 
     settings = Settings.from_env()
-    print(
-        mint_token(
+    try:
+        token = mint_token(
             jwt_secret(settings), role=args.role, region=args.region,
             user_id=args.user or f"{args.role}@{args.region}", org_code=args.org or args.region,
             ttl_seconds=args.ttl, issuer=settings.jwt_issuer,
         )
-    )
+    except ValueError as exc:  # unknown role, malformed region
+        print(f"lifeline token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 

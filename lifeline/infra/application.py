@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.application import ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.system import ProcessApplication
@@ -100,6 +100,10 @@ def iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+class DuplicateRequest(Exception):
+    """The same business id was saved before (e.g. a retried request); args[0] is the id."""
+
+
 def has_exact_tracking(recorder: Any, application_name: str, notification_id: int) -> bool:
     """Whether exactly this (source, position) was processed.
 
@@ -145,6 +149,24 @@ class ServiceApplication(ProcessApplication):
         handler = getattr(self, f"on_{domain_event.name}", None)
         if handler is not None:
             handler(domain_event, processing_event)
+
+    # --- helpers for use cases -------------------------------------------------
+    def exists(self, ident: uuid.UUID) -> bool:
+        return bool(self.recorder.select_events(ident, limit=1))
+
+    def load(self, ident: uuid.UUID, missing: LookupError) -> Any:
+        """The aggregate, or `missing` raised; other failures (e.g. a wrong cipher key) propagate."""
+        try:
+            return self.repository.get(ident)
+        except AggregateNotFoundError:
+            raise missing from None
+
+    def save_new(self, aggregate: Aggregate, business_id: str) -> None:
+        """Save a new aggregate; DuplicateRequest if one with its id exists (a retried command)."""
+        try:
+            self.save(aggregate)
+        except IntegrityError as exc:
+            raise DuplicateRequest(business_id) from exc
 
     def is_processed(self, event: CloudEvent) -> bool:
         return has_exact_tracking(self.recorder, event.source, event.sequence)

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 
 from lifeline.infra.application import ServiceApplication
-from lifeline.infra.auth import Authenticator
+from lifeline.infra.auth import Authenticator, Principal
 from lifeline.infra.consumer import EventConsumer
 from lifeline.infra.eventstore import event_store_env
 from lifeline.infra.idempotency import IdempotencyStore
@@ -125,6 +125,13 @@ class ServiceRuntime:
         """Read models, caught up with everything saved so far (read your writes)."""
         await asyncio.to_thread(self.projection.catch_up)
         return self.side
+
+    async def items_of_case(self, kind: str, case_id: str, principal: Principal) -> dict[str, Any]:
+        """A case's read-model documents of one kind, limited to the caller's region."""
+        views = await self.views()
+        with views.transaction() as tx:
+            docs = tx.find(kind, case_id)
+        return {"case_id": case_id, "items": [d for d in docs if principal.can_access(d["region_code"])]}
 
     async def idempotent(
         self, request: Request, principal_id: str, handler: Callable[[], Awaitable[tuple[int, dict]]]

@@ -111,17 +111,7 @@ def working_days_due(start: datetime, days: int, *, cal: StatutoryCalendar | Non
     first = local.date()
     due_date = cal.add_working_days(first, days)
     warn_day = cal.add_working_days(due_date, -(max(warn_lead_days, 1) - 1))
-    warnings = cal.warnings_for(first, due_date)
-    return Deadline(
-        due_at=start_of_day(due_date + timedelta(days=1)),
-        warn_at=max(start_of_day(warn_day), local),
-        calendar_known=not warnings,
-        warnings=warnings,
-        clock=clock,
-        start_date=first,
-        due_date=due_date,
-        period=f"{days} working days",
-    )
+    return _deadline(cal, local, due_date, warn_day, clock, f"{days} working days")
 
 
 def calendar_days_due(start: datetime, days: int, *, cal: StatutoryCalendar | None = None,
@@ -134,16 +124,22 @@ def calendar_days_due(start: datetime, days: int, *, cal: StatutoryCalendar | No
     nominal = first + timedelta(days=days)
     due_date = cal.next_working_day(nominal)  # art. 203: a rest day moves to the day after rest
     warn_day = due_date - timedelta(days=max(warn_lead_days, 1) - 1)
-    warnings = cal.warnings_for(first, due_date)
+    return _deadline(cal, local, due_date, warn_day, clock, f"{days} calendar days")
+
+
+def _deadline(cal: StatutoryCalendar, local: datetime, due_date: date, warn_day: date,
+              clock: str, period: str) -> Deadline:
+    """Due at 24:00 of ``due_date``; warned from the start of ``warn_day``, never before ``local``."""
+    warnings = cal.warnings_for(local.date(), due_date)
     return Deadline(
         due_at=start_of_day(due_date + timedelta(days=1)),
         warn_at=max(start_of_day(warn_day), local),
         calendar_known=not warnings,
         warnings=warnings,
         clock=clock,
-        start_date=first,
+        start_date=local.date(),
         due_date=due_date,
-        period=f"{days} calendar days",
+        period=period,
     )
 
 

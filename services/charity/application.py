@@ -6,10 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
-from eventsourcing.persistence import IntegrityError
 
 from lifeline.contracts import registry
-from lifeline.infra.application import Meta, ServiceApplication, aggregate_id, new_id
+from lifeline.infra.application import DuplicateRequest, Meta, ServiceApplication, aggregate_id, new_id
 from lifeline.infra.sidestore import SideTx
 from lifeline.rules.periods import SHANGHAI
 from services.charity.consumers import CharityConsumers
@@ -33,22 +32,19 @@ class CharityApplication(CharityConsumers, ServiceApplication):
             details=details, meta=meta.as_dict(),
         )
         try:
-            self.save(fund)
-        except IntegrityError:
+            self.save_new(fund, fund_id)
+        except DuplicateRequest:
             pass  # a retried registration: the first one stands
         return fund_id
 
     def get_fund(self, fund_id: str) -> Fund:
-        try:
-            return self.repository.get(aggregate_id("fund", fund_id))
-        except Exception as exc:
-            raise FundNotFound(fund_id) from exc
+        return self.load(aggregate_id("fund", fund_id), FundNotFound(fund_id))
 
     def open_need(self, referral: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
         # One referral, one need: the need id is derived from the referral id.
         need_id = "N-" + referral["referral_id"].split("-", 1)[-1]
         ident = aggregate_id("need", need_id)
-        if self.recorder.select_events(ident, limit=1):
+        if self.exists(ident):
             return
         need = Need._create(
             Need.Opened, id=ident, need_id=need_id, case_id=referral["case_id"],

@@ -9,13 +9,13 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lifeline.infra.application import Meta
+from lifeline.infra.application import DuplicateRequest, Meta
 from lifeline.infra.auth import Principal, ensure_region
 from lifeline.infra.problems import Problem
 from lifeline.infra.runtime import ServiceRuntime, idempotent_id
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.regions import InvalidRegionCode, validate_region_code
-from services.intake.application import CaseNotFound, DuplicateRequest, IntakeApplication, case_view
+from services.intake.application import CaseNotFound, IntakeApplication, case_view
 
 WRITERS = ("clerk", "caseworker", "county_officer", "admin")
 READERS = ("clerk", "caseworker", "reviewer", "county_officer", "auditor", "admin")

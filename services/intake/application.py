@@ -6,10 +6,9 @@ from datetime import date, datetime
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
-from eventsourcing.persistence import IntegrityError
 
 from lifeline.contracts import registry
-from lifeline.infra.application import Meta, ServiceApplication, aggregate_id, new_id
+from lifeline.infra.application import DuplicateRequest, Meta, ServiceApplication, aggregate_id, new_id
 from lifeline.infra.sidestore import SideTx
 from lifeline.rules.periods import SHANGHAI
 from services.intake.consumers import IntakeConsumers
@@ -18,10 +17,6 @@ from services.intake.domain import Case, Referral, later_status, mask_name
 
 class CaseNotFound(LookupError):
     pass
-
-
-class DuplicateRequest(Exception):
-    """The same business id was saved before (e.g. a retried request)."""
 
 
 class IntakeApplication(IntakeConsumers, ServiceApplication):
@@ -45,10 +40,7 @@ class IntakeApplication(IntakeConsumers, ServiceApplication):
             Case.Submitted, id=aggregate_id("case", case_id), case_id=case_id,
             application=data, meta=meta.as_dict(),
         )
-        try:
-            self.save(case)
-        except IntegrityError as exc:
-            raise DuplicateRequest(case_id) from exc
+        self.save_new(case, case_id)
         return case_id
 
     def raise_referral(
@@ -77,10 +69,7 @@ class IntakeApplication(IntakeConsumers, ServiceApplication):
             Referral.Raised, id=aggregate_id("referral", referral_id),
             referral_id=referral_id, case_id=case_id, details=details, meta=meta.as_dict(),
         )
-        try:
-            self.save(referral)
-        except IntegrityError as exc:
-            raise DuplicateRequest(referral_id) from exc
+        self.save_new(referral, referral_id)
         return referral_id
 
     # --- effects of consumed events ---------------------------------------
@@ -102,10 +91,7 @@ class IntakeApplication(IntakeConsumers, ServiceApplication):
 
     # --- queries ------------------------------------------------------------
     def get_case(self, case_id: str) -> Case:
-        try:
-            return self.repository.get(aggregate_id("case", case_id))
-        except Exception as exc:  # AggregateNotFoundError
-            raise CaseNotFound(case_id) from exc
+        return self.load(aggregate_id("case", case_id), CaseNotFound(case_id))
 
 
 def case_view(case: Case) -> dict[str, Any]:

@@ -23,13 +23,10 @@ class NotifyApplication(NotifyConsumers, ServiceApplication):
     def _notice(self, case_id: str, kind: str):
         return aggregate_id("notice", f"{case_id}:{kind}")
 
-    def _exists(self, ident) -> bool:
-        return bool(self.recorder.select_events(ident, limit=1))
-
     def issue_acceptance(self, event: CloudEvent, meta: Meta, pe: ProcessingEvent) -> None:
         data = event.data
         ident = self._notice(data["case_id"], "acceptance")
-        if self._exists(ident):
+        if self.exists(ident):
             return  # one acceptance notice per case, however often the event comes
         applicant = next(m for m in data["members"] if m["relation"] == "self")
         masked = mask_name(applicant["name"])
@@ -39,7 +36,7 @@ class NotifyApplication(NotifyConsumers, ServiceApplication):
     def issue_refusal(self, event: CloudEvent, meta: Meta, pe: ProcessingEvent) -> None:
         case_id = event.data["case_id"]
         ident = self._notice(case_id, "refusal")
-        if self._exists(ident):
+        if self.exists(ident):
             return
         acceptance = self._find(case_id, "acceptance")
         masked = acceptance.recipient_masked if acceptance else "申请人"
@@ -49,8 +46,8 @@ class NotifyApplication(NotifyConsumers, ServiceApplication):
 
     def _find(self, case_id: str, kind: str) -> Notice | None:
         try:
-            return self.repository.get(self._notice(case_id, kind))
-        except Exception:
+            return self.load(self._notice(case_id, kind), LookupError(case_id))
+        except LookupError:
             return None
 
     def _issue(self, pe, ident, case_id, kind, masked, region_code, body, event, meta) -> None:

@@ -18,9 +18,6 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         case_id: str = Query(min_length=3, max_length=64),
         principal: Principal = runtime.auth.require(*READERS),
     ):
-        views = await runtime.views()
-        with views.transaction() as tx:
-            docs = tx.find("entitlement", case_id)
-        return {"case_id": case_id, "items": [d for d in docs if principal.can_access(d["region_code"])]}
+        return await runtime.items_of_case("entitlement", case_id, principal)
 
     return api

@@ -24,7 +24,7 @@ class PaymentApplication(PaymentConsumers, ServiceApplication):
         # One benefit, one entitlement: the id is derived from the benefit id.
         entitlement_id = "E-" + benefit["benefit_id"].split("-", 1)[-1]
         ident = aggregate_id("entitlement", entitlement_id)
-        if self.recorder.select_events(ident, limit=1):
+        if self.exists(ident):
             return
         entitlement = Entitlement._create(
             Entitlement.Opened, id=ident, entitlement_id=entitlement_id,

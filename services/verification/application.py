@@ -48,8 +48,9 @@ def household_of(application: dict[str, Any]) -> Household:
 def assessment_record(assessment: Any) -> dict[str, Any]:
     """The assessment as stored in the event and carried by VerificationCompleted."""
     d = assessment.to_dict()
-    reasons = [
-        {"rule": r.rule, "code": r.code, "message": r.message_zh} for r in assessment.reasons
+    # Only warnings (预警) travel as warnings: each may call for a democratic appraisal.
+    warnings = [
+        {"rule": r.rule, "code": r.code, "message": r.message_zh} for r in assessment.warnings
     ]
     return {
         "outcome": assessment.outcome,
@@ -63,7 +64,7 @@ def assessment_record(assessment: Any) -> dict[str, Any]:
             "total_fen": assessment.assets_total_fen,
             "within_limit": d.get("assets_within_limit", True),
         },
-        "warnings": reasons,
+        "warnings": warnings,
         "departments_answered": list(assessment.departments_answered),
         "departments_missing": list(assessment.departments_missing),
         "detail": d,
@@ -84,7 +85,7 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
     # --- effects of consumed events ---------------------------------------
     def start_verification(self, application: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
         case_id = application["case_id"]
-        if self._exists(case_id):
+        if self.exists(aggregate_id("verification", case_id)):
             return  # the same application seen through another path: one check per case
         now = datetime.now(SHANGHAI)
         policy = self._policy(application, now)
@@ -118,9 +119,13 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
         v = self.get_verification(case_id)
         now = datetime.now(SHANGHAI)
         if decision == "approve":
-            if v.state == "completed" and v.assessment["outcome"] == "ineligible":
-                raise DecisionNotAllowed("the check found the household ineligible; refuse or re-check")
             a = v.assessment or {}
+            if v.state == "completed" and a["outcome"] == "ineligible":
+                raise DecisionNotAllowed("the check found the household ineligible; refuse or re-check")
+            if v.state == "completed" and not a.get("monthly_amount_fen"):
+                # needs_appraisal (e.g. a department missing) has no amount yet:
+                # nothing could be paid, so there is nothing to approve.
+                raise DecisionNotAllowed("the check recommends no amount yet; appraise or re-check first")
             benefit = {
                 "case_id": case_id, "benefit_id": new_id("B"), "verification_id": v.verification_id,
                 "household": {
@@ -169,18 +174,8 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
             raise DecisionNotAllowed("the verification changed meanwhile; reload and retry") from exc
 
     # --- queries ------------------------------------------------------------
-    def _exists(self, case_id: str) -> bool:
-        try:
-            self.get_verification(case_id)
-        except VerificationNotFound:
-            return False
-        return True
-
     def get_verification(self, case_id: str) -> Verification:
-        try:
-            return self.repository.get(aggregate_id("verification", case_id))
-        except Exception as exc:
-            raise VerificationNotFound(case_id) from exc
+        return self.load(aggregate_id("verification", case_id), VerificationNotFound(case_id))
 
 
 def verification_view(v: Verification) -> dict[str, Any]:

@@ -131,7 +131,10 @@ class DepartmentRecord:
     def __post_init__(self) -> None:
         if self.department not in DEPARTMENTS:
             raise ValueError(f"unknown department code {self.department!r}")
-        rows = tuple(dict(r) for r in self.members)
+        # null: the department answered but holds no such record for this person,
+        # the same as an absent key. (A department that did not answer has no
+        # DepartmentRecord at all and is reported missing.)
+        rows = tuple({k: v for k, v in r.items() if v is not None} for r in self.members)
         for row in rows:
             if "id_number" not in row:
                 raise ValueError(f"{self.department}: every row needs an id_number")

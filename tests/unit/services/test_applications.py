@@ -1,0 +1,715 @@
+"""Use cases end to end inside one process per service: commands, consumed CloudEvents
+(`process_cloud_event`), exactly-once effects, and the read-model projections."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from lifeline.contracts import registry
+from lifeline.contracts.envelope import ContractError
+from lifeline.infra.application import Meta
+from lifeline.infra.eventstore import event_store_env
+from lifeline.infra.projection import rebuild
+from lifeline.rules.periods import business_date
+from lifeline.settings import Settings
+from services.charity.application import CharityApplication, FundNotFound
+from services.charity.application import project as charity_project
+from services.charity.domain import Need
+from services.intake.application import CaseNotFound, DuplicateRequest, IntakeApplication, case_view
+from services.intake.application import project as intake_project
+from services.intake.domain import Case, Referral
+from services.notify.application import NotifyApplication
+from services.notify.application import project as notify_project
+from services.notify.domain import LEGAL_NAMES, Notice
+from services.payment.application import PaymentApplication
+from services.payment.application import project as payment_project
+from services.payment.domain import Entitlement
+from services.verification.application import (
+    DecisionNotAllowed,
+    VerificationApplication,
+    VerificationNotFound,
+    verification_view,
+)
+from services.verification.application import project as verification_project
+from services.verification.domain import Verification
+from services.verification.policy import default_policy_book
+
+from . import (
+    APPLICANT_NAME,
+    CLERK,
+    MEMORY_ENV,
+    REVIEWER,
+    TOWNSHIP,
+    VILLAGE,
+    application_body,
+    benefit_data,
+    cloud,
+    log_length,
+    new_case_id,
+    pid,
+    record_row,
+    report,
+    stored,
+    submitted_data,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+IDS = [pid(11), pid(12, female=True)]
+
+
+def make(app_class):
+    app = app_class(env=dict(MEMORY_ENV))
+    return app
+
+
+@pytest.fixture
+def verification():
+    app = make(VerificationApplication)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def payment():
+    app = make(PaymentApplication)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def notify():
+    app = make(NotifyApplication)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def intake():
+    app = make(IntakeApplication)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def charity():
+    app = make(CharityApplication)
+    yield app
+    app.close()
+
+
+def test_memory_env_mirrors_the_service_store_settings(tmp_path):
+    env = event_store_env(Settings.from_env({"LIFELINE_DATA_DIR": str(tmp_path)}), "verification")
+    assert env["SINGLE_ROW_TRACKING"] == MEMORY_ENV["SINGLE_ROW_TRACKING"] == "n"
+    assert env["PERSISTENCE_MODULE"] == MEMORY_ENV["PERSISTENCE_MODULE"]
+    assert "CIPHER_TOPIC" not in env  # no key configured: no cipher
+
+
+@pytest.mark.parametrize(
+    ("app_class", "handled"),
+    [
+        (IntakeApplication, {"VerificationCompleted", "BenefitApproved", "BenefitRefused"}),
+        (VerificationApplication, {"ApplicationSubmitted", "DepartmentRecordsReported"}),
+        (PaymentApplication, {"BenefitApproved"}),
+        (CharityApplication, {"ReferralRaised"}),
+        (NotifyApplication, {"ApplicationSubmitted", "BenefitRefused"}),
+    ],
+)
+def test_handled_events(app_class, handled):
+    app = make(app_class)
+    try:
+        assert app.handled_events == handled
+    finally:
+        app.close()
+
+
+# === verification ===========================================================================
+def mandatory_departments() -> list[str]:
+    today = business_date(datetime.now(SHANGHAI))
+    return list(default_policy_book().policy_for("370502", today).mandatory_departments)
+
+
+def submitted_event(case_id: str, ids=IDS, **kw):
+    return cloud("ApplicationSubmitted", submitted_data(case_id, ids, **kw), subject=case_id,
+                 source="lifeline/intake")
+
+
+def records_event(case_id: str, department: str, request_id: str, ids=IDS, income: int = 0):
+    rows = [record_row(i, monthly_income_fen=income if department == "hrss" else 0) for i in ids]
+    return cloud("DepartmentRecordsReported", report(case_id, department, request_id, rows),
+                 subject=case_id, source=f"partner/{department}")
+
+
+def start(app: VerificationApplication, case_id: str, **kw):
+    event = submitted_event(case_id, **kw)
+    assert app.process_cloud_event(event) is True
+    return event
+
+
+def answer(app: VerificationApplication, case_id: str, *, skip=(), income: int = 0) -> None:
+    v = app.get_verification(case_id)
+    for dept, request_id in v.requests.items():
+        if dept not in skip:
+            assert app.process_cloud_event(records_event(case_id, dept, request_id, income=income)) is True
+
+
+def test_application_starts_one_request_per_mandatory_department(verification):
+    case_id = new_case_id()
+    event = start(verification, case_id)
+    v = verification.get_verification(case_id)
+    departments = mandatory_departments()
+    assert departments  # county 370502 has a policy with mandatory departments
+    assert sorted(v.requests) == sorted(departments)
+    assert v.state == "requested" and v.region_code == VILLAGE
+    requested = stored(verification, Verification.Requested)
+    assert len(requested) == len(departments) == log_length(verification) - 1
+    for e in requested:
+        out = e.integration()
+        registry.validate_data(out.name, out.data)
+        assert out.key == e.department and out.data["id_numbers"] == IDS
+        # The chain goes on: caused by the consumed event, same correlation.
+        assert e.meta["causation_id"] == event.id and e.meta["correlation_id"] == event.correlationid
+        assert e.meta["role"] == "system"
+
+
+def test_duplicate_delivery_is_ignored(verification):
+    case_id = new_case_id()
+    event = start(verification, case_id)
+    before = log_length(verification)
+    assert verification.process_cloud_event(event) is False
+    assert log_length(verification) == before
+    assert verification.is_processed(event)
+
+
+def test_the_same_application_through_another_event_starts_no_second_check(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    before = log_length(verification)
+    again = submitted_event(case_id)  # a different CloudEvent (new id and position)
+    assert verification.process_cloud_event(again) is True
+    assert log_length(verification) == before
+    assert len(stored(verification, Verification.Started)) == 1
+
+
+def test_every_department_answering_completes_the_check(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    answer(verification, case_id)
+    v = verification.get_verification(case_id)
+    assert v.state == "completed"
+    assert v.assessment["outcome"] == "eligible"
+    assert v.assessment["departments_missing"] == []
+    assert sorted(v.assessment["departments_answered"]) == sorted(mandatory_departments())
+    (completed,) = stored(verification, Verification.Completed)
+    out = completed.integration()
+    registry.validate_data(out.name, out.data)
+    assert out.data["recommended_amount_fen"] == v.assessment["monthly_amount_fen"] > 0
+    view = verification_view(v)
+    assert view["state"] == "completed" and view["departments_missing"] == []
+
+
+def test_a_report_for_another_request_is_ignored(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    before = log_length(verification)
+    assert verification.process_cloud_event(records_event(case_id, "hrss", "Q-NOT-OURS")) is True
+    assert log_length(verification) == before
+    assert "hrss" not in verification.get_verification(case_id).records
+
+
+def test_a_report_for_an_unknown_case_fails(verification):
+    with pytest.raises(VerificationNotFound):
+        verification.process_cloud_event(records_event("C-UNKNOWN", "hrss", "Q-1"))
+
+
+def test_complete_now_with_a_department_missing_needs_appraisal(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    missing = mandatory_departments()[-1]
+    answer(verification, case_id, skip=(missing,))
+    assert verification.get_verification(case_id).state == "requested"
+    assessment = verification.complete_now(case_id, REVIEWER)
+    assert assessment["outcome"] == "needs_appraisal"
+    assert assessment["departments_missing"] == [missing]
+    assert missing not in assessment["departments_answered"]
+    # Reported in departments_missing and as a blocking reason (not a 预警 warning).
+    assert any(r["code"] == "DEPARTMENTS_MISSING" for r in assessment["detail"]["reasons"])
+    (completed,) = stored(verification, Verification.Completed)
+    registry.validate_data("VerificationCompleted", completed.integration().data)
+    assert completed.meta["user_id"] == REVIEWER.user_id
+
+    # The missing department answers after all: recorded as processed, nothing changes.
+    before = log_length(verification)
+    late = records_event(case_id, missing, verification.get_verification(case_id).requests[missing])
+    assert verification.process_cloud_event(late) is True
+    assert log_length(verification) == before
+    assert verification.get_verification(case_id).assessment["departments_missing"] == [missing]
+
+    with pytest.raises(DecisionNotAllowed):
+        verification.complete_now(case_id, REVIEWER)
+
+
+def test_approval_pays_from_the_month_after_today(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    answer(verification, case_id)
+    today = datetime.now(SHANGHAI).date()
+    benefit = verification.decide(case_id, "approve", "符合低保条件", REVIEWER)
+    expected = f"{today.year + 1}-01" if today.month == 12 else f"{today.year}-{today.month + 1:02d}"
+    assert benefit["first_period"] == expected
+    registry.validate_data("BenefitApproved", benefit)
+    v = verification.get_verification(case_id)
+    assert v.state == "approved" and v.benefit == benefit
+    assert benefit["monthly_amount_fen"] == v.assessment["monthly_amount_fen"]
+    assert benefit["household"] == {"members_count": 2, "region_code": VILLAGE, "area": "urban"}
+    assert benefit["approving_body"] == TOWNSHIP  # the reviewer's office
+    (approved,) = stored(verification, Verification.Approved)
+    out = approved.integration()
+    assert (out.name, out.subject, out.data) == ("BenefitApproved", case_id, benefit)
+    assert approved.meta["reason"] == ""  # Meta as given by the caller
+
+    with pytest.raises(DecisionNotAllowed):
+        verification.decide(case_id, "refuse", "又改主意", REVIEWER)
+    with pytest.raises(DecisionNotAllowed):
+        verification.decide(case_id, "approve", "再批一次", REVIEWER)
+    assert len(stored(verification, Verification.Approved, Verification.Refused)) == 1
+
+
+@pytest.mark.parametrize("decision", ["approve", "refuse"])
+def test_no_decision_before_the_check_is_complete(verification, decision):
+    case_id = new_case_id()
+    start(verification, case_id)
+    before = log_length(verification)
+    with pytest.raises(DecisionNotAllowed):
+        verification.decide(case_id, decision, "太早", REVIEWER)
+    assert log_length(verification) == before
+
+
+def test_an_ineligible_household_cannot_be_approved_but_can_be_refused(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    answer(verification, case_id, income=5_000_000)
+    assert verification.get_verification(case_id).assessment["outcome"] == "ineligible"
+    registry.validate_data("VerificationCompleted", stored(verification, Verification.Completed)[0].integration().data)
+    with pytest.raises(DecisionNotAllowed):
+        verification.decide(case_id, "approve", "照顾", REVIEWER)
+    refusal = verification.decide(case_id, "refuse", "家庭月人均收入不低于当地低保标准", REVIEWER)
+    assert refusal["reason"] == "家庭月人均收入不低于当地低保标准"
+    (refused,) = stored(verification, Verification.Refused)
+    out = refused.integration()
+    registry.validate_data(out.name, out.data)
+    assert out.name == "BenefitRefused" and verification.get_verification(case_id).state == "refused"
+
+
+def test_a_report_with_null_figures_completes_the_check(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    v = verification.get_verification(case_id)
+    for dept, request_id in v.requests.items():
+        rows = [record_row(i, assets_fen=None, medical_expense_fen=None, education_expense_fen=None)
+                for i in IDS]
+        event = cloud("DepartmentRecordsReported", report(case_id, dept, request_id, rows),
+                      subject=case_id, source=f"partner/{dept}")  # schema-valid: null = no record
+        verification.process_cloud_event(event)
+    assert verification.get_verification(case_id).state == "completed"
+
+
+def test_complete_now_after_a_report_with_null_figures(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    request_id = verification.get_verification(case_id).requests["hrss"]
+    rows = [record_row(i, income_tax_fen=None) for i in IDS]
+    event = cloud("DepartmentRecordsReported", report(case_id, "hrss", request_id, rows),
+                  subject=case_id, source="partner/hrss")
+    assert verification.process_cloud_event(event) is True  # stored: nothing completes yet
+    assessment = verification.complete_now(case_id, REVIEWER)
+    assert assessment["outcome"] == "needs_appraisal"
+
+
+def test_a_clean_household_raises_no_warning_in_the_assessment(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    answer(verification, case_id)
+    assert verification.get_verification(case_id).assessment["detail"]["warnings"] == []
+
+
+def test_verification_completed_publishes_only_warnings(verification):
+    case_id = new_case_id()
+    start(verification, case_id)
+    answer(verification, case_id)
+    (completed,) = stored(verification, Verification.Completed)
+    published = [w["code"] for w in completed.integration().data["warnings"]]
+    assert published == [w["code"] for w in completed.assessment["detail"]["warnings"]]
+
+
+def test_an_under_declared_income_is_a_published_warning(verification):
+    case_id = new_case_id()
+    start(verification, case_id)  # declared income 0
+    answer(verification, case_id, income=10000)
+    (completed,) = stored(verification, Verification.Completed)
+    codes = [w["code"] for w in completed.integration().data["warnings"]]
+    assert "INCOME_UNDER_DECLARED" in codes
+    assert all(w["rule"] for w in completed.integration().data["warnings"])
+
+
+def test_verification_read_model(verification):
+    done, waiting = new_case_id(), new_case_id()
+    start(verification, done)
+    answer(verification, done)
+    verification.decide(done, "approve", "ok", REVIEWER)
+    start(verification, waiting)
+    views = rebuild(verification, verification_project)
+    with views.transaction() as tx:
+        assert tx.get("verification", done) == {
+            "case_id": done, "state": "approved", "region_code": VILLAGE, "outcome": "eligible"}
+        assert [d["case_id"] for d in tx.find("verification", "approved")] == [done]
+        assert [d["case_id"] for d in tx.find("verification", "requested")] == [waiting]
+
+
+# === payment ================================================================================
+def approved_event(case_id: str, benefit_id: str = "B-0123456789ABCDEF0123", **kw):
+    return cloud("BenefitApproved", benefit_data(case_id, benefit_id, **kw), subject=case_id,
+                 source="lifeline/verification")
+
+
+def test_approval_opens_exactly_one_entitlement(payment):
+    case_id = new_case_id()
+    first = approved_event(case_id)
+    assert payment.process_cloud_event(first) is True
+    assert payment.process_cloud_event(first) is False  # redelivery
+    assert payment.process_cloud_event(approved_event(case_id)) is True  # same benefit, other event
+    (opened,) = stored(payment, Entitlement.Opened)
+    assert log_length(payment) == 1
+    assert (opened.case_id, opened.benefit_id, opened.monthly_amount_fen) == (
+        case_id, "B-0123456789ABCDEF0123", 206000)
+    assert opened.entitlement_id == "E-0123456789ABCDEF0123" and opened.first_period == "2026-12"
+    out = opened.integration()
+    registry.validate_data(out.name, out.data)
+    assert opened.meta["causation_id"] == first.id
+
+
+def test_two_benefits_open_two_entitlements(payment):
+    case_id = new_case_id()
+    payment.process_cloud_event(approved_event(case_id, "B-AAAAAAAAAAAAAAAAAAAA"))
+    payment.process_cloud_event(approved_event(case_id, "B-BBBBBBBBBBBBBBBBBBBB"))
+    assert len(stored(payment, Entitlement.Opened)) == 2
+
+
+def test_one_off_relief_opens_no_entitlement(payment):
+    event = approved_event(new_case_id(), monthly_amount_fen=None, one_off_amount_fen=300000,
+                           benefit_type="linshi_jinan", tier=None)
+    assert payment.process_cloud_event(event) is True
+    assert log_length(payment) == 0
+    assert payment.is_processed(event)
+
+
+def test_payment_read_model(payment):
+    case_id = new_case_id()
+    payment.process_cloud_event(approved_event(case_id))
+    views = rebuild(payment, payment_project)
+    with views.transaction() as tx:
+        (doc,) = tx.find("entitlement", case_id)
+    assert doc["status"] == "active" and doc["region_code"] == VILLAGE
+    assert doc["monthly_amount_fen"] == 206000 and doc["entitlement_id"] == "E-0123456789ABCDEF0123"
+
+
+# === notify =================================================================================
+def refused_event(case_id: str, reason: str):
+    data = {"case_id": case_id, "verification_id": "V-1", "reason": reason,
+            "refusing_body": "370502101 乡镇审核确认小组", "refused_at": "2026-11-25T15:00:00+08:00"}
+    return cloud("BenefitRefused", data, subject=case_id, source="lifeline/verification")
+
+
+def test_acceptance_notice_once_per_case(notify):
+    case_id = new_case_id()
+    first = submitted_event(case_id)
+    assert notify.process_cloud_event(first) is True
+    assert notify.process_cloud_event(first) is False
+    assert notify.process_cloud_event(submitted_event(case_id)) is True
+    (notice,) = stored(notify, Notice.Issued)
+    assert (notice.kind, notice.legal_name, notice.case_id) == ("acceptance", LEGAL_NAMES["acceptance"], case_id)
+    assert notice.recipient_masked == "王**" and notice.region_code == VILLAGE
+    assert notice.cause_event_id == first.id
+    out = notice.integration()
+    registry.validate_data(out.name, out.data)
+    text = json.dumps(out.data, ensure_ascii=False)
+    assert APPLICANT_NAME not in text and not any(i in text for i in IDS)
+
+
+def test_refusal_notice_carries_the_reason(notify):
+    case_id = new_case_id()
+    notify.process_cloud_event(submitted_event(case_id))
+    reason = "家庭月人均收入不低于当地低保标准"
+    refused = refused_event(case_id, reason)
+    assert notify.process_cloud_event(refused) is True
+    assert notify.process_cloud_event(refused_event(case_id, reason)) is True  # no second notice
+    (notice,) = stored(notify, Notice.Issued)[1:]
+    assert (notice.kind, notice.legal_name) == ("refusal", "不予批准决定书")
+    assert reason in notice.body and "王**" in notice.body
+    assert notice.region_code == VILLAGE and notice.cause_event_id == refused.id
+    registry.validate_data("NoticeIssued", notice.integration().data)
+
+
+def test_refusal_notice_without_an_acceptance_notice(notify):
+    case_id = new_case_id()
+    notify.process_cloud_event(refused_event(case_id, "材料不实"))
+    (notice,) = stored(notify, Notice.Issued)
+    assert notice.recipient_masked == "申请人" and "材料不实" in notice.body
+    registry.validate_data("NoticeIssued", notice.integration().data)
+
+
+def test_notify_read_model(notify):
+    case_id = new_case_id()
+    notify.process_cloud_event(submitted_event(case_id))
+    notify.process_cloud_event(refused_event(case_id, "收入超标"))
+    views = rebuild(notify, notify_project)
+    with views.transaction() as tx:
+        docs = tx.find("notice", case_id)
+    assert sorted(d["kind"] for d in docs) == ["acceptance", "refusal"]
+    assert all(d["delivery"] == "pending" and d["region_code"] == VILLAGE for d in docs)
+
+
+# === intake =================================================================================
+def test_submit_application(intake):
+    case_id = intake.submit_application(application_body(IDS), CLERK)
+    case = intake.get_case(case_id)
+    assert case.status == "submitted" and case.region_code == VILLAGE
+    assert case.application["clerk_id"] == CLERK.user_id
+    view = case_view(case)
+    assert view["members_count"] == 2 and view["version"] == 1
+    (submitted,) = stored(intake, Case.Submitted)
+    out = submitted.integration()
+    registry.validate_data(out.name, out.data)
+    assert submitted.meta["user_id"] == CLERK.user_id
+
+
+def test_submit_twice_with_the_same_case_id_is_a_duplicate(intake):
+    intake.submit_application(application_body(IDS), CLERK, "C-FIXED-1")
+    with pytest.raises(DuplicateRequest) as dup:
+        intake.submit_application(application_body(IDS), CLERK, "C-FIXED-1")
+    assert str(dup.value) == "C-FIXED-1"
+    assert log_length(intake) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        application_body([pid(11)[:-1] + ("0" if pid(11)[-1] != "0" else "1")]),  # bad check digit
+        application_body(IDS, region_code="37050"),
+        application_body(IDS, authorisation_signed=False),
+        application_body(IDS, declared_monthly_income_fen=-1),
+        {k: v for k, v in application_body(IDS).items() if k != "bank_account_ref"},
+        application_body(IDS, members=[]),
+    ],
+    ids=["check-digit", "region", "authorisation", "negative-income", "missing-field", "no-members"],
+)
+def test_invalid_application_is_refused_and_nothing_is_stored(intake, body):
+    with pytest.raises(ContractError):
+        intake.submit_application(body, CLERK, "C-BAD-1")
+    assert log_length(intake) == 0
+    with pytest.raises(CaseNotFound):
+        intake.get_case("C-BAD-1")
+
+
+def referral_request(**overrides) -> dict:
+    from datetime import date
+
+    r = {"target": "charity", "need_category": "medical", "amount_asked_fen": 500000,
+         "urgency": "urgent", "due_date": date(2026, 12, 10), "consent_to_share": True}
+    r.update(overrides)
+    return r
+
+
+def test_referral_carries_a_masked_profile_only(intake):
+    ids = [pid(21), pid(22, female=True), pid(23, female=True)]
+    case_id = intake.submit_application(application_body(ids), CLERK)
+    referral_id = intake.raise_referral(case_id, referral_request(), CLERK)
+    (raised,) = stored(intake, Referral.Raised)
+    out = raised.integration()
+    registry.validate_data(out.name, out.data)
+    assert out.data["referral_id"] == referral_id and out.data["due_date"] == "2026-12-10"
+    assert out.data["household_profile"] == {
+        "region_code": VILLAGE, "members_count": 3, "name_masked": "王**", "assistance_type": "dibao"}
+    text = json.dumps(out.data, ensure_ascii=False)
+    for name in ["王小明", "李红", "王乐"]:
+        assert name not in text
+    for number in ids:
+        assert number not in text and number[:14] not in text  # not even region+birth date
+    # ...and not in the stored event either.
+    assert not any(n in json.dumps(raised.details, ensure_ascii=False) for n in ids)
+
+
+def test_referral_for_an_unknown_case(intake):
+    with pytest.raises(CaseNotFound):
+        intake.raise_referral("C-NOPE", referral_request(), CLERK)
+
+
+def test_invalid_referral_stores_nothing(intake):
+    case_id = intake.submit_application(application_body(IDS), CLERK)
+    with pytest.raises(ContractError):
+        intake.raise_referral(case_id, referral_request(target="police"), CLERK)
+    assert log_length(intake) == 1
+
+
+def verification_completed_event(case_id: str, outcome: str = "eligible", income: int = 0):
+    data = {
+        "case_id": case_id, "verification_id": "V-1", "per_capita_income_fen": income,
+        "household_size": 2, "assets_summary": {"total_fen": 0, "within_limit": True}, "warnings": [],
+        "outcome": outcome, "recommended_assistance_type": "dibao", "tier": "B",
+        "recommended_amount_fen": 206000, "standard_applied_fen": 103000,
+        "departments_answered": ["hrss"], "departments_missing": [],
+        "completed_at": "2026-11-25T11:00:00+08:00",
+    }
+    return cloud("VerificationCompleted", data, subject=case_id, source="lifeline/verification")
+
+
+def test_case_follows_verification_and_decision(intake):
+    case_id = intake.submit_application(application_body(IDS), CLERK)
+    verified = verification_completed_event(case_id, income=1234)
+    assert intake.process_cloud_event(verified) is True
+    assert intake.process_cloud_event(verified) is False
+    case = intake.get_case(case_id)
+    assert (case.status, case.verification_outcome, case.per_capita_income_fen) == ("verified", "eligible", 1234)
+    assert intake.process_cloud_event(approved_event(case_id, "B-X1")) is True
+    case = intake.get_case(case_id)
+    assert (case.status, case.benefit_id, case.decision_reason) == ("approved", "B-X1", "符合条件")
+
+
+def test_case_status_does_not_move_back_when_verification_arrives_late(intake):
+    case_id = intake.submit_application(application_body(IDS), CLERK)
+    intake.process_cloud_event(approved_event(case_id, "B-X2"))
+    intake.process_cloud_event(verification_completed_event(case_id))  # late
+    case = intake.get_case(case_id)
+    assert case.status == "approved" and case.verification_outcome == "eligible"
+    views = rebuild(intake, intake_project)
+    with views.transaction() as tx:
+        doc = tx.get("case", case_id)
+    assert doc["status"] == "approved" and doc["verification_outcome"] == "eligible"
+
+
+def test_refusal_reaches_the_case(intake):
+    case_id = intake.submit_application(application_body(IDS), CLERK)
+    intake.process_cloud_event(verification_completed_event(case_id, "ineligible", 500000))
+    intake.process_cloud_event(refused_event(case_id, "收入超标"))
+    case = intake.get_case(case_id)
+    assert (case.status, case.decision_reason, case.benefit_id) == ("refused", "收入超标", None)
+
+
+def test_intake_read_model(intake):
+    case_id = intake.submit_application(application_body(IDS), CLERK)
+    other = intake.submit_application(application_body([pid(31)], region_code="370502102001"), CLERK)
+    intake.raise_referral(case_id, referral_request(), CLERK)
+    intake.process_cloud_event(verification_completed_event(case_id))
+    views = rebuild(intake, intake_project)
+    with views.transaction() as tx:
+        doc = tx.get("case", case_id)
+        assert (doc["status"], doc["verification_outcome"], doc["region_code"]) == ("verified", "eligible", VILLAGE)
+        assert [d["case_id"] for d in tx.find("case", VILLAGE)] == [case_id]
+        assert [d["case_id"] for d in tx.find("case", "370502102001")] == [other]
+        (ref,) = tx.find("referral", case_id)
+    assert (ref["target"], ref["status"], ref["due_date"]) == ("charity", "raised", "2026-12-10")
+
+
+# === charity ================================================================================
+def fund_details(**overrides) -> dict:
+    d = {"name": "东营区救急难专项基金", "kind": "special", "need_categories": ["medical"],
+         "region_code": "370502", "balance_fen": 100_000_000, "per_case_cap_fen": 500_000,
+         "valid_until": None}
+    d.update(overrides)
+    return d
+
+
+def referral_event(case_id: str, referral_id: str, target: str = "charity"):
+    data = {
+        "referral_id": referral_id, "case_id": case_id, "target": target, "need_category": "medical",
+        "amount_asked_fen": 500000, "urgency": "urgent", "due_date": "2026-12-10",
+        "consent_to_share": True,
+        "household_profile": {"region_code": VILLAGE, "members_count": 2, "name_masked": "王**",
+                              "assistance_type": "dibao"},
+        "raised_at": "2026-11-25T09:00:00+08:00",
+    }
+    return cloud("ReferralRaised", data, subject=case_id, source="lifeline/intake")
+
+
+def test_register_fund_once(charity):
+    meta = Meta("cf-1", "charity_federation", "370502")
+    fund_id = charity.register_fund(fund_details(), meta, "F-1")
+    assert charity.register_fund(fund_details(balance_fen=1), meta, "F-1") == "F-1"  # retried
+    fund = charity.get_fund(fund_id)
+    assert fund.details["balance_fen"] == 100_000_000 and fund.region_code == "370502"
+    assert log_length(charity) == 1
+    with pytest.raises(FundNotFound):
+        charity.get_fund("F-NOPE")
+
+
+def test_invalid_fund_is_refused(charity):
+    with pytest.raises(ContractError):
+        charity.register_fund(fund_details(kind="lottery"), Meta("cf-1", "charity_federation"))
+    assert log_length(charity) == 0
+
+
+def test_charity_referral_opens_one_need(charity):
+    case_id = new_case_id()
+    first = referral_event(case_id, "R-ABCDEF")
+    assert charity.process_cloud_event(first) is True
+    assert charity.process_cloud_event(first) is False
+    assert charity.process_cloud_event(referral_event(case_id, "R-ABCDEF")) is True
+    (need,) = stored(charity, Need.Opened)
+    assert (need.need_id, need.referral_id, need.region_code) == ("N-ABCDEF", "R-ABCDEF", VILLAGE)
+    registry.validate_data("NeedOpened", need.integration().data)
+
+
+def test_department_referral_opens_no_need(charity):
+    event = referral_event(new_case_id(), "R-HRSS01", target="hrss")
+    assert charity.process_cloud_event(event) is True
+    assert log_length(charity) == 0
+
+
+def test_charity_read_model(charity):
+    case_id = new_case_id()
+    charity.register_fund(fund_details(), Meta("cf-1", "charity_federation"), "F-9")
+    charity.process_cloud_event(referral_event(case_id, "R-READ01"))
+    views = rebuild(charity, charity_project)
+    with views.transaction() as tx:
+        (need,) = tx.find("need", case_id)
+        (fund,) = tx.find("fund", "370502")
+    assert need["status"] == "open" and need["need_id"] == "N-READ01"
+    assert fund["fund_id"] == "F-9"
+
+
+# === one case through the services, in one process ===========================================
+def as_consumed(event, source: str, sequence: int):
+    """What a consumer receives for a stored domain event (the relay's envelope, minimally)."""
+    out = event.integration()
+    return cloud(out.name, out.data, subject=out.subject, source=source, sequence=sequence)
+
+
+def test_one_case_through_intake_verification_payment_and_notify(intake, verification, payment, notify):
+    case_id = intake.submit_application(application_body(IDS), CLERK)
+    (submitted,) = stored(intake, Case.Submitted)
+    consumed = as_consumed(submitted, "lifeline/intake", 1)
+    assert verification.process_cloud_event(consumed) and notify.process_cloud_event(consumed)
+    answer(verification, case_id)
+    verification.decide(case_id, "approve", "符合条件", REVIEWER)
+    for n, event in enumerate(stored(verification, Verification.Completed, Verification.Approved), start=1):
+        published = as_consumed(event, "lifeline/verification", 100 + n)
+        intake.process_cloud_event(published)
+        payment.process_cloud_event(published)
+        notify.process_cloud_event(published)
+    assert intake.get_case(case_id).status == "approved"
+    (entitlement,) = stored(payment, Entitlement.Opened)
+    assert entitlement.benefit_id == intake.get_case(case_id).benefit_id
+    assert [n.kind for n in stored(notify, Notice.Issued)] == ["acceptance"]
+
+
+def test_no_file_is_written(tmp_path, monkeypatch):
+    # In-memory stores leave nothing behind in the working directory.
+    monkeypatch.chdir(tmp_path)
+    app = make(IntakeApplication)
+    app.submit_application(application_body(IDS), CLERK)
+    app.close()
+    assert list(Path(tmp_path).iterdir()) == []
