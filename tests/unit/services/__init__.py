@@ -15,6 +15,7 @@ from lifeline.contracts import registry
 from lifeline.contracts.envelope import CloudEvent
 from lifeline.infra.application import Meta
 from lifeline.rules.ids import make_resident_id
+from tests.harness import household
 
 # Mirrors lifeline.infra.eventstore.event_store_env (multi-row tracking), but in memory.
 MEMORY_ENV = {
@@ -41,7 +42,6 @@ def pid(seq: int, *, born: date = date(1980, 5, 1), female: bool = False) -> str
 
 APPLICANT_NAME = "王小明"
 NAMES = [APPLICANT_NAME, "李红", "王乐", "王安"]
-RELATIONS = ["self", "spouse", "child", "child"]
 
 
 def new_case_id() -> str:
@@ -50,28 +50,7 @@ def new_case_id() -> str:
 
 def application_body(ids: list[str], *, names: list[str] | None = None, **overrides: Any) -> dict:
     """A valid application (what the intake API passes to submit_application)."""
-    names = names or NAMES
-    body = {
-        "assistance_type": "dibao",
-        "channel": "window",
-        "region_code": VILLAGE,
-        "area": "urban",
-        "members": [
-            {
-                "id_number": n, "name": names[i], "relation": RELATIONS[i],
-                "disability_grade": None, "disability_kind": None,
-                "serious_illness": False, "work_ability": "full",
-            }
-            for i, n in enumerate(ids)
-        ],
-        "declared_monthly_income_fen": 0,
-        "declared_assets_fen": 0,
-        "bank_account_ref": "ACCT-0001",
-        "authorisation_signed": True,
-        "urgency": "normal",
-    }
-    body.update(overrides)
-    return body
+    return household(ids, overrides.pop("region_code", VILLAGE), names=names or NAMES, **overrides)
 
 
 def submitted_data(case_id: str, ids: list[str], **overrides: Any) -> dict:
