@@ -84,7 +84,8 @@ class Lifeline:
             for name in names:
                 self.wait_ready(name)
 
-    def start_replica(self, name: str, replica: str, port: int, extra_env: dict[str, str] | None = None) -> None:
+    def start_replica(self, name: str, replica: str, port: int, extra_env: dict[str, str] | None = None,
+                      ready_path: str = "/readyz") -> None:
         """A second process of the same service: same stores, same consumer group."""
         argv = [sys.executable, "-m", "lifeline.cli", "serve", name]
         log = open(self.logs / f"{replica}.log", "ab")
@@ -93,16 +94,16 @@ class Lifeline:
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.env[f"LIFELINE_{replica.upper()}_PORT"] = str(port)
-        self.wait_ready(replica)
+        self.wait_ready(replica, path=ready_path)
 
-    def wait_ready(self, name: str, timeout: float = 60) -> None:
+    def wait_ready(self, name: str, timeout: float = 60, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             proc = self.procs[name]
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
             try:
-                if httpx.get(self.url(name) + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url(name) + path, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -10,12 +10,21 @@ by (source, sequence), so the effect stays single.
 
 `rewind(position)` makes the relay publish again from an earlier point, e.g.
 to seed a new cluster or after the memory-only embedded broker restarted.
+
+With several replicas of a service, one relay at a time holds a lease (beside
+the position) and publishes; the others stand by and take over when the lease
+runs out, e.g. after a kill -9. Two relays publishing at once would still be
+correct (duplicates), only wasteful.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
+import uuid
 from typing import Any
 
 from lifeline.contracts import registry
@@ -24,6 +33,7 @@ from lifeline.contracts.envelope import CloudEvent
 from lifeline.infra import faults
 from lifeline.infra.application import Outgoing, ServiceApplication
 from lifeline.infra.kafka import Bus
+from lifeline.infra.metrics import PUBLISHED
 from lifeline.infra.sidestore import SideStore
 from lifeline.rules.periods import SHANGHAI
 
@@ -67,13 +77,25 @@ def _event_uuid(service: str, notification_id: int):
 
 
 class OutboxRelay:
-    def __init__(self, app: ServiceApplication, side: SideStore, bus: Bus, batch_size: int = 200):
+    def __init__(self, app: ServiceApplication, side: SideStore, bus: Bus, batch_size: int = 200,
+                 lease_seconds: float = 10.0):
         self.app = app
         self.side = side
         self.bus = bus
         self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.published = 0
         self.wakeup = asyncio.Event()
+
+    def is_leader(self) -> bool:
+        with self.side.transaction() as tx:
+            return tx.take_lease(POSITION, self.holder, time.time(), self.lease_seconds)
+
+    def resign(self) -> None:
+        """On a clean stop: let a standby replica take over at once."""
+        with self.side.transaction() as tx:
+            tx.release_lease(POSITION, self.holder)
 
     def position(self) -> int:
         with self.side.transaction() as tx:
@@ -91,13 +113,16 @@ class OutboxRelay:
         )
         if not notifications:
             return 0
-        acks = []
+        acks, names = [], []
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
             for topic, key, cloud_event in to_cloud_events(self.app.service, notification.id, event):
                 acks.append(await self.bus.send(topic, cloud_event.to_json(), key))
+                names.append(cloud_event.name)
                 faults.maybe_crash("relay_after_send", cloud_event.name)
         await asyncio.gather(*acks)
+        for name in names:
+            PUBLISHED.labels(self.app.service, name).inc()
         faults.maybe_crash("relay_before_save", "*")
         last = notifications[-1].id
         await asyncio.to_thread(self._save, last)
@@ -113,7 +138,8 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.2) -> None:
         while not stop.is_set():
             try:
-                moved = await self.publish_pending()
+                leader = await asyncio.to_thread(self.is_leader)
+                moved = await self.publish_pending() if leader else 0
             except asyncio.CancelledError:
                 raise
             except Exception:  # broker away: keep the position, try again

@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from eventsourcing.persistence import InterfaceError as StoreInterfaceError
+from eventsourcing.persistence import OperationalError as StoreOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
@@ -101,6 +105,9 @@ class ServiceRuntime:
                 await task
         if self.consumer is not None:
             await self.consumer.stop()
+        if self.relay is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.relay.resign)
         await self.bus.stop()
         self.side.close()
         self.app.close()
@@ -197,6 +204,18 @@ def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRunti
         # Input that passed the API model but not the event's schema: still the
         # caller's to fix, and nothing was stored.
         return Problem(422, "Request does not fit the event contract", str(exc)).response(str(request.url.path))
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    @app.exception_handler(StoreOperationalError)
+    @app.exception_handler(StoreInterfaceError)
+    async def dependency_down(request: Request, exc: Exception):
+        # A store or Redis is unreachable: nothing was decided, the caller may retry.
+        log.warning("%s: dependency unavailable: %r", spec.name, exc)
+        return Problem(
+            503, "Service temporarily unavailable", "A backing store is unreachable; retry shortly.",
+            headers={"Retry-After": "5"},
+        ).response(str(request.url.path))
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):

@@ -56,6 +56,27 @@ class SideTx:
             (name, position),
         )
 
+    def take_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """Hold (or renew) the named lease until now + ttl, unless another holder's is unexpired."""
+        self._x(
+            "INSERT INTO {t}leases (name, holder, expires_at) VALUES (?, '', 0) "
+            "ON CONFLICT (name) DO NOTHING",
+            (name,),
+        )
+        lock = " FOR UPDATE" if self._lock_rows else ""
+        holder_now, expires_at = self._x(
+            "SELECT holder, expires_at FROM {t}leases WHERE name = ?" + lock, (name,)
+        ).fetchone()
+        if holder_now not in ("", holder) and expires_at > now:
+            return False
+        self._x(
+            "UPDATE {t}leases SET holder = ?, expires_at = ? WHERE name = ?", (holder, now + ttl, name)
+        )
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._x("UPDATE {t}leases SET expires_at = 0 WHERE name = ? AND holder = ?", (name, holder))
+
     def put(self, kind: str, key: str, doc: dict[str, Any], ref: str = "") -> None:
         self._x(
             "INSERT INTO {t}docs (kind, key, ref, doc) VALUES (?, ?, ?, ?) "
@@ -128,6 +149,10 @@ class SideStore:
             tx._x(
                 "CREATE TABLE IF NOT EXISTS {t}positions (name TEXT PRIMARY KEY, "
                 "position BIGINT NOT NULL)"
+            )
+            tx._x(
+                "CREATE TABLE IF NOT EXISTS {t}leases (name TEXT PRIMARY KEY, "
+                "holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)"
             )
 
     @contextmanager

@@ -196,8 +196,12 @@ def refusal_notice_due(decided_at: datetime, cal: StatutoryCalendar | None = Non
     return clock_due("refusal_notice", decided_at, cal=cal)
 
 
-def whole_procedure_due(accepted_at: datetime, major_dispute: bool = False,
-                        cal: StatutoryCalendar | None = None) -> Deadline:
+def whole_procedure_due(accepted_at: datetime, cal: StatutoryCalendar | None = None, *,
+                        major_dispute: bool = False) -> Deadline:
+    """20 working days from acceptance; 30 with a major dispute (keyword-only, so that a
+    calendar passed positionally, as to every other clock, can never select the 30 days)."""
+    if not isinstance(major_dispute, bool):
+        raise TypeError("major_dispute must be True or False")
     name = "whole_procedure_major_dispute" if major_dispute else "whole_procedure"
     return clock_due(name, accepted_at, cal=cal)
 

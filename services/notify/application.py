@@ -39,9 +39,9 @@ class NotifyApplication(NotifyConsumers, ServiceApplication):
         if self.exists(ident):
             return
         acceptance = self._find(case_id, "acceptance")
+        # The refusal may overtake the acceptance (different topics): address it generically then.
         masked = acceptance.recipient_masked if acceptance else "申请人"
-        region = acceptance.region_code if acceptance else ""
-        self._issue(pe, ident, case_id, "refusal", masked, region,
+        self._issue(pe, ident, case_id, "refusal", masked, event.data["region_code"],
                     refusal_text(masked, case_id, event.data["reason"]), event, meta)
 
     def _find(self, case_id: str, kind: str) -> Notice | None:

@@ -147,7 +147,8 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
             v.approve(benefit, meta.as_dict())
         else:
             refusal = {
-                "case_id": case_id, "verification_id": v.verification_id, "reason": reason,
+                "case_id": case_id, "verification_id": v.verification_id,
+                "region_code": v.region_code, "reason": reason,
                 "refusing_body": meta.org_code or f"{v.region_code[:9]} 乡镇审核确认小组",
                 "refused_at": now.isoformat(),
             }

@@ -12,12 +12,13 @@ standard gives the same answer as comparing the rounded-down per-capita income.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from fractions import Fraction
 from typing import Any, Iterable, Literal, Mapping
 
 from lifeline.rules.departments import DEPARTMENTS
 from lifeline.rules.ids import InvalidResidentId, mask_resident_id, parse_resident_id
+from lifeline.rules.periods import business_date
 from lifeline.rules.regions import county_of
 from services.verification.policy import CountyPolicy, PolicyError, ratio_text
 
@@ -329,9 +330,23 @@ def _masked(members: Iterable[Member]) -> str:
     return ",".join(mask_resident_id(m.id_number) for m in members)
 
 
+def decision_day(decision_date: date | datetime) -> date:
+    """The business date of a decision: a moment is read in Asia/Shanghai (an approval at
+    23:30 Beijing time on 31 December is a December decision, although it is 15:30 UTC), a
+    plain date is taken as it is. Naive datetimes are refused."""
+    if isinstance(decision_date, datetime):
+        return business_date(decision_date)
+    if not isinstance(decision_date, date):
+        raise TypeError(f"decision_date must be a date or an aware datetime, "
+                        f"got {type(decision_date).__name__}")
+    return decision_date
+
+
 def assess(household: Household, records: Mapping[str, DepartmentRecord], policy: CountyPolicy,
-           decision_date: date) -> Assessment:
-    """Assess a household against the policy in force on ``decision_date``."""
+           decision_date: date | datetime) -> Assessment:
+    """Assess a household against the policy in force on ``decision_date`` (a date, or an
+    aware moment read in Asia/Shanghai)."""
+    decision_date = decision_day(decision_date)
     if county_of(household.region_code) != policy.county_code:
         raise PolicyError(f"county_code: household region {household.region_code} is not in "
                           f"county {policy.county_code}", field="county_code")
@@ -654,7 +669,8 @@ def _jinan(ctx: _Ctx, pci: int, n: int, within_low: bool, figs: dict) -> _Result
 
 
 def assess_with_book(household: Household, records: Mapping[str, DepartmentRecord], book: Any,
-                     decision_date: date) -> Assessment:
+                     decision_date: date | datetime) -> Assessment:
     """Pick the policy in force on ``decision_date`` from a PolicyBook/PolicyHolder and assess."""
+    decision_date = decision_day(decision_date)
     policy = book.policy_for(county_of(household.region_code), decision_date)
     return assess(household, records, policy, decision_date)

@@ -113,3 +113,23 @@ def test_health_and_metrics_need_no_token_and_openapi_is_served(lifeline):
         assert "lifeline_" in httpx.get(lifeline.url(service) + "/metrics").text
         spec = httpx.get(lifeline.url(service) + "/openapi.json").json()
         assert spec["openapi"].startswith("3.")
+
+
+def test_redis_unreachable_is_503_and_changes_nothing(lifeline, intake_log):
+    from lifeline.infra.embedded import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    lifeline.start_replica("intake", "intake-noredis", free_port(), {"LIFELINE_REDIS_URL": dead},
+                           ready_path="/healthz")
+    try:
+        assert httpx.get(lifeline.url("intake-noredis") + "/readyz").status_code == 503
+        before = intake_log.recorder.max_notification_id()
+        token = lifeline.token("clerk", REGION[:9])
+        r = httpx.post(lifeline.url("intake-noredis") + "/v1/applications", timeout=30,
+                       json=household(new_people(1), REGION),
+                       headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "k-503"})
+        body = _problem(r, 503)
+        assert r.headers["retry-after"] == "5" and "unreachable" in body["detail"]
+        assert intake_log.recorder.max_notification_id() == before
+    finally:
+        lifeline.stop("intake-noredis")

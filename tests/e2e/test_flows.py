@@ -237,6 +237,9 @@ def test_idempotency_key_two_concurrent_requests_to_two_replicas_make_one_case(l
                            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key})
         assert other.status_code == 422
         assert other.headers["content-type"].startswith("application/problem+json")
+        # The second replica stood by as relay: the first holds the lease and published it.
+        assert metric(lifeline, "intake2", "lifeline_events_published_total") == 0
+        assert metric(lifeline, "intake", "lifeline_events_published_total") > 0
     finally:
         lifeline.stop("intake2")
 

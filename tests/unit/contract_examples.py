@@ -88,7 +88,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "reason": "家庭人均收入低于当地低保标准", "approved_at": "2026-03-20T15:00:00+08:00",
     },
     "BenefitRefused": {
-        "case_id": CASE_ID, "verification_id": VERIFICATION_ID,
+        "case_id": CASE_ID, "verification_id": VERIFICATION_ID, "region_code": "320583101001",
         "reason": "家庭财产超过规定标准", "refusing_body": "某某镇人民政府",
         "refused_at": "2026-03-20T15:00:00+08:00",
     },

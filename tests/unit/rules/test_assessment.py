@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 
+from lifeline.rules.periods import SHANGHAI
 from services.verification.assessment import (DepartmentRecord, Member, assess, assess_with_book,
                                               gap_payment, monthly_amount, per_capita_income)
 from services.verification.policy import PolicyError
@@ -318,3 +319,40 @@ def test_lower_case_x_matches_department_rows(dongying_2026):
     a = run(dongying_2026, hh, {"hrss": [{"id_number": number, "monthly_income_fen": 300000}]})
     assert a.per_capita_income_fen == 150000
 
+
+
+# -- the decision date is the Beijing business date of the decision moment -------------------------
+@pytest.mark.parametrize("moment, standard, effective", [
+    # 23:30 Beijing time on 31 December (15:30 UTC): still a 2025 decision, the 2025 standard
+    (datetime(2025, 12, 31, 23, 30, tzinfo=SHANGHAI), 98000, date(2025, 7, 1)),
+    (datetime(2025, 12, 31, 15, 30, tzinfo=timezone.utc), 98000, date(2025, 7, 1)),
+    # 16:30 UTC on 31 December is already 1 January in Beijing: the raised 2026 standard
+    (datetime(2025, 12, 31, 16, 30, tzinfo=timezone.utc), 103000, date(2026, 1, 1)),
+])
+def test_decision_moment_read_in_shanghai(book, moment, standard, effective):
+    a = assess_with_book(household([member(1)]), records(book.policy_for("370502", effective)),
+                         book, moment)
+    assert (a.standard_applied_fen, a.policy_effective_from) == (standard, effective)
+    assert a.decision_date == moment.astimezone(SHANGHAI).date()
+
+
+def test_naive_decision_moment_refused(dongying_2026):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        assess(household([member(1)]), records(dongying_2026), dongying_2026,
+               datetime(2026, 3, 1, 10, 0))
+
+
+def test_reasons_name_rule_and_figures(dongying_2026):
+    """Each reason: a machine code, the rule, a Chinese message, and the figures it used."""
+    a = one(dongying_2026, 54000)
+    by_code = {r.code: r for r in a.reasons}
+    below = by_code["INCOME_BELOW_STANDARD"]
+    assert below.rule == "eligibility.dibao"
+    assert (below.figures["per_capita_income_fen"], below.figures["standard_fen"],
+            below.figures["members"]) == (54000, 103000, 1)
+    assert below.figures["low_income_line_fen"] == 154500
+    amount = by_code["AMOUNT"]
+    assert (amount.figures["gap_per_capita_fen"], amount.figures["min_top_up_fen"],
+            amount.figures["monthly_amount_fen"]) == (49000, 49000, 49000)
+    for r in a.reasons:
+        assert r.code.isupper() and r.rule and any("\u4e00" <= ch <= "\u9fff" for ch in r.message_zh)

@@ -121,7 +121,7 @@ def test_whole_procedure():
     d = clocks.whole_procedure_due(at(2026, 9, 21), cal=CAL)
     assert d.due_date == date(2026, 10, 26)
     assert d.warn_at == at(2026, 10, 22, 0)          # the last 3 working days
-    assert clocks.whole_procedure_due(at(2026, 9, 21), True, CAL).due_date == date(2026, 11, 9)
+    assert clocks.whole_procedure_due(at(2026, 9, 21), CAL, major_dispute=True).due_date == date(2026, 11, 9)
 
 
 def test_referral_and_emergency():
@@ -215,3 +215,60 @@ def test_every_spec_clock_is_registered():
         "public_notice", "democratic_appraisal", "decision", "refusal_notice", "whole_procedure",
         "whole_procedure_major_dispute", "referral", "emergency_post_approval"}
     assert clocks.CLOCKS["public_notice"].kind == "calendar"
+
+
+# -- every clock across the 2026 Spring Festival (Feb 15-23 off; Sat Feb 14 and Sat Feb 28 work) ---
+# Start Thu 2026-02-12. Working days after it: Feb 13, Sat 14, 24, 25, 26, 27, Sat 28, Mar 2 ...
+@pytest.mark.parametrize("fn, due, warn", [
+    (clocks.verification_request_due, date(2026, 2, 24), at(2026, 2, 24, 0)),
+    (clocks.household_survey_due, date(2026, 2, 24), at(2026, 2, 24, 0)),
+    (clocks.initial_review_due, date(2026, 2, 24), at(2026, 2, 24, 0)),
+    (clocks.democratic_appraisal_due, date(2026, 2, 24), at(2026, 2, 24, 0)),
+    (clocks.decision_due, date(2026, 2, 24), at(2026, 2, 24, 0)),
+    (clocks.refusal_notice_due, date(2026, 2, 24), at(2026, 2, 24, 0)),
+    # 3-5 working days: warned once the 3-day target (end of Feb 24) has passed, due end of Feb 26
+    (clocks.verification_report_due, date(2026, 2, 26), end_of(date(2026, 2, 24))),
+    # 7 calendar days end Thu Feb 19, a holiday: moved to the first working day after, Feb 24
+    (clocks.public_notice_due, date(2026, 2, 24), at(2026, 2, 24, 0)),
+    # 20 working days: ... Sat Feb 28 (7), Mar 2-6 (8-12), Mar 9-13 (13-17), Mar 16-18 (18-20)
+    (clocks.whole_procedure_due, date(2026, 3, 18), at(2026, 3, 16, 0)),
+    (lambda s, c: clocks.whole_procedure_due(s, c, major_dispute=True), date(2026, 4, 1), at(2026, 3, 30, 0)),
+    (lambda s, c: clocks.referral_due(s, 5, c), date(2026, 2, 26), at(2026, 2, 26, 0)),
+    (lambda s, c: clocks.emergency_post_approval_due(s, 5, c), date(2026, 2, 26),
+     at(2026, 2, 26, 0)),
+])
+def test_every_clock_across_spring_festival(fn, due, warn):
+    d = fn(at(2026, 2, 12, 15), CAL)
+    assert d.due_date == due and d.due_at == end_of(due)
+    assert d.warn_at == warn and d.warn_at < d.due_at
+    assert d.calendar_known and d.warnings == ()
+
+
+@pytest.mark.parametrize("start, n, due", [
+    (date(2026, 2, 14), 1, date(2026, 2, 24)),   # make-up Sat Feb 14: last working day before SF
+    (date(2026, 2, 27), 1, date(2026, 2, 28)),   # Fri → make-up Saturday Feb 28
+    (date(2026, 9, 19), 1, date(2026, 9, 20)),   # Sat (rest) → make-up Sunday Sep 20
+    (date(2026, 12, 31), 1, date(2027, 1, 1)),   # Dec 31 → unknown 2027: weekday fallback
+])
+def test_single_working_day_edges(start, n, due):
+    assert CAL.add_working_days(start, n) == due
+
+
+def test_calendar_directory_loaded_without_release(tmp_path, monkeypatch):
+    """An operator drops 2027.yaml in the calendar directory; a restart (or cache clear) picks it
+    up and the working days change — no code change."""
+    (tmp_path / "2027.yaml").write_text(
+        "year: 2027\nsource: 国务院办公厅通知\n"
+        "holidays: [{name: 元旦, dates: [{from: 2027-01-01, to: 2027-01-03}]}]\n"
+        "makeup_working_days: []\n", encoding="utf-8")
+    monkeypatch.setenv("LIFELINE_CALENDAR_DIR", str(tmp_path))
+    default_calendar.cache_clear()
+    try:
+        cal = default_calendar()
+        assert cal.is_known_year(2027) and not cal.is_working_day(date(2027, 1, 1))
+        d = clocks.verification_request_due(at(2026, 12, 31))   # the process-wide calendar
+        assert d.calendar_known and d.due_date == date(2027, 1, 6)
+    finally:
+        default_calendar.cache_clear()
+    monkeypatch.delenv("LIFELINE_CALENDAR_DIR")
+    assert not default_calendar().is_known_year(2027)

@@ -101,3 +101,19 @@ def test_region_contains(outer, inner, inside):
 def test_county_of():
     assert county_of("370502001001") == "370502"
     assert is_county_code("370502") and not is_county_code("370500") and not is_county_code("990101")
+
+
+def test_birth_date_today_is_valid_tomorrow_is_not():
+    born_today = make_resident_id("370502", TODAY, 7, True)
+    assert parse_resident_id(born_today, today=TODAY).birth_date == TODAY
+    tomorrow = make_resident_id("370502", date(2026, 6, 2), 7, True)
+    with pytest.raises(InvalidResidentId, match="future"):
+        parse_resident_id(tomorrow, today=TODAY)
+
+
+@pytest.mark.parametrize("digit17, sex", [("1", "male"), ("2", "female"), ("9", "male"),
+                                          ("0", "female")])
+def test_sex_from_the_17th_digit(digit17, sex):
+    from lifeline.rules.ids import check_digit
+    body = "3705021980050100" + digit17
+    assert parse_resident_id(body + check_digit(body), today=TODAY).sex == sex

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import date
 from fractions import Fraction
 
@@ -113,19 +114,59 @@ def _write(tmp_path, data, name="policy.yaml"):
     return path
 
 
-@pytest.mark.parametrize("path, value", [
-    (["counties", 0, "standards", "urban_fen"], -5),             # negative standard
-    (["counties", 0, "standards", "urban_fen"], "lots"),         # wrong type
-    (["counties", 0, "county_code"], "990101"),                  # unknown county
-])
-def test_holder_keeps_policy_in_force(tmp_path, raw_policy, path, value):
+HOLDER_CASES = [
+    (["counties", 1, "standards", "urban_fen"], -5,              # negative standard
+     "counties[1].standards.urban_fen: must be >= 0"),
+    (["counties", 1, "standards", "urban_fen"], "lots",          # wrong type
+     "counties[1].standards.urban_fen: must be of type integer"),
+    (["counties", 1, "low_income_multiplier"], True,             # wrong type (YAML boolean)
+     "counties[1].low_income_multiplier: must be of type string or number"),
+    (["counties", 1, "county_code"], "990101",                   # unknown county
+     "counties[1].county_code: unknown county code"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", HOLDER_CASES)
+def test_holder_keeps_policy_in_force(tmp_path, raw_policy, path, value, message):
     holder = PolicyHolder(PolicyBook.load(POLICY_FILE))
     before = holder.book
     bad = _write(tmp_path, _mutate(raw_policy, path, value))
-    with pytest.raises(PolicyError):
+    with pytest.raises(PolicyError) as exc:
         holder.reload(bad)
+    assert message in str(exc.value) and str(bad) in str(exc.value)
+    assert exc.value.field == message.split(":")[0]
     assert holder.book is before
     assert holder.policy_for("370502", date(2026, 1, 1)).urban_standard_fen == 103000
+
+
+@pytest.mark.parametrize("path, value, message", HOLDER_CASES)
+def test_holder_replace_keeps_policy_in_force(raw_policy, path, value, message):
+    holder = PolicyHolder(PolicyBook.load(POLICY_FILE))
+    before = holder.book
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        holder.replace(_mutate(raw_policy, path, value))
+    assert holder.book is before
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (["counties", 0, "mandatory_departments"], [],
+     "counties[0].mandatory_departments: must have at least 1 item"),
+    (["counties", 0, "grace_periods", "graduate_employed_default_months"], 13,
+     "counties[0].grace_periods.graduate_employed_default_months: must be between"),
+    (["counties", 0, "grace_periods", "epidemic_default_months"], 2,
+     "counties[0].grace_periods.epidemic_default_months: must be between"),
+    (["counties", 0, "tiers", 2, "min_gap_ratio"], "0.7",
+     "counties[0].tiers: min_gap_ratio must strictly decrease"),
+    (["counties", 0, "tiers", 3, "min_gap_ratio"], "0.1",
+     "counties[0].tiers: the last banded tier must have min_gap_ratio 0"),
+    (["counties", 0, "standards", "tekun_fen"], -1, "counties[0].standards.tekun_fen: must be >= 0"),
+    (["counties", 0, "asset_limits", "per_capita_fen"], -1,
+     "counties[0].asset_limits.per_capita_fen: must be >= 0"),
+])
+def test_more_bad_policies_refused(raw_policy, path, value, message):
+    with pytest.raises(PolicyError) as exc:
+        PolicyBook.from_mapping(_mutate(raw_policy, path, value))
+    assert message in str(exc.value)
 
 
 def test_holder_reload_swaps_on_success(tmp_path, raw_policy):

@@ -1,11 +1,13 @@
 """Hypothesis properties of the amount rules and the assessment."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
-from services.verification.assessment import assess, gap_payment, monthly_amount
+from services.verification.assessment import (DepartmentRecord, assess, gap_payment,
+                                              monthly_amount)
 from tests.unit.rules.helpers import household, member, pid, records
 
 D26 = date(2026, 3, 1)
@@ -43,19 +45,25 @@ member_spec = st.tuples(st.integers(0, 300_000),              # income
 @SETTINGS
 @given(specs=st.lists(member_spec, min_size=1, max_size=6), bump=st.integers(0, 200_000),
        who=st.integers(0, 5), perm=st.randoms(use_true_random=False),
-       area=st.sampled_from(["urban", "rural"]))
-def test_assessment_invariants(request_policies, specs, bump, who, perm, area):
-    policy = request_policies["dongying_2026"]
+       area=st.sampled_from(["urban", "rural"]),
+       which=st.sampled_from(["dongying_2026", "zhifu_2026"]))   # 据实补差 and 分档发放
+def test_assessment_invariants(request_policies, specs, bump, who, perm, area, which):
+    policy = request_policies[which]
+    region = "370502001001" if which.startswith("dongying") else "370602001001"
     members = [member(i, work_ability=ability) for i, (_, _, ability) in enumerate(specs)]
     rows = [{"id_number": pid(i), "monthly_income_fen": inc, "social_insurance_fen": si}
             for i, (inc, si, _) in enumerate(specs)]
 
     def run(ms, rs):
-        return assess(household(ms, area=area), records(policy, {"hrss": rs}), policy, D26)
+        hh = replace(household(ms, area=area), region_code=region)
+        return assess(hh, records(policy, {"hrss": rs}), policy, D26)
 
     base = run(members, rows)
     n = len(members)
     assert 0 <= base.monthly_amount_fen <= policy.standard_for(area) * n
+    assert base.outcome in ("eligible", "ineligible")      # every department answered
+    for r in base.reasons:                                 # code, rule, Chinese text, figures
+        assert r.code and r.rule and r.message_zh and isinstance(r.figures, dict)
 
     # independent of member order
     order = list(range(n))
@@ -75,15 +83,33 @@ def test_assessment_invariants(request_policies, specs, bump, who, perm, area):
 @SETTINGS
 @given(specs=st.lists(st.integers(0, 200_000), min_size=1, max_size=4),
        missing=st.sets(st.sampled_from(["public_security", "hrss", "housing", "market_regulation",
-                                        "tax", "housing_fund", "bank"]), min_size=1),
-       kind=st.sampled_from(["dibao", "tekun", "low_income", "linshi_jinan", "linshi_zhichu"]))
-def test_missing_department_never_eligible(request_policies, specs, missing, kind):
-    policy = request_policies["dongying_2026"]
-    members = [member(i, born=date(1950, 1, 1), work_ability="none") for i in range(len(specs))]
+                                        "tax", "housing_fund", "bank", "medical_insurance"]),
+                       min_size=1),
+       kind=st.sampled_from(["dibao", "tekun", "low_income", "linshi_jinan", "linshi_zhichu"]),
+       which=st.sampled_from(["dongying_2026", "dongying_2025", "zhifu_2026"]),
+       single=st.booleans(), unavailable=st.booleans())
+def test_missing_department_never_eligible(request_policies, specs, missing, kind, which, single,
+                                           unavailable):
+    policy = request_policies[which]
+    # a 支出型 case also needs medical insurance and education; others only the mandatory list
+    required = set(policy.mandatory_departments)
+    if kind == "linshi_zhichu":
+        required |= set(policy.expenditure_departments)
+    missing = set(missing) & required
+    assume(missing)
+    members = [member(i, born=date(1950, 1, 1), work_ability="none", disability_grade=1,
+                      disability_kind="physical") for i in range(len(specs))]
     rows = {"hrss": [{"id_number": pid(i, date(1950, 1, 1)), "monthly_income_fen": v}
                      for i, v in enumerate(specs)]}
-    recs = records(policy, rows, skip=missing, extra=("medical_insurance", "education"))
-    a = assess(household(members, kind=kind), recs, policy, D26)
+    recs = records(policy, rows, skip=() if unavailable else missing,
+                   extra=("medical_insurance", "education"))
+    if unavailable:   # the department answered "unavailable" instead of not answering at all
+        recs = {**recs, **{d: DepartmentRecord(d, (), status="unavailable") for d in missing}}
+    hh = household(members, kind=kind,
+                   single_person_member_id=members[0].id_number if single else None)
+    if which == "zhifu_2026":
+        hh = replace(hh, region_code="370602001001")
+    a = assess(hh, recs, policy, D26)
     assert a.outcome == "needs_appraisal"
     assert a.monthly_amount_fen == 0 and a.one_off_amount_fen == 0
     assert set(missing) <= set(a.departments_missing)

@@ -419,7 +419,7 @@ def test_payment_read_model(payment):
 
 # === notify =================================================================================
 def refused_event(case_id: str, reason: str):
-    data = {"case_id": case_id, "verification_id": "V-1", "reason": reason,
+    data = {"case_id": case_id, "verification_id": "V-1", "region_code": VILLAGE, "reason": reason,
             "refusing_body": "370502101 乡镇审核确认小组", "refused_at": "2026-11-25T15:00:00+08:00"}
     return cloud("BenefitRefused", data, subject=case_id, source="lifeline/verification")
 
@@ -459,6 +459,7 @@ def test_refusal_notice_without_an_acceptance_notice(notify):
     notify.process_cloud_event(refused_event(case_id, "材料不实"))
     (notice,) = stored(notify, Notice.Issued)
     assert notice.recipient_masked == "申请人" and "材料不实" in notice.body
+    assert notice.region_code == VILLAGE  # still visible to the village's own office
     registry.validate_data("NoticeIssued", notice.integration().data)
 
 

@@ -255,7 +255,7 @@ def test_no_decision_before_the_check_is_complete(decision):
 
 
 def refusal() -> dict:
-    return {"case_id": CASE_ID, "verification_id": "V-1", "reason": "收入超过标准",
+    return {"case_id": CASE_ID, "verification_id": "V-1", "region_code": VILLAGE, "reason": "收入超过标准",
             "refusing_body": "370502101 乡镇审核确认小组", "refused_at": "2026-11-25T15:00:00+08:00"}
 
 

@@ -1,0 +1,152 @@
+"""Shared pieces of the benchmarks: infrastructure, settings, test data, figures.
+
+Nothing here is imported by Lifeline itself; the benchmarks only *use* the
+project's own classes (EmbeddedBroker, RealKafka, RealPostgres, Settings,
+event_store_env, SideStore, Bus) exactly as a service process does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
+    sys.path.insert(0, str(REPO))
+
+from lifeline.infra.embedded import EmbeddedBroker, free_port  # noqa: E402
+from lifeline.rules.ids import make_resident_id  # noqa: E402
+from lifeline.settings import Settings  # noqa: E402
+from tests.harness import household  # noqa: E402  - the same valid body the e2e tests submit
+
+VILLAGE = "370502101001"
+
+
+def common_args(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--broker", choices=("embedded", "real"), default="embedded",
+                   help="embedded: Tansu on a free port; real: Apache Kafka (RealKafka) in a temp dir")
+    p.add_argument("--events", type=int, default=2000, help="events per measured run (default 2000)")
+    p.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
+                   help="event store of the service application (postgres: RealPostgres in a temp dir)")
+    p.add_argument("--repeat", type=int, default=3, help="measured runs per variant; the median is reported")
+    p.add_argument("--partitions", type=int, default=3, help="partitions per topic (default 3, as Lifeline)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores) for inspection")
+    return p
+
+
+def machine_line() -> str:
+    return (f"{platform.node()} · {os.cpu_count()} cores · {platform.platform(terse=True)} · "
+            f"Python {platform.python_version()}")
+
+
+def resident_ids(i: int) -> list[str]:
+    """Two valid, distinct resident ID numbers for application number i."""
+    born = date(1950, 1, 1) + timedelta(days=i // 250)
+    seq = (i % 250) * 2
+    return [make_resident_id("370502", born, seq, False),
+            make_resident_id("370502", born - timedelta(days=10000), seq + 1, True)]
+
+
+def application_body(i: int) -> dict:
+    return household(resident_ids(i), VILLAGE)
+
+
+@dataclass
+class Infra:
+    root: Path
+    bootstrap: str
+    database_url: str
+    broker_kind: str
+    database_kind: str
+    startup_s: dict
+
+    def settings(self, tag: str) -> Settings:
+        """Settings for one isolated run: its own data dir, topic namespace, PG schemas."""
+        data_dir = self.root / "data" / tag
+        env = {
+            "LIFELINE_DATA_DIR": str(data_dir),
+            "LIFELINE_KAFKA_BOOTSTRAP": self.bootstrap,
+            "LIFELINE_DATABASE_URL": self.database_url,
+            "LIFELINE_NAMESPACE": f"{tag}.",
+            "LIFELINE_DB_SCHEMA_PREFIX": tag.replace("-", "_"),
+            "LIFELINE_PARTITIONS": str(self._partitions),
+            # Real Kafka refuses less than 6 s; Tansu is happy with the default too.
+            "LIFELINE_KAFKA_SESSION_TIMEOUT_MS": "10000",
+            "LIFELINE_REDIS_URL": "redis://127.0.0.1:1/0",  # unused: no HTTP edge here
+        }
+        return Settings.from_env(env)
+
+    _partitions: int = 3
+
+
+@contextlib.contextmanager
+def infrastructure(args: argparse.Namespace, label: str) -> Iterator[Infra]:
+    """Start the broker (and PostgreSQL) the arguments ask for; stop them afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=f"lifeline-bench-{label}-", dir="/tmp"))
+    started: list = []
+    startup: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        if args.broker == "embedded":
+            broker = EmbeddedBroker(port=free_port(), log_path=root / "tansu.log")
+        else:
+            from lifeline.infra.realinfra import RealKafka
+
+            broker = RealKafka(root / "kafka", partitions=args.partitions)
+        started.append(broker)
+        broker.start()
+        startup["broker"] = time.perf_counter() - t0
+        database_url = ""
+        if args.database == "postgres":
+            from lifeline.infra.realinfra import RealPostgres
+
+            t0 = time.perf_counter()
+            pg = RealPostgres(root / "postgres")
+            started.append(pg)
+            pg.start()
+            startup["postgres"] = time.perf_counter() - t0
+            database_url = pg.url
+        infra = Infra(root, broker.bootstrap, database_url, args.broker, args.database, startup)
+        infra._partitions = args.partitions
+        yield infra
+    finally:
+        for thing in reversed(started):
+            with contextlib.suppress(Exception):
+                thing.stop()
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def new_tag(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q * (len(s) - 1))))
+    return s[k]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f} ev/s"
