@@ -96,6 +96,7 @@ class Infra:
 def infrastructure(args: argparse.Namespace, label: str) -> Iterator[Infra]:
     """Start the broker (and PostgreSQL) the arguments ask for; stop them afterwards."""
     root = Path(tempfile.mkdtemp(prefix=f"lifeline-bench-{label}-", dir="/tmp"))
+    root.chmod(0o711)  # as root, RealPostgres runs as user postgres and must traverse it
     started: list = []
     startup: dict[str, float] = {}
     try:

@@ -119,7 +119,9 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
         v = self.get_verification(case_id)
         now = datetime.now(SHANGHAI)
         if decision == "approve":
-            a = v.assessment or {}
+            # The rules in force on the decision date decide, on the records as they stand
+            # (a standard raised since the check was completed applies).
+            a = self._assess(v, now) if v.state == "completed" else {}
             if v.state == "completed" and a["outcome"] == "ineligible":
                 raise DecisionNotAllowed("the check found the household ineligible; refuse or re-check")
             if v.state == "completed" and not a.get("monthly_amount_fen"):
@@ -139,12 +141,12 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
                 "first_period": first_payment_period(now),
                 "bank_account_ref": v.application["bank_account_ref"],
                 "approving_body": meta.org_code or f"{v.region_code[:9]} 乡镇审核确认小组",
-                "approval_level": "township",
+                "approval_level": a.get("detail", {}).get("approval_level") or "township",
                 "reason": reason,
                 "approved_at": now.isoformat(),
             }
             registry.validate_data("BenefitApproved", benefit)
-            v.approve(benefit, meta.as_dict())
+            v.approve(benefit, meta.as_dict(), assessment=a)
         else:
             refusal = {
                 "case_id": case_id, "verification_id": v.verification_id,
@@ -159,13 +161,16 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
 
     def _complete(self, v: Verification, meta: Meta) -> None:
         now = datetime.now(SHANGHAI)
-        policy = self._policy(v.application, now)
+        v.complete(self._assess(v, now), now.isoformat(), meta.as_dict())
+
+    def _assess(self, v: Verification, on: datetime) -> dict[str, Any]:
+        """The assessment of the records received so far, by the policy in force on `on`."""
         records = {
             dept: DepartmentRecord(department=dept, members=rec["members"])
             for dept, rec in v.records.items()
         }
-        result = assess(household_of(v.application), records, policy, business_date(now))
-        v.complete(assessment_record(result), now.isoformat(), meta.as_dict())
+        result = assess(household_of(v.application), records, self._policy(v.application, on), business_date(on))
+        return assessment_record(result)
 
     def _save_or_conflict(self, v: Verification) -> None:
         try:

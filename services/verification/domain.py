@@ -94,6 +94,8 @@ class Verification(LifelineAggregate):
     class Approved(LifelineAggregate.Event):
         case_id: str
         benefit: dict[str, Any]
+        # The assessment by the rules in force on the decision date, for the audit trail.
+        assessment: dict[str, Any] | None
 
         def apply(self, v: "Verification") -> None:
             v.state = "approved"
@@ -160,9 +162,11 @@ class Verification(LifelineAggregate):
             assessment=assessment, completed_at=completed_at, meta=meta,
         )
 
-    def approve(self, benefit: dict[str, Any], meta: dict) -> None:
+    def approve(self, benefit: dict[str, Any], meta: dict, assessment: dict[str, Any] | None = None) -> None:
         self._check_decidable()
-        self.trigger_event(self.Approved, case_id=self.case_id, benefit=benefit, meta=meta)
+        self.trigger_event(
+            self.Approved, case_id=self.case_id, benefit=benefit, assessment=assessment, meta=meta
+        )
 
     def refuse(self, refusal: dict[str, Any], meta: dict) -> None:
         self._check_decidable()

@@ -185,6 +185,34 @@ def test_kill_9_relay_mid_publish_loses_nothing_and_doubles_nothing(lifeline):
     assert [n["kind"] for n in notices] == ["acceptance"]
 
 
+def test_kill_9_relay_in_the_middle_of_a_batch_loses_nothing(lifeline):
+    from lifeline.infra.application import Meta
+    from lifeline.infra.eventstore import event_store_env
+    from lifeline.settings import Settings
+    from services.intake.application import IntakeApplication
+
+    # Three applications stored while intake is down: its relay will find one batch of three.
+    lifeline.stop("intake")
+    store = IntakeApplication(env=event_store_env(Settings.from_env(lifeline.env), "intake"))
+    try:
+        cases = [store.submit_application(household(new_people(1), REGION), Meta("clerk-9", "clerk"))
+                 for _ in range(3)]
+    finally:
+        store.close()
+    # SIGKILL right after handing the second event to the producer: the first may
+    # or may not have reached the broker, the third certainly has not.
+    lifeline.start("intake", extra_env={"LIFELINE_FAULTS": "relay_after_send:ApplicationSubmitted:2"},
+                   wait=False)
+    assert lifeline.wait_exit("intake", timeout=60) == -9
+    lifeline.start("intake")
+    for case_id in cases:
+        notices = wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what=f"notice {case_id}")
+        assert [n["kind"] for n in notices] == ["acceptance"]
+        assert verification(lifeline, case_id)["case_id"] == case_id
+    time.sleep(1.0)
+    assert all(len(items(lifeline, "notify", "/v1/notices", c)) == 1 for c in cases)
+
+
 def test_whole_log_republished_from_zero_has_no_second_effect(lifeline):
     case_id = approved_case(lifeline)
     wait_for(lambda: items(lifeline, "payment", "/v1/entitlements", case_id), what="entitlement")

@@ -714,3 +714,34 @@ def test_no_file_is_written(tmp_path, monkeypatch):
     app.submit_application(application_body(IDS), CLERK)
     app.close()
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_the_decision_uses_the_policy_in_force_on_the_decision_date(verification):
+    import copy
+    from datetime import datetime
+
+    import yaml
+
+    from lifeline.rules.periods import SHANGHAI
+    from services.verification.policy import policy_file
+
+    case_id = new_case_id()
+    start(verification, case_id)
+    answer(verification, case_id, income=20000)
+    checked = verification.get_verification(case_id).assessment
+    members = checked["household_size"]
+
+    # The county raises its urban standard from today, after the check was completed.
+    data = yaml.safe_load(policy_file().read_text(encoding="utf-8"))
+    in_force = verification.policies.policy_for("370502", datetime.now(SHANGHAI).date())
+    raised = copy.deepcopy(next(c for c in data["counties"] if c["county_code"] == "370502"
+                                and str(c["effective_from"]) == in_force.effective_from.isoformat()))
+    raised["effective_from"] = datetime.now(SHANGHAI).date()
+    raised["standards"]["urban_fen"] += 10000
+    data["counties"].append(raised)
+    verification.policies.replace(data)
+
+    benefit = verification.decide(case_id, "approve", "ok", REVIEWER)
+    assert benefit["monthly_amount_fen"] == checked["monthly_amount_fen"] + 10000 * members
+    (approved,) = stored(verification, Verification.Approved)
+    assert approved.assessment["standard_applied_fen"] == checked["standard_applied_fen"] + 10000
