@@ -140,6 +140,23 @@ def test_missing_department_is_reported_missing_not_zero(lifeline):
             sim.put("/v1/behaviour", json={})
 
 
+def test_a_late_department_holds_the_check_until_it_answers(lifeline):
+    people = new_people(1)
+    make_poor(lifeline, people)
+    with lifeline.client("simulator") as sim:
+        sim.put("/v1/behaviour", json={"delay_seconds": {"bank": 4.0}})
+    try:
+        case_id = submit(lifeline, people)
+        waiting = wait_for(lambda: (v := verification(lifeline, case_id))
+                           and v["departments_missing"] == ["bank"] and v, what="all but the bank")
+        assert waiting["state"] == "requested"
+        done = completed(lifeline, case_id)
+        assert done["departments_missing"] == [] and done["assessment"]["outcome"] == "eligible"
+    finally:
+        with lifeline.client("simulator") as sim:
+            sim.put("/v1/behaviour", json={})
+
+
 def test_referral_to_charity_opens_a_need(lifeline):
     people = new_people(1)
     case_id = submit(lifeline, people)
