@@ -29,7 +29,7 @@ from lifeline.infra.application import ServiceApplication
 from lifeline.infra.auth import Authenticator, Principal
 from lifeline.infra.consumer import EventConsumer
 from lifeline.infra.eventstore import event_store_env
-from lifeline.infra.idempotency import IdempotencyStore
+from lifeline.infra.idempotency import IdempotencyStore, idempotent_response
 from lifeline.infra.kafka import Bus, all_topics
 from lifeline.infra.metrics import HTTP_REQUESTS, OUTBOX_POSITION, REGISTRY
 from lifeline.infra.outbox import OutboxRelay
@@ -109,6 +109,8 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.relay.resign)
         await self.bus.stop()
+        with contextlib.suppress(Exception):
+            await self.idempotency.aclose()
         self.side.close()
         self.app.close()
 
@@ -143,15 +145,9 @@ class ServiceRuntime:
     async def idempotent(
         self, request: Request, principal_id: str, handler: Callable[[], Awaitable[tuple[int, dict]]]
     ) -> JSONResponse:
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            status, body = await handler()
-            return JSONResponse(body, status_code=status)
-        raw = await request.body()
+        """Run a POST under its Idempotency-Key, scoped to this service, caller and path."""
         scope = f"{self.spec.name}:{principal_id}:{request.url.path}"
-        status, body, replayed = await self.idempotency.run(scope, key, raw, handler)
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return JSONResponse(body, status_code=status, headers=headers)
+        return await idempotent_response(self.idempotency, request, scope, handler)
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
