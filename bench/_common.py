@@ -151,3 +151,27 @@ def median(values: list[float]) -> float:
 
 def fmt_rate(x: float) -> str:
     return f"{x:,.0f} ev/s"
+
+
+def timers(spent: dict[str, float]):
+    """Wrappers that add the time spent in a sync or async callable to spent[name]."""
+
+    def timed_sync(name, fn):
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[name] += time.perf_counter() - t
+        return wrapper
+
+    def timed_async(name, fn):
+        async def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return await fn(*a, **kw)
+            finally:
+                spent[name] += time.perf_counter() - t
+        return wrapper
+
+    return timed_sync, timed_async

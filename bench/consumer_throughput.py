@@ -178,23 +178,7 @@ class Watched:
 def install_breakdown(ec: EventConsumer, app: NotifyApplication) -> tuple[dict[str, float], callable]:
     spent: dict[str, float] = defaultdict(float)
 
-    def timed_sync(name, fn):
-        def wrapper(*a, **kw):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                spent[name] += time.perf_counter() - t
-        return wrapper
-
-    def timed_async(name, fn):
-        async def wrapper(*a, **kw):
-            t = time.perf_counter()
-            try:
-                return await fn(*a, **kw)
-            finally:
-                spent[name] += time.perf_counter() - t
-        return wrapper
+    timed_sync, timed_async = C.timers(spent)
 
     real_decode, real_to_thread = registry.decode, asyncio.to_thread
     registry.decode = timed_sync("registry.decode (json+envelope+schema)", real_decode)

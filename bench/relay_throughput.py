@@ -109,23 +109,7 @@ async def breakdown_run(relay: OutboxRelay) -> tuple[float, dict[str, float]]:
     spent: dict[str, float] = defaultdict(float)
     app, bus = relay.app, relay.bus
 
-    def timed_sync(name, fn):
-        def wrapper(*a, **kw):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                spent[name] += time.perf_counter() - t
-        return wrapper
-
-    def timed_async(name, fn):
-        async def wrapper(*a, **kw):
-            t = time.perf_counter()
-            try:
-                return await fn(*a, **kw)
-            finally:
-                spent[name] += time.perf_counter() - t
-        return wrapper
+    timed_sync, timed_async = C.timers(spent)
 
     real_to_thread = asyncio.to_thread
     real_to_ce = outbox_module.to_cloud_events
