@@ -272,7 +272,7 @@ async def main() -> int:
     print(f"payload: {n} ApplicationSubmitted v2 CloudEvents, mean "
           f"{sum(len(v) for _, v in msgs) / n:,.0f} bytes")
     with C.infrastructure(args, "consumer") as infra:
-        print(f"# started: " + ", ".join(f"{k} {v:.1f}s" for k, v in infra.startup_s.items()))
+        print("# started: " + ", ".join(f"{k} {v:.1f}s" for k, v in infra.startup_s.items()))
         res: dict[str, list[float]] = defaultdict(list)
         for r in range(args.repeat):
             out = await one_run(infra, msgs, n, deadline_s)

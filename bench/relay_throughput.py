@@ -170,7 +170,7 @@ async def main() -> int:
     print(f"# {C.machine_line()}")
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     with C.infrastructure(args, "relay") as infra:
-        print(f"# started: " + ", ".join(f"{k} {v:.1f}s" for k, v in infra.startup_s.items()))
+        print("# started: " + ", ".join(f"{k} {v:.1f}s" for k, v in infra.startup_s.items()))
         tag = C.new_tag("relay")
         settings = infra.settings(tag)
         app = IntakeApplication(env=event_store_env(settings, "intake"))

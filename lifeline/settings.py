@@ -8,8 +8,8 @@ defaults are the embedded mode: SQLite files under var/, the Tansu broker on
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVICES = ("intake", "verification", "payment", "charity", "notify")

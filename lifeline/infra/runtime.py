@@ -19,12 +19,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from eventsourcing.persistence import InterfaceError as StoreInterfaceError
 from eventsourcing.persistence import OperationalError as StoreOperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lifeline.contracts.envelope import ContractError
 from lifeline.infra.application import ServiceApplication
 from lifeline.infra.auth import Authenticator, Principal
 from lifeline.infra.consumer import EventConsumer
@@ -33,7 +34,6 @@ from lifeline.infra.idempotency import IdempotencyStore, idempotent_response
 from lifeline.infra.kafka import Bus, all_topics
 from lifeline.infra.metrics import HTTP_REQUESTS, OUTBOX_POSITION, REGISTRY
 from lifeline.infra.outbox import OutboxRelay
-from lifeline.contracts.envelope import ContractError
 from lifeline.infra.problems import BodySizeLimit, Problem, install_problem_handlers
 from lifeline.infra.projection import Projection, Projector
 from lifeline.infra.sidestore import SideStore

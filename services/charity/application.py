@@ -8,7 +8,13 @@ from typing import Any
 from eventsourcing.application import ProcessingEvent
 
 from lifeline.contracts import registry
-from lifeline.infra.application import DuplicateRequest, Meta, ServiceApplication, aggregate_id, new_id
+from lifeline.infra.application import (
+    DuplicateRequest,
+    Meta,
+    ServiceApplication,
+    aggregate_id,
+    new_id,
+)
 from lifeline.infra.sidestore import SideTx
 from lifeline.rules.periods import SHANGHAI
 from services.charity.consumers import CharityConsumers

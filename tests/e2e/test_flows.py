@@ -234,6 +234,8 @@ def test_whole_log_republished_from_zero_has_no_second_effect(lifeline):
     case_id = approved_case(lifeline)
     wait_for(lambda: items(lifeline, "payment", "/v1/entitlements", case_id), what="entitlement")
     wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what="notice")
+    with lifeline.client("intake") as c:  # intake has recorded the decision too: all settled
+        wait_for(lambda: c.get(f"/v1/cases/{case_id}").json()["status"] == "approved", what="case approved")
     services = ("intake", "verification", "payment", "charity", "notify")
     before = {s: lifeline.log_size(s) for s in services}
     for service in ("intake", "verification", "payment", "charity"):

@@ -4,7 +4,6 @@ and Redis answer at the URLs the fixture hands to services."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 import redis

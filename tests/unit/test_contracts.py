@@ -12,7 +12,12 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from lifeline.contracts import registry
-from lifeline.contracts.envelope import CloudEvent, ContractError, event_type, parse_type
+from lifeline.contracts.envelope import (
+    CloudEvent,
+    ContractError,
+    event_type,
+    parse_type,
+)
 from lifeline.contracts.registry import (
     CURRENT_VERSIONS,
     SCHEMA_DIR,

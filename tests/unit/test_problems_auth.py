@@ -11,7 +11,13 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, Field
 
-from lifeline.infra.auth import Authenticator, Principal, Role, ensure_region, mint_token
+from lifeline.infra.auth import (
+    Authenticator,
+    Principal,
+    Role,
+    ensure_region,
+    mint_token,
+)
 from lifeline.infra.problems import (
     PROBLEM_JSON,
     BodySizeLimit,

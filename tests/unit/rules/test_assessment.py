@@ -6,8 +6,15 @@ from datetime import date, datetime, timezone
 import pytest
 
 from lifeline.rules.periods import SHANGHAI
-from services.verification.assessment import (DepartmentRecord, Member, assess, assess_with_book,
-                                              gap_payment, monthly_amount, per_capita_income)
+from services.verification.assessment import (
+    DepartmentRecord,
+    Member,
+    assess,
+    assess_with_book,
+    gap_payment,
+    monthly_amount,
+    per_capita_income,
+)
 from services.verification.policy import PolicyError
 from tests.unit.rules.helpers import household, income_rows, member, pid, records
 

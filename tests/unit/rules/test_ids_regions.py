@@ -4,10 +4,21 @@ from datetime import date
 
 import pytest
 
-from lifeline.rules.ids import (InvalidResidentId, is_valid_resident_id, make_resident_id,
-                                mask_resident_id, parse_resident_id)
-from lifeline.rules.regions import (InvalidRegionCode, county_of, is_county_code, level_of,
-                                    region_contains, validate_region_code)
+from lifeline.rules.ids import (
+    InvalidResidentId,
+    is_valid_resident_id,
+    make_resident_id,
+    mask_resident_id,
+    parse_resident_id,
+)
+from lifeline.rules.regions import (
+    InvalidRegionCode,
+    county_of,
+    is_county_code,
+    level_of,
+    region_contains,
+    validate_region_code,
+)
 
 TODAY = date(2026, 6, 1)
 

@@ -4,8 +4,14 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from lifeline.rules.periods import (SHANGHAI, business_date, first_payment_period, next_period,
-                                    periods_between, previous_period)
+from lifeline.rules.periods import (
+    SHANGHAI,
+    business_date,
+    first_payment_period,
+    next_period,
+    periods_between,
+    previous_period,
+)
 
 
 @pytest.mark.parametrize("approved_at, period", [

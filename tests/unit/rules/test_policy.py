@@ -8,8 +8,12 @@ from fractions import Fraction
 import pytest
 import yaml
 
-from services.verification.policy import (PolicyBook, PolicyError, PolicyHolder,
-                                          default_policy_book)
+from services.verification.policy import (
+    PolicyBook,
+    PolicyError,
+    PolicyHolder,
+    default_policy_book,
+)
 from tests.unit.rules.conftest import POLICY_FILE
 
 

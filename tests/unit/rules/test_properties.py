@@ -4,10 +4,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from services.verification.assessment import (DepartmentRecord, assess, gap_payment,
-                                              monthly_amount)
+from services.verification.assessment import (
+    DepartmentRecord,
+    assess,
+    gap_payment,
+    monthly_amount,
+)
 from tests.unit.rules.helpers import household, member, pid, records
 
 D26 = date(2026, 3, 1)

@@ -5,8 +5,13 @@ from datetime import date, datetime
 import pytest
 
 from lifeline.rules.periods import SHANGHAI
-from services.verification.review import (first_unpaid_period, grace_period, last_paid_period,
-                                          next_review_date, review_cycle)
+from services.verification.review import (
+    first_unpaid_period,
+    grace_period,
+    last_paid_period,
+    next_review_date,
+    review_cycle,
+)
 from tests.unit.rules.helpers import household, member
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from lifeline.contracts import registry
 from lifeline.contracts.envelope import ContractError
-from lifeline.infra.application import Meta
+from lifeline.infra.application import DuplicateRequest, Meta
 from lifeline.infra.eventstore import event_store_env
 from lifeline.infra.projection import rebuild
 from lifeline.rules.periods import business_date
@@ -20,7 +20,7 @@ from lifeline.settings import Settings
 from services.charity.application import CharityApplication, FundNotFound
 from services.charity.application import project as charity_project
 from services.charity.domain import Need
-from services.intake.application import CaseNotFound, DuplicateRequest, IntakeApplication, case_view
+from services.intake.application import CaseNotFound, IntakeApplication, case_view
 from services.intake.application import project as intake_project
 from services.intake.domain import Case, Referral
 from services.notify.application import NotifyApplication

@@ -14,7 +14,13 @@ from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.infra.application import aggregate_id
 from services.charity.domain import Fund, Need
-from services.intake.domain import CASE_STATUSES, Case, Referral, later_status, mask_name
+from services.intake.domain import (
+    CASE_STATUSES,
+    Case,
+    Referral,
+    later_status,
+    mask_name,
+)
 from services.notify.domain import LEGAL_NAMES, Notice, acceptance_text, refusal_text
 from services.payment.domain import Entitlement
 from services.verification.application import assessment_record, household_of
