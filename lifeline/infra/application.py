@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -63,6 +62,11 @@ class Meta:
         }
 
     @classmethod
+    def of(cls, principal: Any, reason: str = "") -> "Meta":
+        """Meta for a person's command: the authenticated caller acts."""
+        return cls(principal.user_id, principal.role.value, principal.org_code or "", reason=reason)
+
+    @classmethod
     def caused_by(cls, event: CloudEvent, service: str) -> "Meta":
         """Meta for an effect of a consumed event: the service acts, the chain goes on."""
         return cls(
@@ -76,13 +80,11 @@ class Meta:
 
 @dataclass(frozen=True)
 class Outgoing:
+    """A domain event's wire form; its topics and key follow from the contract."""
+
     name: str
     subject: str
     data: dict[str, Any]
-    # Topics and key default to the service's topic and the subject (case id).
-    topics: tuple[str, ...] = ()
-    key: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LifelineAggregate(Aggregate):
@@ -91,13 +93,6 @@ class LifelineAggregate(Aggregate):
 
         def integration(self) -> Outgoing | None:
             return None
-
-    def _meta(self) -> dict[str, str]:  # pragma: no cover - convenience only
-        return {}
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat()
 
 
 class DuplicateRequest(Exception):

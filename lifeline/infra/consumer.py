@@ -48,7 +48,6 @@ class EventConsumer:
         self.group = group
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
-        self.processed_any = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -119,7 +118,6 @@ class EventConsumer:
                 continue
             outcome = "processed" if done else "duplicate"
             CONSUMED.labels(service, event.name, outcome).inc()
-            self.processed_any.set()
             if done:
                 faults.maybe_crash("consumer_after_save", event.name)
             return outcome

@@ -66,13 +66,12 @@ def to_cloud_events(service: str, notification_id: int, event: Any) -> list[tupl
         # Stable id: a republished event is the same CloudEvent, not a new one.
         id=str(_event_uuid(service, notification_id)),
     )
-    topics = out.topics or (T.TOPICS[service],)
-    return [(topic, out.key or out.subject, cloud_event) for topic in topics]
+    # Topics and key come from the contract (topics.py, mirrored by asyncapi.yaml).
+    key = T.key_for(out.name, out.subject, out.data)
+    return [(topic, key, cloud_event) for topic in T.topics_for(out.name)]
 
 
-def _event_uuid(service: str, notification_id: int):
-    import uuid
-
+def _event_uuid(service: str, notification_id: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:{service}:{notification_id}")
 
 
@@ -85,7 +84,6 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.published = 0
         self.wakeup = asyncio.Event()
 
     def is_leader(self) -> bool:
@@ -126,7 +124,6 @@ class OutboxRelay:
         faults.maybe_crash("relay_before_save", "*")
         last = notifications[-1].id
         await asyncio.to_thread(self._save, last)
-        self.published += len(acks)
         return len(notifications)
 
     def _save(self, position: int) -> None:

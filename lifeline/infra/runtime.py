@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lifeline.contracts.envelope import ContractError
 from lifeline.infra.application import ServiceApplication
-from lifeline.infra.auth import Authenticator, Principal
+from lifeline.infra.auth import Authenticator, Principal, ensure_region
 from lifeline.infra.consumer import EventConsumer
 from lifeline.infra.eventstore import event_store_env
 from lifeline.infra.idempotency import IdempotencyStore, idempotent_response
@@ -165,6 +165,18 @@ class ServiceRuntime:
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = f"error: {exc!r}"
         return checks
+
+
+def found_in_region(
+    load: Callable[[str], Any], ident: str, missing: type[LookupError], what: str, principal: Principal
+) -> Any:
+    """`load(ident)`, or 404 when `missing` is raised; 403 when it lies outside the caller's region."""
+    try:
+        found = load(ident)
+    except missing:
+        raise Problem(404, f"{what} not found", f"no {what.lower()} {ident}") from None
+    ensure_region(principal, found.region_code)
+    return found
 
 
 def idempotent_id(prefix: str, principal_id: str, key: str | None) -> str | None:

@@ -11,8 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.infra.application import Meta
 from lifeline.infra.auth import Principal, ensure_region
-from lifeline.infra.problems import Problem
-from lifeline.infra.runtime import ServiceRuntime, idempotent_id
+from lifeline.infra.runtime import ServiceRuntime, found_in_region, idempotent_id
 from services.charity.application import CharityApplication, FundNotFound
 
 FUND_WRITERS = ("charity_federation", "county_officer", "admin")
@@ -48,7 +47,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         async def handle() -> tuple[int, dict]:
             fund_id = await asyncio.to_thread(
                 app.register_fund, details,
-                Meta(principal.user_id, principal.role.value, principal.org_code or ""),
+                Meta.of(principal),
                 idempotent_id("F", principal.user_id, key),
             )
             runtime.saved()
@@ -58,11 +57,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     @api.get("/funds/{fund_id}", tags=["funds"])
     async def get_fund(fund_id: str, principal: Principal = runtime.auth.require(*READERS)):
-        try:
-            fund = await asyncio.to_thread(app.get_fund, fund_id)
-        except FundNotFound:
-            raise Problem(404, "Fund not found", f"no fund {fund_id}") from None
-        ensure_region(principal, fund.region_code)
+        fund = await asyncio.to_thread(found_in_region, app.get_fund, fund_id, FundNotFound, "Fund", principal)
         return {"fund_id": fund.fund_id, **fund.details, "version": fund.version}
 
     @api.get("/needs", tags=["needs"])

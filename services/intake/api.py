@@ -11,8 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lifeline.infra.application import DuplicateRequest, Meta
 from lifeline.infra.auth import Principal, ensure_region
-from lifeline.infra.problems import Problem
-from lifeline.infra.runtime import ServiceRuntime, idempotent_id
+from lifeline.infra.runtime import ServiceRuntime, found_in_region, idempotent_id
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.regions import InvalidRegionCode, validate_region_code
 from services.intake.application import CaseNotFound, IntakeApplication, case_view
@@ -102,21 +101,12 @@ class ReferralIn(Strict):
         return value
 
 
-def _meta(principal: Principal) -> Meta:
-    return Meta(principal.user_id, principal.role.value, principal.org_code or "")
-
-
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
     app: IntakeApplication = runtime.app  # type: ignore[assignment]
 
     def case_or_404(case_id: str, principal: Principal):
-        try:
-            case = app.get_case(case_id)
-        except CaseNotFound:
-            raise Problem(404, "Case not found", f"no case {case_id}") from None
-        ensure_region(principal, case.region_code)
-        return case
+        return found_in_region(app.get_case, case_id, CaseNotFound, "Case", principal)
 
     @api.post("/applications", status_code=201, tags=["applications"])
     async def submit_application(
@@ -129,7 +119,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             case_id = idempotent_id("C", principal.user_id, key)
             try:
                 case_id = await asyncio.to_thread(
-                    app.submit_application, body.model_dump(), _meta(principal), case_id
+                    app.submit_application, body.model_dump(), Meta.of(principal), case_id
                 )
             except DuplicateRequest as dup:
                 case_id = str(dup)
@@ -158,7 +148,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             referral_id = idempotent_id("R", principal.user_id, key)
             try:
                 referral_id = await asyncio.to_thread(
-                    app.raise_referral, case_id, body.model_dump(), _meta(principal), referral_id
+                    app.raise_referral, case_id, body.model_dump(), Meta.of(principal), referral_id
                 )
             except DuplicateRequest as dup:
                 referral_id = str(dup)

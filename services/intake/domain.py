@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifeline.contracts import topics as T
 from lifeline.infra.application import LifelineAggregate, Outgoing
 
 # A case moves forward only; a late or repeated event never moves it back.
@@ -92,11 +91,9 @@ class Referral(LifelineAggregate):
 
         def integration(self) -> Outgoing:
             data = {"referral_id": self.referral_id, "case_id": self.case_id, **self.details}
-            # The referral feed is read by departments and the charity
+            # Also on the referral feed, read by departments and the charity
             # federation: it carries the masked profile only.
-            return Outgoing(
-                "ReferralRaised", self.case_id, data, topics=(T.TOPICS["intake"], T.REFERRALS)
-            )
+            return Outgoing("ReferralRaised", self.case_id, data)
 
     def __init__(self, referral_id: str, case_id: str, details: dict[str, Any], meta: dict):
         self.referral_id = referral_id

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.infra.application import Meta
-from lifeline.infra.auth import Principal, ensure_region
+from lifeline.infra.auth import Principal
 from lifeline.infra.problems import Problem
-from lifeline.infra.runtime import ServiceRuntime
+from lifeline.infra.runtime import ServiceRuntime, found_in_region
 from services.verification.application import (
     DecisionNotAllowed,
     VerificationApplication,
@@ -34,15 +34,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     app: VerificationApplication = runtime.app  # type: ignore[assignment]
 
     def load(case_id: str, principal: Principal):
-        try:
-            v = app.get_verification(case_id)
-        except VerificationNotFound:
-            raise Problem(404, "Verification not found", f"no verification for case {case_id}") from None
-        ensure_region(principal, v.region_code)
-        return v
-
-    def meta(principal: Principal, reason: str = "") -> Meta:
-        return Meta(principal.user_id, principal.role.value, principal.org_code or "", reason=reason)
+        return found_in_region(app.get_verification, case_id, VerificationNotFound, "Verification", principal)
 
     @api.get("/verifications/{case_id}", tags=["verifications"])
     async def get_verification(case_id: str, principal: Principal = runtime.auth.require(*READERS)):
@@ -58,7 +50,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         async def handle() -> tuple[int, dict]:
             try:
                 result = await asyncio.to_thread(
-                    app.decide, case_id, body.decision, body.reason, meta(principal, body.reason)
+                    app.decide, case_id, body.decision, body.reason, Meta.of(principal, body.reason)
                 )
             except DecisionNotAllowed as exc:
                 raise Problem(409, "Decision not allowed", str(exc)) from None
@@ -76,7 +68,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
         async def handle() -> tuple[int, dict]:
             try:
-                assessment = await asyncio.to_thread(app.complete_now, case_id, meta(principal))
+                assessment = await asyncio.to_thread(app.complete_now, case_id, Meta.of(principal))
             except DecisionNotAllowed as exc:
                 raise Problem(409, "Check already complete", str(exc)) from None
             runtime.saved()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifeline.contracts import topics as T
 from lifeline.infra.application import LifelineAggregate, Outgoing
 
 STATES = ("requested", "completed", "approved", "refused")
@@ -45,11 +44,8 @@ class Verification(LifelineAggregate):
                 "id_numbers": list(self.id_numbers), "region_code": self.region_code,
                 "requested_at": self.requested_at, "due_at": self.due_at,
             }
-            # Keyed by department: each department reads its own partition.
-            return Outgoing(
-                "VerificationRequested", self.case_id, data,
-                topics=(T.PARTNER_REQUESTS,), key=self.department,
-            )
+            # To the partner topic, keyed by department (topics.key_for).
+            return Outgoing("VerificationRequested", self.case_id, data)
 
     class RecordsReceived(LifelineAggregate.Event):
         case_id: str

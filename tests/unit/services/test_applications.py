@@ -11,9 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from lifeline.contracts import registry
+from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import ContractError
 from lifeline.infra.application import DuplicateRequest, Meta
 from lifeline.infra.eventstore import event_store_env
+from lifeline.infra.outbox import to_cloud_events
 from lifeline.infra.projection import rebuild
 from lifeline.rules.periods import business_date
 from lifeline.settings import Settings
@@ -67,39 +69,35 @@ def make(app_class):
     return app
 
 
-@pytest.fixture
-def verification():
-    app = make(VerificationApplication)
+def _running(app_class):
+    app = make(app_class)
     yield app
     app.close()
+
+
+@pytest.fixture
+def verification():
+    yield from _running(VerificationApplication)
 
 
 @pytest.fixture
 def payment():
-    app = make(PaymentApplication)
-    yield app
-    app.close()
+    yield from _running(PaymentApplication)
 
 
 @pytest.fixture
 def notify():
-    app = make(NotifyApplication)
-    yield app
-    app.close()
+    yield from _running(NotifyApplication)
 
 
 @pytest.fixture
 def intake():
-    app = make(IntakeApplication)
-    yield app
-    app.close()
+    yield from _running(IntakeApplication)
 
 
 @pytest.fixture
 def charity():
-    app = make(CharityApplication)
-    yield app
-    app.close()
+    yield from _running(CharityApplication)
 
 
 def test_memory_env_mirrors_the_service_store_settings(tmp_path):
@@ -170,7 +168,8 @@ def test_application_starts_one_request_per_mandatory_department(verification):
     for e in requested:
         out = e.integration()
         registry.validate_data(out.name, out.data)
-        assert out.key == e.department and out.data["id_numbers"] == IDS
+        assert out.data["id_numbers"] == IDS
+        assert [(t, k) for t, k, _ in to_cloud_events("verification", 1, e)] == [(T.PARTNER_REQUESTS, e.department)]
         # The chain goes on: caused by the consumed event, same correlation.
         assert e.meta["causation_id"] == event.id and e.meta["correlation_id"] == event.correlationid
         assert e.meta["role"] == "system"

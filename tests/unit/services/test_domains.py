@@ -13,6 +13,7 @@ import pytest
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.infra.application import aggregate_id
+from lifeline.infra.outbox import to_cloud_events
 from services.charity.domain import Fund, Need
 from services.intake.domain import (
     CASE_STATUSES,
@@ -40,6 +41,11 @@ def wire(event):
     assert out is not None, f"{type(event).__name__} is not public"
     registry.validate_data(out.name, out.data)
     return out
+
+
+def routes(event, service: str) -> list[tuple[str, str]]:
+    """(topic, key) of every record the outbox relay publishes for a stored event."""
+    return [(topic, key) for topic, key, _ in to_cloud_events(service, 1, event)]
 
 
 # --- intake: Case -------------------------------------------------------------------------
@@ -132,7 +138,7 @@ def test_referral_raised_goes_to_the_referral_feed_masked():
     assert (referral.referral_id, referral.case_id) == ("R-1", CASE_ID)
     out = wire(event)
     assert out.name == "ReferralRaised" and out.subject == CASE_ID
-    assert T.REFERRALS in out.topics
+    assert routes(event, "intake") == [(T.TOPICS["intake"], CASE_ID), (T.REFERRALS, CASE_ID)]
     assert out.data["household_profile"]["name_masked"] == "王**"
 
 
@@ -188,7 +194,7 @@ def test_verification_requests_one_per_department_and_each_validates():
     for e in requested:
         out = wire(e)
         assert out.name == "VerificationRequested"
-        assert out.key == e.department and out.topics == (T.PARTNER_REQUESTS,)
+        assert routes(e, "verification") == [(T.PARTNER_REQUESTS, e.department)]
         assert out.data["id_numbers"] == IDS
     assert replay(events).requests == v.requests
 
