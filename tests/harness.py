@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -147,6 +147,18 @@ class Lifeline:
             base_url=self.url(name), timeout=30,
             headers={"Authorization": f"Bearer {self.token(role, region, user)}"},
         )
+
+    def settled_log_sizes(self, services: Iterable[str], quiet: float = 1.5) -> dict[str, int]:
+        """Every service's log size once none has grown for `quiet` seconds (work in flight done)."""
+        sizes = {s: self.log_size(s) for s in services}
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = {s: self.log_size(s) for s in sizes}
+            if now == sizes:
+                return sizes
+            sizes = now
+        raise TimeoutError(f"event logs still growing: {sizes}")
 
     def log_size(self, service: str) -> int:
         """How many events the service's own store holds (read directly)."""

@@ -22,6 +22,10 @@ from services.verification.policy import PolicyHolder, default_policy_book
 __all__ = ["VerificationApplication", "VerificationNotFound", "DecisionNotAllowed", "project"]
 
 
+# How often a reviewer's command is tried again when a consumer wrote the same check meanwhile.
+CONFLICT_ATTEMPTS = 3
+
+
 class VerificationNotFound(LookupError):
     pass
 
@@ -109,11 +113,20 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
 
     # --- commands --------------------------------------------------------
     def complete_now(self, case_id: str, meta: Meta) -> dict[str, Any]:
-        """Complete with whatever has arrived: missing departments stay missing."""
-        v = self.get_verification(case_id)
-        self._complete(v, meta)
-        self._save_or_conflict(v)
-        return v.assessment
+        """Complete with whatever has arrived: missing departments stay missing.
+
+        A department answering at the same moment is no reason to fail the reviewer:
+        complete again on the fresh state (which may now be complete already).
+        """
+        for _ in range(CONFLICT_ATTEMPTS):
+            v = self.get_verification(case_id)
+            self._complete(v, meta)
+            try:
+                self.save(v)
+                return v.assessment
+            except IntegrityError:
+                continue
+        raise DecisionNotAllowed("the verification keeps changing; reload and retry")
 
     def decide(self, case_id: str, decision: str, reason: str, meta: Meta) -> dict[str, Any]:
         v = self.get_verification(case_id)

@@ -252,6 +252,31 @@ def test_complete_now_with_a_department_missing_needs_appraisal(verification):
         verification.complete_now(case_id, REVIEWER)
 
 
+def test_complete_now_racing_a_department_answer_completes_on_fresh_state(verification, monkeypatch):
+    case_id = new_case_id()
+    start(verification, case_id)
+    late, other = mandatory_departments()[-2:]
+    answer(verification, case_id, skip=(late, other))
+    save = verification.save
+    raced = []
+
+    def save_after_a_consumer_wrote(*aggregates, **kw):
+        # The department's answer is saved between the reviewer's load and save.
+        if not raced:
+            raced.append(late)
+            request_id = verification.get_verification(case_id).requests[late]
+            assert verification.process_cloud_event(records_event(case_id, late, request_id)) is True
+        return save(*aggregates, **kw)
+
+    monkeypatch.setattr(verification, "save", save_after_a_consumer_wrote)
+    assessment = verification.complete_now(case_id, REVIEWER)
+    assert raced == [late]
+    # Completed once, on the state that includes the answer that raced in.
+    assert late in assessment["departments_answered"]
+    assert assessment["departments_missing"] == [other]
+    assert len(stored(verification, Verification.Completed)) == 1
+
+
 def test_approval_pays_from_the_month_after_today(verification):
     case_id = new_case_id()
     start(verification, case_id)
