@@ -174,6 +174,34 @@ class Lifeline:
         finally:
             app.close()
 
+    def published(self) -> list[bytes]:
+        """Every message value on this Lifeline's topics, read from the broker now."""
+        import asyncio
+
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        async def read_all() -> list[bytes]:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.env["LIFELINE_KAFKA_BOOTSTRAP"],
+                                        group_id=None, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                ours = [t for t in await consumer.topics() if t.startswith(self.namespace)]
+                parts = [TopicPartition(t, p) for t in ours for p in consumer.partitions_for_topic(t) or ()]
+                if not parts:
+                    return []
+                consumer.assign(parts)
+                await consumer.seek_to_beginning(*parts)
+                ends = await consumer.end_offsets(parts)
+                values: list[bytes] = []
+                while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+                    for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                        values.extend(m.value for m in batch if m.value is not None)
+                return values
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(read_all())
+
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "lifeline.cli", *args], env=self.env,

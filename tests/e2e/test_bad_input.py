@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -9,7 +11,7 @@ from lifeline.infra.eventstore import event_store_env
 from lifeline.settings import Settings
 from services.intake.application import IntakeApplication
 from tests.e2e.conftest import new_people
-from tests.harness import household
+from tests.harness import household, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -47,23 +49,33 @@ CASES = {
 }
 
 
+def _never_published(lifeline, people: list[str]) -> None:
+    """No message on any topic names these people, after the relay has had time to send."""
+    time.sleep(1.0)  # several relay polls
+    assert not [v for v in lifeline.published() if any(p.encode() in v for p in people)]
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_bad_application_is_refused_and_changes_nothing(lifeline, intake_log, name):
     before = intake_log.recorder.max_notification_id()
+    people = new_people(1)
     with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
-        r = c.post("/v1/applications", json=CASES[name](new_people(1)))
+        r = c.post("/v1/applications", json=CASES[name](people))
     body = _problem(r, 422)
     assert body.get("errors") or body.get("detail")
     assert intake_log.recorder.max_notification_id() == before
+    _never_published(lifeline, people)
 
 
 def test_oversized_body_is_413_and_changes_nothing(lifeline, intake_log):
     before = intake_log.recorder.max_notification_id()
-    big = household(new_people(1), REGION, bank_account_ref="x" * 200_000)
+    people = new_people(1)
+    big = household(people, REGION, bank_account_ref="x" * 200_000)
     with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
         r = c.post("/v1/applications", json=big)
     _problem(r, 413)
     assert intake_log.recorder.max_notification_id() == before
+    _never_published(lifeline, people)
 
 
 def test_not_json_is_a_problem(lifeline):
@@ -74,34 +86,43 @@ def test_not_json_is_a_problem(lifeline):
 
 def test_no_token_is_401(lifeline, intake_log):
     before = intake_log.recorder.max_notification_id()
-    r = httpx.post(lifeline.url("intake") + "/v1/applications", json=household(new_people(1), REGION))
+    people = new_people(1)
+    r = httpx.post(lifeline.url("intake") + "/v1/applications", json=household(people, REGION))
     _problem(r, 401)
     assert r.headers.get("www-authenticate", "").lower().startswith("bearer")
-    r = httpx.post(lifeline.url("intake") + "/v1/applications", json=household(new_people(1), REGION),
+    r = httpx.post(lifeline.url("intake") + "/v1/applications", json=household(people, REGION),
                    headers={"Authorization": "Bearer not-a-jwt"})
     _problem(r, 401)
     assert intake_log.recorder.max_notification_id() == before
+    _never_published(lifeline, people)
 
 
 def test_wrong_role_is_403(lifeline, intake_log):
     before = intake_log.recorder.max_notification_id()
+    people = new_people(1)
     with lifeline.client("intake", role="bank_channel", region=REGION[:9]) as c:
-        _problem(c.post("/v1/applications", json=household(new_people(1), REGION)), 403)
+        _problem(c.post("/v1/applications", json=household(people, REGION)), 403)
     with lifeline.client("verification", role="clerk", region=REGION[:6]) as c:
         _problem(c.post("/v1/verifications/C-X/decision", json={"decision": "approve", "reason": "x"}), 403)
     assert intake_log.recorder.max_notification_id() == before
+    _never_published(lifeline, people)
 
 
 def test_other_township_clerk_cannot_read_or_write(lifeline):
     with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
-        r = c.post("/v1/applications", json=household(new_people(1), REGION))
+        people = new_people(1)
+        r = c.post("/v1/applications", json=household(people, REGION))
         assert r.status_code == 201, r.text
         case_id = r.json()["case_id"]
         assert c.get(f"/v1/cases/{case_id}").status_code == 200
+    # The control for _never_published: an accepted application is found on the topics.
+    wait_for(lambda: [v for v in lifeline.published() if people[0].encode() in v], what="published application")
     other_township = REGION[:6] + "102"
+    others = new_people(1)
     with lifeline.client("intake", role="clerk", region=other_township) as c:
         _problem(c.get(f"/v1/cases/{case_id}"), 403)
-        _problem(c.post("/v1/applications", json=household(new_people(1), REGION)), 403)
+        _problem(c.post("/v1/applications", json=household(others, REGION)), 403)
+    _never_published(lifeline, others)
     with lifeline.client("intake", role="county_officer", region=REGION[:6]) as c:
         assert c.get(f"/v1/cases/{case_id}").status_code == 200
 
