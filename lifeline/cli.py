@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import signal
 import subprocess
@@ -29,10 +28,9 @@ def service_spec(name: str):
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LIFELINE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from lifeline.infra.logmask import configure_logging
+
+    configure_logging()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -48,7 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # The embedded broker keeps nothing across a restart: publish the whole
         # log again; consumers recognise what they processed before.
         app.state.runtime.relay.rewind(0)
-    uvicorn.run(app, host=settings.host, port=settings.ports[args.service], log_level="warning")
+    uvicorn.run(app, host=settings.host, port=settings.ports[args.service], log_level="warning", log_config=None)
     return 0
 
 
@@ -59,7 +57,7 @@ def cmd_simulator(_: argparse.Namespace) -> int:
 
     _logging()
     settings = Settings.from_env()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.ports["simulator"], log_level="warning")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.ports["simulator"], log_level="warning", log_config=None)
     return 0
 
 
