@@ -18,7 +18,7 @@ RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); p
 
 COPY lifeline ./lifeline
 COPY services ./services
-# Policy and calendar are configuration, read at run time (mount your own over them).
+# Policy, calendar and region additions are configuration, read at run time (mount your own over them).
 COPY config ./config
 RUN pip install --no-deps . \
  && useradd --system --uid 10001 --create-home --home-dir /home/lifeline lifeline \
@@ -31,7 +31,8 @@ USER 10001:10001
 ENV LIFELINE_DATA_DIR=/app/var \
     LIFELINE_HOST=0.0.0.0 \
     LIFELINE_POLICY_FILE=/app/config/policy.yaml \
-    LIFELINE_CALENDAR_DIR=/app/config/calendar
+    LIFELINE_CALENDAR_DIR=/app/config/calendar \
+    LIFELINE_REGIONS_DIR=/app/config/regions
 
 EXPOSE 8001 8002 8003 8004 8005 8009
 ENTRYPOINT ["lifeline"]

@@ -37,10 +37,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from lifeline.infra.runtime import create_http_app
+    from lifeline.rules.calendar import default_calendar
+    from lifeline.rules.regions import region_register
 
     _logging()
     settings = Settings.from_env()
     spec = service_spec(args.service)
+    # Operator files are read at start: a malformed one stops the service, naming file and line.
+    default_calendar()
+    region_register()
     app = create_http_app(spec, settings)
     if os.environ.get("LIFELINE_REPUBLISH_ON_START") == "1":
         # The embedded broker keeps nothing across a restart: publish the whole

@@ -10,7 +10,11 @@ from datetime import date
 from typing import Literal
 
 from lifeline.rules.periods import today_shanghai
-from lifeline.rules.regions import InvalidRegionCode, validate_region_code
+from lifeline.rules.regions import (
+    InvalidRegionCode,
+    region_register,
+    validate_region_code,
+)
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
@@ -60,6 +64,9 @@ def parse_resident_id(text: str, *, today: date | None = None) -> ResidentId:
         region = validate_region_code(body[:6])
     except InvalidRegionCode as exc:
         raise InvalidResidentId(f"resident ID region prefix: {exc}") from exc
+    if not region_register().known(region):
+        # Codes retired since stay valid: an ID keeps the code of where it was first issued.
+        raise InvalidResidentId(f"resident ID region prefix {region} is not in the GB/T 2260 register")
     try:
         birth = date(int(body[6:10]), int(body[10:12]), int(body[12:14]))
     except ValueError as exc:

@@ -6,7 +6,12 @@ A code is 6 digits (province ``PP0000``, prefecture ``PPCC00``, county ``PPCCXX`
 """
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 # Province-level prefixes of GB/T 2260 (incl. Taiwan 71, Hong Kong 81, Macao 82).
 PROVINCES: dict[str, str] = {
@@ -20,13 +25,16 @@ PROVINCES: dict[str, str] = {
     "61": "陕西省", "62": "甘肃省", "63": "青海省", "64": "宁夏回族自治区",
     "65": "新疆维吾尔自治区",
     "71": "台湾省", "81": "香港特别行政区", "82": "澳门特别行政区",
+    # Not a GB/T 2260 province: the prefix of Taiwan residents' residence permits (台湾居民
+    # 居住证, 830000), numbered like resident IDs; 810000/820000 serve Hong Kong and Macao.
+    "83": "台湾居民居住证",
 }
 
 # Prefecture-level cities without counties: their own code is the county-level unit and their
 # townships hang directly below it (e.g. 东莞 441900003).
 COUNTYLESS_PREFECTURES = frozenset({"441900", "442000", "460400", "620200"})
 
-# Counties named in the seed documents (display only; any well-formed county code is accepted).
+# Counties named in the seed documents (display names; the register below decides what exists).
 KNOWN_COUNTIES: dict[str, str] = {
     "370502": "山东省东营市东营区",      # seed 003
     "370602": "山东省烟台市芝罘区",      # seed 001
@@ -120,3 +128,109 @@ def region_contains(outer: str, inner: str) -> bool:
         return outer in WHOLE_COUNTRY
     validate_region_code(inner)
     return inner.startswith(_prefix(outer))
+
+
+# --- the register: which codes exist -----------------------------------------------------
+# Well-formedness (above) says what a code could be; the register says which codes the
+# Ministry of Civil Affairs has published. Province-, prefecture- and county-level codes only:
+# no national register of township and village codes is published in machine-readable form.
+REGISTER_FILE = Path(__file__).with_name("data") / "gb2260.tsv"
+DEFAULT_REGIONS_DIR = Path(__file__).resolve().parents[2] / "config" / "regions"
+
+
+class RegisterError(ValueError):
+    """A register file that cannot be read; names the file and line."""
+
+
+@dataclass(frozen=True)
+class Division:
+    code: str
+    name: str
+    in_force: bool
+    from_year: int | None  # None: before 1980 or not known
+    to_year: int | None  # None: in force, or the year is not known
+
+
+def _year(text: str, where: str) -> int | None:
+    if not text:
+        return None
+    if not text.isdigit() or not 1949 <= int(text) <= 2100:
+        raise RegisterError(f"{where}: year {text!r} must be empty or between 1949 and 2100")
+    return int(text)
+
+
+def parse_register(text: str, source: str) -> dict[str, Division]:
+    """Rows of ``code, name, in_force (1/0), from_year, to_year``, tab-separated; ``#`` comments."""
+    rows: dict[str, Division] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        where = f"{source}:{number}"
+        cells = line.split("\t")
+        if len(cells) != 5:
+            raise RegisterError(f"{where}: expected 5 tab-separated columns, got {len(cells)}")
+        code, name, in_force, start, end = cells
+        if not (len(code) == 6 and code.isdigit() and code[:2] in PROVINCES):
+            raise RegisterError(f"{where}: code {code!r} is not a six-digit GB/T 2260 code")
+        if not name.strip():
+            raise RegisterError(f"{where}: name is empty")
+        if in_force not in ("0", "1"):
+            raise RegisterError(f"{where}: in_force must be 1 or 0, got {in_force!r}")
+        rows[code] = Division(code, name.strip(), in_force == "1", _year(start, where), _year(end, where))
+    return rows
+
+
+class RegionRegister:
+    def __init__(self, divisions: dict[str, Division]):
+        self._divisions = dict(divisions)
+
+    def __len__(self) -> int:
+        return len(self._divisions)
+
+    def __iter__(self) -> Iterator[Division]:
+        return iter(self._divisions.values())
+
+    def get(self, code: str) -> Division | None:
+        return self._divisions.get(code[:6])
+
+    def known(self, code: str) -> bool:
+        """Was the six-digit code ever published (an ID issued there stays valid for life)?"""
+        return self.get(code) is not None
+
+    def in_force(self, code: str) -> bool:
+        division = self.get(code)
+        return division is not None and division.in_force
+
+
+def regions_dir() -> Path:
+    return Path(os.environ.get("LIFELINE_REGIONS_DIR", str(DEFAULT_REGIONS_DIR)))
+
+
+@lru_cache(maxsize=1)
+def region_register() -> RegionRegister:
+    """The packaged register, then every ``*.tsv`` in ``config/regions`` (or env
+    ``LIFELINE_REGIONS_DIR``) in name order: an operator adds a new county, or retires one,
+    without a release; a later row for a code replaces the earlier one."""
+    divisions = parse_register(REGISTER_FILE.read_text(encoding="utf-8"), str(REGISTER_FILE))
+    directory = regions_dir()
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.tsv")):
+            divisions.update(parse_register(path.read_text(encoding="utf-8"), str(path)))
+    return RegionRegister(divisions)
+
+
+def is_known_county(code: str) -> bool:
+    """A county-level code that the register knows (in force now or in the past)."""
+    return is_county_code(code) and region_register().known(code)
+
+
+def validate_division_in_force(code: str) -> str:
+    """``code`` (6, 9 or 12 digits) if well-formed and its county is in force in the register."""
+    validate_region_code(code)
+    division = region_register().get(code)
+    if division is None:
+        raise InvalidRegionCode(f"region code {code!r}: county {code[:6]} is not in the GB/T 2260 register")
+    if not division.in_force:
+        raise InvalidRegionCode(
+            f"region code {code!r}: county {code[:6]} ({division.name}) is no longer in force")
+    return code

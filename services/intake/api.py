@@ -13,7 +13,7 @@ from lifeline.infra.application import DuplicateRequest, Meta
 from lifeline.infra.auth import Principal, ensure_region
 from lifeline.infra.runtime import ServiceRuntime, found_in_region, idempotent_id
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
-from lifeline.rules.regions import InvalidRegionCode, validate_region_code
+from lifeline.rules.regions import InvalidRegionCode, validate_division_in_force
 from services.intake.application import CaseNotFound, IntakeApplication, case_view
 
 WRITERS = ("clerk", "caseworker", "county_officer", "admin")
@@ -70,7 +70,7 @@ class ApplicationIn(Strict):
     @classmethod
     def _region(cls, value: str) -> str:
         try:
-            return validate_region_code(value)
+            return validate_division_in_force(value)
         except InvalidRegionCode as exc:
             raise ValueError(str(exc)) from exc
 

@@ -24,7 +24,7 @@ import jsonschema
 import yaml
 
 from lifeline.rules.departments import DEPARTMENTS
-from lifeline.rules.regions import InvalidRegionCode, county_of, is_county_code
+from lifeline.rules.regions import InvalidRegionCode, county_of, is_known_county
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY_FILE = REPO_ROOT / "config" / "policy.yaml"
@@ -350,9 +350,9 @@ def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyP
     at = f"counties[{i}]"
     start = len(errors)
     code = raw["county_code"]
-    if not is_county_code(code):
+    if not is_known_county(code):
         errors.append(f"{at}.county_code: unknown county code {code!r} "
-                      f"(not a county-level GB/T 2260 code)")
+                      f"(not a county-level code in the GB/T 2260 register)")
     try:
         effective = date.fromisoformat(raw["effective_from"])
     except ValueError:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from lifeline.infra.eventstore import event_store_env
+from lifeline.rules.ids import check_digit
 from lifeline.settings import Settings
 from services.intake.application import IntakeApplication
 from tests.e2e.conftest import new_people
@@ -39,12 +40,20 @@ def _problem(r: httpx.Response, status: int) -> dict:
     return body
 
 
+def _unregistered_region(valid: str) -> str:
+    """The same person, born in 370599: well-formed, check digit right, never a county."""
+    body = "370599" + valid[6:17]
+    return body + check_digit(body)
+
+
 CASES = {
     "bad ID check digit": lambda p: household([_bad_id(p[0])], REGION),
     "negative amount": lambda p: household(p, REGION, declared_monthly_income_fen=-1),
     "unknown field": lambda p: household(p, REGION, favourite_colour="red"),
     "authorisation not signed": lambda p: household(p, REGION, authorisation_signed=False),
     "bad region code": lambda p: household(p, "99x"),
+    "county no longer in force": lambda p: household(p, "330103001"),  # 下城区, merged 2021
+    "ID region not in the register": lambda p: household([_unregistered_region(p[0])], REGION),
     "no applicant": lambda p: {**household(p, REGION), "members": []},
 }
 

@@ -13,10 +13,15 @@ from lifeline.rules.ids import (
 )
 from lifeline.rules.regions import (
     InvalidRegionCode,
+    RegisterError,
     county_of,
     is_county_code,
+    is_known_county,
     level_of,
+    parse_register,
     region_contains,
+    region_register,
+    validate_division_in_force,
     validate_region_code,
 )
 
@@ -128,3 +133,78 @@ def test_sex_from_the_17th_digit(digit17, sex):
     from lifeline.rules.ids import check_digit
     body = "3705021980050100" + digit17
     assert parse_resident_id(body + check_digit(body), today=TODAY).sex == sex
+
+
+# --- the GB/T 2260 register ---------------------------------------------------------------
+def test_register_holds_todays_counties_and_retired_ones():
+    reg = region_register()
+    assert reg.get("370502").name == "东营区" and reg.in_force("370502")
+    assert reg.get("370602").name == "芝罘区" and reg.in_force("370602")
+    assert reg.in_force("330113")  # 杭州市临平区, created 2021: the register is post-2021
+    assert reg.known("330103") and not reg.in_force("330103")  # 下城区, merged away in 2021
+    assert reg.known("110103") and not reg.in_force("110103")  # 崇文区, until 2009
+    assert not reg.known("370599")
+    in_force = sum(d.in_force for d in reg)
+    assert 3_000 < in_force < 3_400 and len(reg) > 7_000
+
+
+@pytest.mark.parametrize("prefix, valid", [
+    ("370502", True),    # in force
+    ("110103", True),    # 崇文区, retired 2009: an ID issued there is valid for life
+    ("370599", False),   # well-formed, never published
+    ("830000", True),    # Taiwan residents' residence permit
+])
+def test_id_region_prefix_must_be_in_the_register(prefix, valid):
+    number = make_resident_id(prefix, date(1970, 3, 9), 7, female=False)
+    assert is_valid_resident_id(number, today=TODAY) is valid
+    if not valid:
+        with pytest.raises(InvalidResidentId, match="not in the GB/T 2260 register"):
+            parse_resident_id(number, today=TODAY)
+
+
+@pytest.mark.parametrize("code, message", [
+    ("370502101001", None),
+    ("370502101", None),
+    ("370599101", "not in the GB/T 2260 register"),
+    ("330103001", r"\(下城区\) is no longer in force"),
+    ("99x", "must be 6, 9 or 12 digits"),
+])
+def test_division_in_force(code, message):
+    if message is None:
+        assert validate_division_in_force(code) == code
+    else:
+        with pytest.raises(InvalidRegionCode, match=message):
+            validate_division_in_force(code)
+
+
+def test_known_county():
+    assert is_known_county("370502") and is_known_county("330103")
+    assert not is_known_county("370599") and not is_known_county("370500")
+
+
+def test_operator_adds_and_retires_codes_without_a_release(tmp_path, monkeypatch):
+    (tmp_path / "2027.tsv").write_text(
+        "# 2027 changes published by the Ministry\n"
+        "370599\t示例新区\t1\t2027\t\n"
+        "370502\t东营区\t0\t1982\t2027\n", encoding="utf-8")
+    monkeypatch.setenv("LIFELINE_REGIONS_DIR", str(tmp_path))
+    region_register.cache_clear()
+    try:
+        assert is_known_county("370599") and validate_division_in_force("370599001")
+        assert not region_register().in_force("370502")
+    finally:
+        monkeypatch.delenv("LIFELINE_REGIONS_DIR")
+        region_register.cache_clear()
+    assert region_register().in_force("370502") and not region_register().known("370599")
+
+
+@pytest.mark.parametrize("line, message", [
+    ("370599\t示例新区\t1\t2027", "file.tsv:2: expected 5 tab-separated columns"),
+    ("99x\t示例\t1\t\t", "file.tsv:2: code '99x' is not a six-digit"),
+    ("370599\t示例\tyes\t\t", "file.tsv:2: in_force must be 1 or 0"),
+    ("370599\t示例\t1\t27\t", "file.tsv:2: year '27'"),
+    ("370599\t \t1\t\t", "file.tsv:2: name is empty"),
+])
+def test_bad_register_file_names_file_and_line(line, message):
+    with pytest.raises(RegisterError, match=message):
+        parse_register("# header\n" + line + "\n", "file.tsv")

@@ -75,6 +75,8 @@ def _mutate(raw, path, value=None, delete=False):
     (["counties", 1, "standards", "rural_fen"], 0, "counties[1].standards.rural_fen: must be > 0"),
     (["counties", 0, "county_code"], "990101", "counties[0].county_code: unknown county code"),
     (["counties", 0, "county_code"], "370500", "counties[0].county_code: unknown county code"),
+    # Well-formed, but no such county in the GB/T 2260 register (东营市 has 370502-370523).
+    (["counties", 0, "county_code"], "370599", "counties[0].county_code: unknown county code"),
     (["counties", 0, "county_code"], "37050", "counties[0].county_code: must match"),
     (["counties", 0, "nickname"], "x", "counties[0].nickname: unknown field"),
     (["counties", 0, "standards", "bonus_fen"], 1, "counties[0].standards.bonus_fen: unknown field"),

@@ -82,3 +82,16 @@ def test_without_a_configured_secret_the_generated_one_is_used(tmp_path, monkeyp
     secret = jwt_secret(Settings.from_env())
     assert (tmp_path / "jwt.secret").exists()
     assert Authenticator(secret).principal(request_with(token)).role is Role.auditor
+
+
+def test_serve_refuses_to_start_on_a_bad_register_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "2027.tsv").write_text("370599\t示例新区\tyes\t2027\t\n", encoding="utf-8")
+    env = {**os.environ, "LIFELINE_REGIONS_DIR": str(tmp_path), "LIFELINE_DATA_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "lifeline.cli", "serve", "intake"], env=env,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode != 0
+    assert f"{tmp_path / '2027.tsv'}:1: in_force must be 1 or 0" in r.stderr
