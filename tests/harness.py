@@ -175,23 +175,27 @@ class Lifeline:
             app.close()
 
     def published(self) -> list[bytes]:
-        """Every message value on this Lifeline's topics, read from the broker now."""
+        """Every message value on this Lifeline's topics (SPEC §3), read from the broker now."""
         import asyncio
 
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
+
+        from lifeline.contracts.topics import ALL_TOPICS
 
         async def read_all() -> list[bytes]:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.env["LIFELINE_KAFKA_BOOTSTRAP"],
-                                        group_id=None, enable_auto_commit=False)
+            # No group: the consumer is assigned every partition of the topics that exist.
+            consumer = AIOKafkaConsumer(*(self.namespace + t for t in ALL_TOPICS),
+                                        bootstrap_servers=self.env["LIFELINE_KAFKA_BOOTSTRAP"],
+                                        group_id=None, auto_offset_reset="earliest",
+                                        enable_auto_commit=False, metadata_max_age_ms=1000)
             await consumer.start()
             try:
-                ours = [t for t in await consumer.topics() if t.startswith(self.namespace)]
-                parts = [TopicPartition(t, p) for t in ours for p in consumer.partitions_for_topic(t) or ()]
-                if not parts:
-                    return []
-                consumer.assign(parts)
-                await consumer.seek_to_beginning(*parts)
-                ends = await consumer.end_offsets(parts)
+                for _ in range(100):
+                    if consumer.assignment():
+                        break
+                    await asyncio.sleep(0.1)
+                parts = sorted(consumer.assignment())
+                ends = await consumer.end_offsets(parts) if parts else {}
                 values: list[bytes] = []
                 while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
                     for batch in (await consumer.getmany(timeout_ms=1000)).values():
