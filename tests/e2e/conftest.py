@@ -20,7 +20,7 @@ def new_people(n: int, region: str = "370502") -> list[str]:
     """Fresh valid resident ID numbers, unique within the test run."""
     base = uuid.uuid4().int % 400
     return [
-        make_resident_id(region, date(1970 + (base + i) % 40, 1 + i % 12, 1 + i % 28), next(_people) % 999, female=i % 2 == 1)
+        make_resident_id(region, date(1970 + (base + i) % 40, 1 + i % 12, 1 + i % 28), next(_people) % 500, female=i % 2 == 1)
         for i in range(n)
     ]
 

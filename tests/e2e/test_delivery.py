@@ -72,7 +72,8 @@ def test_the_same_cloud_event_delivered_twice_has_one_effect(lifeline):
     wait_for(lambda: metric(lifeline, "notify", "lifeline_events_consumed_total",
                             event="ApplicationSubmitted", outcome="duplicate") >= duplicates + 1,
              what="second delivery recognised")
-    assert len(items(lifeline, "notify", "/v1/notices", case_id)) == 1
+    # The read model follows the store on its own beat: wait for it, then count.
+    assert len(wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what="notice")) == 1
     requested = completed_or_requested["departments_requested"]
     assert len(requested) == len(set(requested))
 
