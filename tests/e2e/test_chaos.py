@@ -56,8 +56,11 @@ class Chaos:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        order: list[str] = []
         while not self._stop.wait(self.rng.uniform(0.5, 2.5)):
-            name = self.rng.choice(VICTIMS)
+            if not order:  # every service dies once per round, in a random order
+                order = self.rng.sample(VICTIMS, len(VICTIMS))
+            name = order.pop()
             self.lifeline.kill(name)
             self.kills.append(name)
             time.sleep(self.rng.uniform(0.0, 1.0))
@@ -93,6 +96,7 @@ def test_random_kills_while_households_flow_lose_nothing_and_double_nothing(life
                                     key=f"chaos-{SEED}-decide-{case_id}", role="reviewer", region=REGION[:6])
             assert r.status_code == 200, r.text
 
+    assert set(chaos.kills) == set(VICTIMS), chaos.kills
     print(f"chaos seed={SEED}: {len(cases)} households, {len(chaos.kills)} kills: {chaos.kills}")
 
     # Everything settles: every household has exactly one of everything.
