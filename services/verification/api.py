@@ -70,7 +70,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             try:
                 assessment = await asyncio.to_thread(app.complete_now, case_id, Meta.of(principal))
             except DecisionNotAllowed as exc:
-                raise Problem(409, "Check already complete", str(exc)) from None
+                raise Problem(409, "Check cannot be completed now", str(exc)) from None
             runtime.saved()
             return 200, {"case_id": case_id, "assessment": assessment}
 
