@@ -11,6 +11,7 @@ profiled (pyinstrument if importable, else cProfile's top functions):
   relay.map     mapper.to_domain_event + outbox.to_cloud_events + to_json
                 for N stored ApplicationSubmitted (IntakeApplication, SQLite temp file)
   consumer.decode   registry.decode of N serialized ApplicationSubmitted CloudEvents
+  consumer.triage   envelope + type check only: what a group pays for an event it ignores
   consumer.process  NotifyApplication.process_cloud_event for N new events (SQLite temp file)
 Also: jsonschema validation alone (registry.validate) for comparison.
 """
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 from lifeline.contracts import registry  # noqa: E402
+from lifeline.contracts.envelope import CloudEvent  # noqa: E402
 from lifeline.infra.application import Meta  # noqa: E402
 from lifeline.infra.eventstore import event_store_env  # noqa: E402
 from lifeline.infra.outbox import to_cloud_events  # noqa: E402
@@ -106,6 +108,13 @@ def main() -> int:
                 registry.decode(r)
 
         profiled("consumer.decode (registry.decode)", decode, n, args.top)
+
+        def triage_ignored(plain: bool) -> None:
+            # What a group that does not handle the type pays: envelope and type only.
+            for r in raws:
+                registry.require_known(CloudEvent.from_json(r))
+
+        profiled("consumer.triage of an event the group ignores (envelope + type)", triage_ignored, n, args.top)
 
         apps = []
 

@@ -250,12 +250,22 @@ def new_event(
 
 
 def decode(raw: bytes) -> CloudEvent:
-    """Consumer path: parse the envelope, upcast to the current version, validate.
+    """Consumer path: parse the envelope, upcast to the current version, validate."""
+    return accept(CloudEvent.from_json(raw))
 
-    The stored version is validated before upcasting too, so upcasters only
+
+def require_known(event: CloudEvent) -> None:
+    """ContractError unless a schema exists for the event's type and version."""
+    if parse_type(event.type) not in SCHEMA_FILES:
+        raise ContractError(f"unknown event type {event.type}")
+
+
+def accept(event: CloudEvent) -> CloudEvent:
+    """Validate a parsed envelope's data and upcast it to the current version.
+
+    The version sent is validated before upcasting too, so upcasters only
     ever see well-formed input and errors point at the fields that were sent.
     """
-    event = CloudEvent.from_json(raw)
     validate(event)
     current = upcast(event)
     if current is not event:
@@ -265,8 +275,8 @@ def decode(raw: bytes) -> CloudEvent:
 
 __all__ = [
     "CURRENT_VERSIONS", "FORMAT_CHECKER", "SCHEMA_DIR", "SCHEMA_FILES", "UPCASTERS",
-    "ContractError", "decode", "gb11643_check_digit", "load_all", "new_event", "schema",
-    "upcast", "upcaster", "validate",
+    "ContractError", "accept", "decode", "gb11643_check_digit", "load_all", "new_event",
+    "require_known", "schema", "upcast", "upcaster", "validate",
 ]
 
 

@@ -23,7 +23,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
-from lifeline.contracts.envelope import ContractError
+from lifeline.contracts.envelope import CloudEvent, ContractError
 from lifeline.infra import faults
 from lifeline.infra.application import ServiceApplication
 from lifeline.infra.kafka import Bus
@@ -99,14 +99,18 @@ class EventConsumer:
     async def handle(self, topic: str, value: bytes | None, key: bytes | None, partition: int, offset: int) -> str:
         service = self.app.service
         try:
-            event = registry.decode(value or b"")
+            envelope = CloudEvent.from_json(value or b"")
+            registry.require_known(envelope)
+            # A known event this group does not handle is skipped before its data is
+            # validated (most traffic on a shared topic); the groups that handle it judge it.
+            if envelope.name not in self.app.handled_events:
+                CONSUMED.labels(service, envelope.name, "ignored").inc()
+                return "ignored"
+            event = registry.accept(envelope)
         except ContractError as exc:
             await self.dead_letter(topic, value, key, partition, offset, f"contract: {exc}")
             CONSUMED.labels(service, "unknown", "dead_lettered").inc()
             return "dead_lettered"
-        if event.name not in self.app.handled_events:
-            CONSUMED.labels(service, event.name, "ignored").inc()
-            return "ignored"
         last_error: Exception | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
