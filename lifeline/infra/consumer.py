@@ -8,9 +8,10 @@ after a crash, a duplicate, or a republished log finds the tracking record and
 changes nothing. Offsets are only a bookmark: they can go back (a restarted
 memory-only broker, a rebalance) without harm.
 
-A poison message — not JSON, fails its schema, unknown type, or a handler that
-keeps failing — goes to `<topic>.dlq.<group>` with the reason, and the consumer
-goes on with the next one.
+A poison message — not JSON, unknown type, a handled event that fails its schema,
+or a handler that keeps failing — goes to `<topic>.dlq.<group>` with the reason,
+and the consumer goes on with the next one. An event of a known type that this
+group does not handle is skipped without reading its data.
 """
 
 from __future__ import annotations
