@@ -44,6 +44,10 @@ class Role(StrEnum):
     admin = "admin"
 
 
+# The civil-affairs staff who may read a household's case in any service (within their region).
+CASE_READERS = ("clerk", "caseworker", "reviewer", "county_officer", "auditor", "admin")
+
+
 def _role(value: Role | str) -> Role:
     try:
         return Role(value)
@@ -183,4 +187,4 @@ class Authenticator:
         return Depends(dependency)
 
 
-__all__ = ["Authenticator", "Principal", "Role", "ensure_region", "mint_token"]
+__all__ = ["CASE_READERS", "Authenticator", "Principal", "Role", "ensure_region", "mint_token"]

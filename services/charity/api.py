@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.infra.application import Meta
-from lifeline.infra.auth import Principal, ensure_region
+from lifeline.infra.auth import CASE_READERS, Principal, ensure_region
 from lifeline.infra.runtime import ServiceRuntime, found_in_region, idempotent_id
 from services.charity.application import CharityApplication, FundNotFound
 
 FUND_WRITERS = ("charity_federation", "county_officer", "admin")
-READERS = ("charity_federation", "county_officer", "caseworker", "reviewer", "auditor", "admin", "clerk")
+READERS = (*CASE_READERS, "charity_federation")
 NeedCategory = Literal[
     "medical", "education", "housing", "employment", "living", "disaster", "care", "psychological"
 ]

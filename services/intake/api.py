@@ -10,14 +10,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lifeline.infra.application import DuplicateRequest, Meta
-from lifeline.infra.auth import Principal, ensure_region
+from lifeline.infra.auth import CASE_READERS, Principal, ensure_region
 from lifeline.infra.runtime import ServiceRuntime, found_in_region, idempotent_id
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.regions import InvalidRegionCode, validate_division_in_force
 from services.intake.application import CaseNotFound, IntakeApplication, case_view
 
 WRITERS = ("clerk", "caseworker", "county_officer", "admin")
-READERS = ("clerk", "caseworker", "reviewer", "county_officer", "auditor", "admin")
 
 AssistanceType = Literal["dibao", "tekun", "linshi_jinan", "linshi_zhichu", "low_income"]
 NeedCategory = Literal[
@@ -129,7 +128,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         return await runtime.idempotent(request, principal.user_id, handle)
 
     @api.get("/cases/{case_id}", tags=["cases"])
-    async def get_case(case_id: str, principal: Principal = runtime.auth.require(*READERS)):
+    async def get_case(case_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
         case = await asyncio.to_thread(case_or_404, case_id, principal)
         views = await runtime.views()
         with views.transaction() as tx:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from lifeline.infra.auth import Principal
+from lifeline.infra.auth import CASE_READERS, Principal
 from lifeline.infra.runtime import ServiceRuntime
-
-READERS = ("caseworker", "reviewer", "county_officer", "auditor", "admin", "clerk")
 
 
 def router(runtime: ServiceRuntime) -> APIRouter:
@@ -16,7 +14,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     @api.get("/entitlements", tags=["entitlements"])
     async def list_entitlements(
         case_id: str = Query(min_length=3, max_length=64),
-        principal: Principal = runtime.auth.require(*READERS),
+        principal: Principal = runtime.auth.require(*CASE_READERS),
     ):
         return await runtime.items_of_case("entitlement", case_id, principal)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.infra.application import Meta
-from lifeline.infra.auth import Principal
+from lifeline.infra.auth import CASE_READERS, Principal
 from lifeline.infra.problems import Problem
 from lifeline.infra.runtime import ServiceRuntime, found_in_region
 from services.verification.application import (
@@ -19,7 +19,6 @@ from services.verification.application import (
     verification_view,
 )
 
-READERS = ("clerk", "caseworker", "reviewer", "county_officer", "auditor", "admin")
 DECIDERS = ("reviewer", "county_officer", "admin")
 
 
@@ -37,7 +36,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         return found_in_region(app.get_verification, case_id, VerificationNotFound, "Verification", principal)
 
     @api.get("/verifications/{case_id}", tags=["verifications"])
-    async def get_verification(case_id: str, principal: Principal = runtime.auth.require(*READERS)):
+    async def get_verification(case_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
         return verification_view(await asyncio.to_thread(load, case_id, principal))
 
     @api.post("/verifications/{case_id}/decision", tags=["verifications"])
