@@ -66,7 +66,7 @@ class Chaos:
             time.sleep(self.rng.uniform(0.0, 1.0))
             self.lifeline.start(name)
 
-    def __enter__(self) -> "Chaos":
+    def __enter__(self) -> Chaos:
         self._thread.start()
         return self
 
