@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
     sys.path.insert(0, str(REPO))
 
-from lifeline.infra.embedded import EmbeddedBroker, free_port  # noqa: E402
+from lifeline.dev.embedded import EmbeddedBroker, free_port  # noqa: E402
 from lifeline.rules.ids import make_resident_id  # noqa: E402
 from lifeline.settings import Settings  # noqa: E402
 from tests.harness import household  # noqa: E402  - the same valid body the e2e tests submit
@@ -104,7 +104,7 @@ def infrastructure(args: argparse.Namespace, label: str) -> Iterator[Infra]:
         if args.broker == "embedded":
             broker = EmbeddedBroker(port=free_port(), log_path=root / "tansu.log")
         else:
-            from lifeline.infra.realinfra import RealKafka
+            from lifeline.dev.realinfra import RealKafka
 
             broker = RealKafka(root / "kafka", partitions=args.partitions)
         started.append(broker)
@@ -112,7 +112,7 @@ def infrastructure(args: argparse.Namespace, label: str) -> Iterator[Infra]:
         startup["broker"] = time.perf_counter() - t0
         database_url = ""
         if args.database == "postgres":
-            from lifeline.infra.realinfra import RealPostgres
+            from lifeline.dev.realinfra import RealPostgres
 
             t0 = time.perf_counter()
             pg = RealPostgres(root / "postgres")

@@ -44,9 +44,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from lifeline.contracts import registry  # noqa: E402
 from lifeline.contracts import topics as T  # noqa: E402
-from lifeline.infra.consumer import EventConsumer  # noqa: E402
-from lifeline.infra.eventstore import event_store_env  # noqa: E402
-from lifeline.infra.kafka import Bus  # noqa: E402
+from lifeline.messaging.consumer import EventConsumer  # noqa: E402
+from lifeline.stores.eventstore import event_store_env  # noqa: E402
+from lifeline.messaging.kafka import Bus  # noqa: E402
 from services.notify.application import NotifyApplication  # noqa: E402
 
 TOPIC = T.TOPICS["intake"]

@@ -32,9 +32,9 @@ import _common as C  # noqa: E402
 
 from lifeline.contracts import registry  # noqa: E402
 from lifeline.contracts.envelope import CloudEvent  # noqa: E402
-from lifeline.infra.application import Meta  # noqa: E402
-from lifeline.infra.eventstore import event_store_env  # noqa: E402
-from lifeline.infra.outbox import to_cloud_events  # noqa: E402
+from lifeline.stores.application import Meta  # noqa: E402
+from lifeline.stores.eventstore import event_store_env  # noqa: E402
+from lifeline.messaging.outbox import to_cloud_events  # noqa: E402
 from services.intake.application import IntakeApplication  # noqa: E402
 from services.notify.application import NotifyApplication  # noqa: E402
 

@@ -40,12 +40,12 @@ import _common as C  # noqa: E402
 
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
-from lifeline.infra import outbox as outbox_module  # noqa: E402
-from lifeline.infra.application import Meta  # noqa: E402
-from lifeline.infra.eventstore import event_store_env  # noqa: E402
-from lifeline.infra.kafka import Bus  # noqa: E402
-from lifeline.infra.outbox import OutboxRelay, to_cloud_events  # noqa: E402
-from lifeline.infra.sidestore import SideStore  # noqa: E402
+from lifeline.messaging import outbox as outbox_module  # noqa: E402
+from lifeline.stores.application import Meta  # noqa: E402
+from lifeline.stores.eventstore import event_store_env  # noqa: E402
+from lifeline.messaging.kafka import Bus  # noqa: E402
+from lifeline.messaging.outbox import OutboxRelay, to_cloud_events  # noqa: E402
+from lifeline.stores.sidestore import SideStore  # noqa: E402
 from services.intake.application import IntakeApplication  # noqa: E402
 
 CLERK = Meta("clerk-bench", "clerk", "370502101")

@@ -28,7 +28,7 @@ def service_spec(name: str):
 
 
 def _logging() -> None:
-    from lifeline.infra.logmask import configure_logging
+    from lifeline.ops.logmask import configure_logging
 
     configure_logging()
 
@@ -36,7 +36,7 @@ def _logging() -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from lifeline.infra.runtime import create_http_app
+    from lifeline.http.app import create_http_app
     from lifeline.rules.calendar import default_calendar
     from lifeline.rules.regions import region_register
 
@@ -67,8 +67,8 @@ def cmd_simulator(_: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from lifeline.infra.auth import mint_token
-    from lifeline.infra.runtime import jwt_secret
+    from lifeline.http.auth import mint_token
+    from lifeline.runtime.service import jwt_secret
 
     settings = Settings.from_env()
     try:
@@ -85,9 +85,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from lifeline.infra.eventstore import event_store_env
-    from lifeline.infra.projection import Projection, compare, rebuild
-    from lifeline.infra.sidestore import SideStore
+    from lifeline.stores.eventstore import event_store_env
+    from lifeline.stores.projection import Projection, compare, rebuild
+    from lifeline.stores.sidestore import SideStore
 
     settings = Settings.from_env()
     spec = service_spec(args.service)
@@ -108,8 +108,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_republish(args: argparse.Namespace) -> int:
-    from lifeline.infra.outbox import POSITION
-    from lifeline.infra.sidestore import SideStore
+    from lifeline.messaging.outbox import POSITION
+    from lifeline.stores.sidestore import SideStore
 
     settings = Settings.from_env()
     spec = service_spec(args.service)
@@ -121,9 +121,9 @@ def cmd_republish(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from lifeline.infra.auth import mint_token
-    from lifeline.infra.embedded import EmbeddedBroker, EmbeddedRedis
-    from lifeline.infra.runtime import jwt_secret
+    from lifeline.http.auth import mint_token
+    from lifeline.dev.embedded import EmbeddedBroker, EmbeddedRedis
+    from lifeline.runtime.service import jwt_secret
 
     _logging()
     settings = Settings.from_env()

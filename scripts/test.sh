@@ -61,7 +61,7 @@ ensure_real_infra() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
   fi
   # Before the timed part: a cold Maven fetch of ~54 MB must not eat test time.
-  .venv/bin/python -m lifeline.infra.realinfra ensure-jars
+  .venv/bin/python -m lifeline.dev.realinfra ensure-jars
 }
 
 status=0

@@ -68,7 +68,7 @@ class Infra:
 
     # --- lifecycle -----------------------------------------------------------
     def start(self) -> "Infra":
-        from lifeline.infra.embedded import EmbeddedBroker, EmbeddedRedis, free_port
+        from lifeline.dev.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 
         # Logs and data outside pytest's 0700 tmp dirs: PostgreSQL runs as the
         # `postgres` user and must be able to reach its directory.
@@ -80,7 +80,7 @@ class Infra:
             self.redis = self._timed("redis", EmbeddedRedis(
                 port=free_port(), log_path=self.root / "redis.log").start)
         else:
-            from lifeline.infra.realinfra import RealKafka, RealPostgres, RealRedis
+            from lifeline.dev.realinfra import RealKafka, RealPostgres, RealRedis
 
             self.postgres = self._timed("postgres", RealPostgres(self.root / "postgres").start)
             self.redis = self._timed("redis", RealRedis(data_dir=self.root / "redis").start)
@@ -126,7 +126,7 @@ class Infra:
         return self.postgres.url if self.postgres else ""
 
     def ports(self, namespace: str) -> dict[str, int]:
-        from lifeline.infra.embedded import free_port
+        from lifeline.dev.embedded import free_port
 
         if namespace not in self._ports:
             self._ports[namespace] = {name: free_port() for name in SERVICE_PORT_NAMES}

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from lifeline.infra.auth import mint_token
+from lifeline.http.auth import mint_token
 
 SERVICES = ("intake", "verification", "payment", "charity", "notify")
 T = TypeVar("T")
@@ -164,7 +164,7 @@ class Lifeline:
         """How many events the service's own store holds (read directly)."""
         import importlib
 
-        from lifeline.infra.eventstore import event_store_env
+        from lifeline.stores.eventstore import event_store_env
         from lifeline.settings import Settings
 
         spec = importlib.import_module(f"services.{service}.settings").SPEC

@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import ContractError
-from lifeline.infra.kafka import Bus, all_topics
-from lifeline.infra.problems import install_problem_handlers
+from lifeline.messaging.kafka import Bus, all_topics
+from lifeline.http.problems import install_problem_handlers
 from lifeline.rules.periods import SHANGHAI
 from lifeline.settings import Settings
 

@@ -9,9 +9,10 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from lifeline.infra.application import Meta
-from lifeline.infra.auth import CASE_READERS, Principal, ensure_region
-from lifeline.infra.runtime import ServiceRuntime, found_in_region, idempotent_id
+from lifeline.domain.aggregate import Meta
+from lifeline.http.auth import CASE_READERS, Principal, ensure_region
+from lifeline.runtime.service import ServiceRuntime
+from lifeline.http.app import found_in_region, idempotent_id
 from services.charity.application import CharityApplication, FundNotFound
 
 FUND_WRITERS = ("charity_federation", "county_officer", "admin")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifeline.infra.application import LifelineAggregate, Outgoing
+from lifeline.domain.aggregate import LifelineAggregate, Outgoing
 
 
 class Fund(LifelineAggregate):

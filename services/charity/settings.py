@@ -1,6 +1,6 @@
 """Charity's wiring."""
 
-from lifeline.infra.runtime import ServiceSpec
+from lifeline.runtime.service import ServiceSpec
 from services.charity import api
 from services.charity.application import CharityApplication, project
 from services.charity.consumers import CONSUMES

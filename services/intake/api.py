@@ -9,9 +9,11 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lifeline.infra.application import DuplicateRequest, Meta
-from lifeline.infra.auth import CASE_READERS, Principal, ensure_region
-from lifeline.infra.runtime import ServiceRuntime, found_in_region, idempotent_id
+from lifeline.stores.application import DuplicateRequest
+from lifeline.domain.aggregate import Meta
+from lifeline.http.auth import CASE_READERS, Principal, ensure_region
+from lifeline.runtime.service import ServiceRuntime
+from lifeline.http.app import found_in_region, idempotent_id
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.regions import InvalidRegionCode, validate_division_in_force
 from services.intake.application import CaseNotFound, IntakeApplication, case_view

@@ -8,8 +8,9 @@ from typing import Any
 from eventsourcing.application import ProcessingEvent
 
 from lifeline.contracts import registry
-from lifeline.infra.application import Meta, ServiceApplication, aggregate_id, new_id
-from lifeline.infra.sidestore import SideTx
+from lifeline.stores.application import ServiceApplication
+from lifeline.domain.aggregate import Meta, aggregate_id, new_id
+from lifeline.stores.sidestore import SideTx
 from lifeline.rules.periods import SHANGHAI
 from services.intake.consumers import IntakeConsumers
 from services.intake.domain import Case, Referral, later_status, mask_name

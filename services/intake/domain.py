@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifeline.infra.application import LifelineAggregate, Outgoing
+from lifeline.domain.aggregate import LifelineAggregate, Outgoing
 
 # A case moves forward only; a late or repeated event never moves it back.
 CASE_STATUSES = ("submitted", "verified", "approved", "refused")

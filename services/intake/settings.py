@@ -1,6 +1,6 @@
 """Intake's wiring: what it stores, consumes and serves."""
 
-from lifeline.infra.runtime import ServiceSpec
+from lifeline.runtime.service import ServiceSpec
 from services.intake import api
 from services.intake.application import IntakeApplication, project
 from services.intake.consumers import CONSUMES

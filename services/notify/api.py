@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from lifeline.infra.auth import CASE_READERS, Principal
-from lifeline.infra.runtime import ServiceRuntime
+from lifeline.http.auth import CASE_READERS, Principal
+from lifeline.runtime.service import ServiceRuntime
 
 
 def router(runtime: ServiceRuntime) -> APIRouter:

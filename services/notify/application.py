@@ -8,8 +8,9 @@ from typing import Any
 from eventsourcing.application import ProcessingEvent
 
 from lifeline.contracts.envelope import CloudEvent
-from lifeline.infra.application import Meta, ServiceApplication, aggregate_id
-from lifeline.infra.sidestore import SideTx
+from lifeline.stores.application import ServiceApplication
+from lifeline.domain.aggregate import Meta, aggregate_id
+from lifeline.stores.sidestore import SideTx
 from lifeline.rules.periods import SHANGHAI
 from services.intake.domain import mask_name
 from services.notify.consumers import NotifyConsumers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lifeline.infra.application import LifelineAggregate, Outgoing
+from lifeline.domain.aggregate import LifelineAggregate, Outgoing
 
 LEGAL_NAMES = {
     "acceptance": "受理通知书",

@@ -1,6 +1,6 @@
 """Notify's wiring."""
 
-from lifeline.infra.runtime import ServiceSpec
+from lifeline.runtime.service import ServiceSpec
 from services.notify import api
 from services.notify.application import NotifyApplication, project
 from services.notify.consumers import CONSUMES

@@ -7,8 +7,9 @@ from typing import Any
 
 from eventsourcing.application import ProcessingEvent
 
-from lifeline.infra.application import Meta, ServiceApplication, aggregate_id
-from lifeline.infra.sidestore import SideTx
+from lifeline.stores.application import ServiceApplication
+from lifeline.domain.aggregate import Meta, aggregate_id
+from lifeline.stores.sidestore import SideTx
 from lifeline.rules.periods import SHANGHAI
 from services.payment.consumers import PaymentConsumers
 from services.payment.domain import Entitlement

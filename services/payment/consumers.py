@@ -6,7 +6,7 @@ from eventsourcing.application import ProcessingEvent
 
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import CloudEvent
-from lifeline.infra.application import Meta
+from lifeline.domain.aggregate import Meta
 
 CONSUMES = [T.TOPICS["verification"]]
 

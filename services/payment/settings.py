@@ -1,6 +1,6 @@
 """Payment's wiring."""
 
-from lifeline.infra.runtime import ServiceSpec
+from lifeline.runtime.service import ServiceSpec
 from services.payment import api
 from services.payment.application import PaymentApplication, project
 from services.payment.consumers import CONSUMES

@@ -8,10 +8,11 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from lifeline.infra.application import Meta
-from lifeline.infra.auth import CASE_READERS, Principal
-from lifeline.infra.problems import Problem
-from lifeline.infra.runtime import ServiceRuntime, found_in_region
+from lifeline.domain.aggregate import Meta
+from lifeline.http.auth import CASE_READERS, Principal
+from lifeline.http.problems import Problem
+from lifeline.runtime.service import ServiceRuntime
+from lifeline.http.app import found_in_region
 from services.verification.application import (
     DecisionNotAllowed,
     VerificationApplication,

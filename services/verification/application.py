@@ -9,8 +9,9 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
 from lifeline.contracts import registry
-from lifeline.infra.application import Meta, ServiceApplication, aggregate_id, new_id
-from lifeline.infra.sidestore import SideTx
+from lifeline.stores.application import ServiceApplication
+from lifeline.domain.aggregate import Meta, aggregate_id, new_id
+from lifeline.stores.sidestore import SideTx
 from lifeline.rules import clocks
 from lifeline.rules.periods import SHANGHAI, business_date, first_payment_period
 from lifeline.rules.regions import county_of

@@ -1,6 +1,6 @@
 """Verification's wiring: what it stores, consumes and serves."""
 
-from lifeline.infra.runtime import ServiceSpec
+from lifeline.runtime.service import ServiceSpec
 from services.verification import api
 from services.verification.application import VerificationApplication, project
 from services.verification.consumers import CONSUMES

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from lifeline.infra.eventstore import event_store_env
+from lifeline.stores.eventstore import event_store_env
 from lifeline.rules.ids import check_digit
 from lifeline.settings import Settings
 from services.intake.application import IntakeApplication
@@ -146,7 +146,7 @@ def test_health_and_metrics_need_no_token_and_openapi_is_served(lifeline):
 
 
 def test_redis_unreachable_is_503_and_changes_nothing(lifeline, intake_log):
-    from lifeline.infra.embedded import free_port
+    from lifeline.dev.embedded import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
     lifeline.start_replica("intake", "intake-noredis", free_port(), {"LIFELINE_REDIS_URL": dead},

@@ -203,8 +203,8 @@ def test_kill_9_relay_mid_publish_loses_nothing_and_doubles_nothing(lifeline):
 
 
 def test_kill_9_relay_in_the_middle_of_a_batch_loses_nothing(lifeline):
-    from lifeline.infra.application import Meta
-    from lifeline.infra.eventstore import event_store_env
+    from lifeline.stores.application import Meta
+    from lifeline.stores.eventstore import event_store_env
     from lifeline.settings import Settings
     from services.intake.application import IntakeApplication
 
@@ -256,7 +256,7 @@ def test_whole_log_republished_from_zero_has_no_second_effect(lifeline):
 
 
 def test_idempotency_key_two_concurrent_requests_to_two_replicas_make_one_case(lifeline):
-    from lifeline.infra.embedded import free_port
+    from lifeline.dev.embedded import free_port
 
     lifeline.start_replica("intake", "intake2", free_port())
     try:
@@ -294,7 +294,7 @@ def test_idempotency_key_two_concurrent_requests_to_two_replicas_make_one_case(l
 
 
 def test_two_payment_replicas_with_a_rebalance_pay_each_approval_once(lifeline):
-    from lifeline.infra.embedded import free_port
+    from lifeline.dev.embedded import free_port
 
     cases = [approved_case(lifeline)]
     lifeline.start_replica("payment", "payment2", free_port())  # joins the group: rebalance

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lifeline.infra.embedded import free_port
+from lifeline.dev.embedded import free_port
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import new_people
 from tests.harness import household, wait_for

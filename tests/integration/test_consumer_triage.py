@@ -9,9 +9,9 @@ import pytest_asyncio
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
-from lifeline.infra.consumer import EventConsumer
-from lifeline.infra.eventstore import event_store_env
-from lifeline.infra.kafka import Bus
+from lifeline.messaging.consumer import EventConsumer
+from lifeline.stores.eventstore import event_store_env
+from lifeline.messaging.kafka import Bus
 from lifeline.settings import Settings
 from services.notify.application import NotifyApplication
 from tests.integration.test_tracking import application

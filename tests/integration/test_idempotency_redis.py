@@ -21,8 +21,8 @@ import pytest_asyncio
 import redis
 from fastapi import FastAPI, Request
 
-from lifeline.infra.idempotency import IdempotencyStore, idempotent_response
-from lifeline.infra.problems import Problem, install_problem_handlers
+from lifeline.http.idempotency import IdempotencyStore, idempotent_response
+from lifeline.http.problems import Problem, install_problem_handlers
 
 pytestmark = pytest.mark.integration
 

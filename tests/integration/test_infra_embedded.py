@@ -14,7 +14,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from lifeline.infra.embedded import EmbeddedBroker, EmbeddedRedis, InfraError, free_port
+from lifeline.dev.embedded import EmbeddedBroker, EmbeddedRedis, InfraError, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifeline.infra.sidestore import SideStore
+from lifeline.stores.sidestore import SideStore
 from lifeline.settings import Settings
 
 pytestmark = pytest.mark.integration

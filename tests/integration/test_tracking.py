@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from lifeline.contracts import registry
-from lifeline.infra.eventstore import event_store_env
+from lifeline.stores.eventstore import event_store_env
 from lifeline.settings import Settings
 from services.notify.application import NotifyApplication
 from tests.harness import household

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from lifeline.infra.logmask import MaskingFormatter, mask_personal_data
+from lifeline.ops.logmask import MaskingFormatter, mask_personal_data
 from lifeline.rules.ids import make_resident_id, mask_resident_id
 
 ID = make_resident_id("370502", date(1980, 5, 17), 12, female=False)
@@ -54,7 +54,7 @@ def test_the_formatter_masks_messages_arguments_and_tracebacks():
 
 
 def test_every_lifeline_process_logs_through_the_masking_formatter():
-    from lifeline.infra.logmask import configure_logging
+    from lifeline.ops.logmask import configure_logging
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level

@@ -11,14 +11,14 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, Field
 
-from lifeline.infra.auth import (
+from lifeline.http.auth import (
     Authenticator,
     Principal,
     Role,
     ensure_region,
     mint_token,
 )
-from lifeline.infra.problems import (
+from lifeline.http.problems import (
     PROBLEM_JSON,
     BodySizeLimit,
     Problem,

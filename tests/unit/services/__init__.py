@@ -13,11 +13,11 @@ from typing import Any
 
 from lifeline.contracts import registry
 from lifeline.contracts.envelope import CloudEvent
-from lifeline.infra.application import Meta
+from lifeline.domain.aggregate import Meta
 from lifeline.rules.ids import make_resident_id
 from tests.harness import household
 
-# Mirrors lifeline.infra.eventstore.event_store_env (multi-row tracking), but in memory.
+# Mirrors lifeline.stores.eventstore.event_store_env (multi-row tracking), but in memory.
 MEMORY_ENV = {
     "PERSISTENCE_MODULE": "eventsourcing.sqlite",
     "SQLITE_DBNAME": ":memory:",

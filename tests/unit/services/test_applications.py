@@ -13,10 +13,11 @@ import pytest
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import ContractError
-from lifeline.infra.application import DuplicateRequest, Meta
-from lifeline.infra.eventstore import event_store_env
-from lifeline.infra.outbox import to_cloud_events
-from lifeline.infra.projection import rebuild
+from lifeline.stores.application import DuplicateRequest
+from lifeline.domain.aggregate import Meta
+from lifeline.stores.eventstore import event_store_env
+from lifeline.messaging.outbox import to_cloud_events
+from lifeline.stores.projection import rebuild
 from lifeline.rules.periods import business_date
 from lifeline.settings import Settings
 from services.charity.application import CharityApplication, FundNotFound

@@ -6,9 +6,9 @@ import pytest
 from starlette.requests import Request
 
 from lifeline import cli
-from lifeline.infra.auth import Authenticator, Role
-from lifeline.infra.problems import Problem
-from lifeline.infra.runtime import jwt_secret
+from lifeline.http.auth import Authenticator, Role
+from lifeline.http.problems import Problem
+from lifeline.runtime.service import jwt_secret
 from lifeline.settings import Settings
 
 SECRET = "unit-test-jwt-secret-0123456789abcdef"

@@ -12,8 +12,8 @@ import pytest
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
-from lifeline.infra.application import aggregate_id
-from lifeline.infra.outbox import to_cloud_events
+from lifeline.domain.aggregate import aggregate_id
+from lifeline.messaging.outbox import to_cloud_events
 from services.charity.domain import Fund, Need
 from services.intake.domain import (
     CASE_STATUSES,

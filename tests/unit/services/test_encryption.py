@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lifeline.infra.application import aggregate_id
-from lifeline.infra.eventstore import event_store_env
+from lifeline.domain.aggregate import aggregate_id
+from lifeline.stores.eventstore import event_store_env
 from lifeline.settings import Settings
 from services.intake.application import IntakeApplication
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lifeline.infra.application import ServiceApplication
-from lifeline.infra.sidestore import SideStore, SideTx
+from lifeline.stores.application import ServiceApplication
+from lifeline.stores.sidestore import SideStore, SideTx
 
 Projector = Callable[[Any, SideTx], None]
 POSITION = "views"

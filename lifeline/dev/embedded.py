@@ -273,7 +273,7 @@ class ManagedProcess:
 class EmbeddedBroker(ManagedProcess):
     """Tansu (Kafka protocol, memory storage). A restart empties it.
 
-    Tansu refuses the idempotent producer; lifeline.infra.kafka.Bus falls back.
+    Tansu refuses the idempotent producer; lifeline.messaging.kafka.Bus falls back.
     """
 
     name = "tansu"

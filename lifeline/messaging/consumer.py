@@ -25,10 +25,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import CloudEvent, ContractError
-from lifeline.infra import faults
-from lifeline.infra.application import ServiceApplication
-from lifeline.infra.kafka import Bus
-from lifeline.infra.metrics import CONSUMED
+from lifeline.ops import faults
+from lifeline.stores.application import ServiceApplication
+from lifeline.messaging.kafka import Bus
+from lifeline.ops.metrics import CONSUMED
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 import jwt
 from fastapi import Depends, Request
 
-from lifeline.infra.problems import Problem
+from lifeline.http.problems import Problem
 from lifeline.rules.regions import InvalidRegionCode, region_contains, validate_scope
 
 ALGORITHM = "HS256"

@@ -30,11 +30,12 @@ from typing import Any
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import CloudEvent
-from lifeline.infra import faults
-from lifeline.infra.application import Outgoing, ServiceApplication
-from lifeline.infra.kafka import Bus
-from lifeline.infra.metrics import PUBLISHED
-from lifeline.infra.sidestore import SideStore
+from lifeline.ops import faults
+from lifeline.stores.application import ServiceApplication
+from lifeline.domain.aggregate import Outgoing
+from lifeline.messaging.kafka import Bus
+from lifeline.ops.metrics import PUBLISHED
+from lifeline.stores.sidestore import SideStore
 from lifeline.rules.periods import SHANGHAI
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ import redis.asyncio as aioredis
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from lifeline.infra.problems import Problem
+from lifeline.http.problems import Problem
 
 log = logging.getLogger(__name__)
 

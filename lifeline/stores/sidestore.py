@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from lifeline.infra.eventstore import ensure_postgres_schema, schema_name
+from lifeline.stores.eventstore import ensure_postgres_schema, schema_name
 from lifeline.settings import Settings
 
 

@@ -5,8 +5,8 @@ Used by the `real` test backend (tests/conftest.py) and CI. Each class keeps its
 state under a data dir, so restart() loses nothing: that is what distinguishes it
 from the embedded Tansu broker, which is memory-only.
 
-    python -m lifeline.infra.realinfra ensure-jars      # prefetch Kafka jars (CI)
-    python -m lifeline.infra.realinfra up --data-dir D  # run all three, print env
+    python -m lifeline.dev.realinfra ensure-jars      # prefetch Kafka jars (CI)
+    python -m lifeline.dev.realinfra up --data-dir D  # run all three, print env
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from lifeline.infra.embedded import (
+from lifeline.dev.embedded import (
     EmbeddedRedis,
     InfraError,
     ManagedProcess,
@@ -477,7 +477,7 @@ class RealPostgres:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lifeline.infra.realinfra")
+    parser = argparse.ArgumentParser(prog="python -m lifeline.dev.realinfra")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("ensure-jars", help="download the Kafka jars into the cache if missing")
     p.add_argument("--jars-dir", type=Path, default=None)

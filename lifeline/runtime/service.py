@@ -1,15 +1,14 @@
 """One service's process: event store, read models, outbox relay, consumers, HTTP.
 
 A service module describes itself with a `ServiceSpec`; `ServiceRuntime` wires
-the infrastructure the settings ask for, and `create_http_app` puts the API, the
-health endpoints and the error handling in front of it.
+the infrastructure the settings ask for (`lifeline.http.app` puts the HTTP edge
+in front of it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -17,27 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from eventsourcing.persistence import InterfaceError as StoreInterfaceError
-from eventsourcing.persistence import OperationalError as StoreOperationalError
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import generate_latest
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
-from lifeline.contracts.envelope import ContractError
-from lifeline.infra.application import ServiceApplication
-from lifeline.infra.auth import Authenticator, Principal, ensure_region
-from lifeline.infra.consumer import EventConsumer
-from lifeline.infra.eventstore import event_store_env
-from lifeline.infra.idempotency import IdempotencyStore, idempotent_response
-from lifeline.infra.kafka import Bus, all_topics
-from lifeline.infra.metrics import HTTP_REQUESTS, OUTBOX_POSITION, REGISTRY
-from lifeline.infra.outbox import OutboxRelay
-from lifeline.infra.problems import BodySizeLimit, Problem, install_problem_handlers
-from lifeline.infra.projection import Projection, Projector
-from lifeline.infra.sidestore import SideStore
+from lifeline.http.auth import Authenticator, Principal
+from lifeline.http.idempotency import IdempotencyStore, idempotent_response
+from lifeline.messaging.consumer import EventConsumer
+from lifeline.messaging.kafka import Bus, all_topics
+from lifeline.messaging.outbox import OutboxRelay
+from lifeline.ops.metrics import OUTBOX_POSITION
 from lifeline.settings import Settings
+from lifeline.stores.application import ServiceApplication
+from lifeline.stores.eventstore import event_store_env
+from lifeline.stores.projection import Projection, Projector
+from lifeline.stores.sidestore import SideStore
 
 log = logging.getLogger(__name__)
 
@@ -165,86 +157,3 @@ class ServiceRuntime:
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = f"error: {exc!r}"
         return checks
-
-
-def found_in_region(
-    load: Callable[[str], Any], ident: str, missing: type[LookupError], what: str, principal: Principal
-) -> Any:
-    """`load(ident)`, or 404 when `missing` is raised; 403 when it lies outside the caller's region."""
-    try:
-        found = load(ident)
-    except missing:
-        raise Problem(404, f"{what} not found", f"no {what.lower()} {ident}") from None
-    ensure_region(principal, found.region_code)
-    return found
-
-
-def idempotent_id(prefix: str, principal_id: str, key: str | None) -> str | None:
-    """A business id derived from the Idempotency-Key: even if Redis forgot the
-    key, the event store refuses a second aggregate with the same id."""
-    if not key:
-        return None
-    digest = hashlib.sha256(f"{principal_id}\0{key}".encode()).hexdigest()[:20].upper()
-    return f"{prefix}-{digest}"
-
-
-def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRuntime | None = None) -> FastAPI:
-    runtime = runtime or ServiceRuntime(spec, settings)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI):
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
-
-    app = FastAPI(
-        title=spec.title or f"Lifeline {spec.name}",
-        version="1.0.0",
-        lifespan=lifespan,
-    )
-    app.state.runtime = runtime
-    install_problem_handlers(app)
-
-    @app.exception_handler(ContractError)
-    async def contract_error(request: Request, exc: ContractError):
-        # Input that passed the API model but not the event's schema: still the
-        # caller's to fix, and nothing was stored.
-        return Problem(422, "Request does not fit the event contract", str(exc)).response(str(request.url.path))
-
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    @app.exception_handler(StoreOperationalError)
-    @app.exception_handler(StoreInterfaceError)
-    async def dependency_down(request: Request, exc: Exception):
-        # A store or Redis is unreachable: nothing was decided, the caller may retry.
-        log.warning("%s: dependency unavailable: %r", spec.name, exc)
-        return Problem(
-            503, "Service temporarily unavailable", "A backing store is unreachable; retry shortly.",
-            headers={"Retry-After": "5"},
-        ).response(str(request.url.path))
-
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        response = await call_next(request)
-        HTTP_REQUESTS.labels(spec.name, request.method, str(response.status_code)).inc()
-        return response
-
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": spec.name}
-
-    @app.get("/readyz", tags=["operations"])
-    async def readyz():
-        checks = await runtime.readiness()
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
-
-    @app.get("/metrics", tags=["operations"])
-    async def metrics():
-        return PlainTextResponse(generate_latest(REGISTRY), media_type="text/plain; version=0.0.4")
-
-    app.include_router(spec.router(runtime))
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    return app

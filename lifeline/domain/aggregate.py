@@ -1,0 +1,85 @@
+"""The domain's shared building blocks: ids, who acted and why, aggregates.
+
+- `Meta`: who did it and what caused it, carried by every domain event so the
+  audit trail and the CloudEvent envelope (actor, correlationid, causationid)
+  come from the stored event itself.
+- `Outgoing`: how a domain event appears on the wire.
+- `LifelineAggregate`: the base of every service's aggregates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from lifeline.contracts.envelope import CloudEvent
+
+
+def new_id(prefix: str) -> str:
+    """Readable, unique business ids (case C-…, referral R-…)."""
+    return f"{prefix}-{uuid.uuid4().hex[:20].upper()}"
+
+
+def aggregate_id(kind: str, business_id: str) -> uuid.UUID:
+    # Deterministic: the same business id always names the same aggregate, which
+    # makes a repeated command collide in the store instead of doubling.
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:{kind}:{business_id}")
+
+
+@dataclass(frozen=True)
+class Meta:
+    user_id: str
+    role: str
+    org_code: str = ""
+    correlation_id: str = ""
+    causation_id: str = ""
+    reason: str = ""
+
+    def actor(self) -> dict[str, str]:
+        return {"user_id": self.user_id, "role": self.role, "org_code": self.org_code}
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "user_id": self.user_id,
+            "role": self.role,
+            "org_code": self.org_code,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def of(cls, principal: Any, reason: str = "") -> "Meta":
+        """Meta for a person's command: the authenticated caller acts."""
+        return cls(principal.user_id, principal.role.value, principal.org_code or "", reason=reason)
+
+    @classmethod
+    def caused_by(cls, event: CloudEvent, service: str) -> "Meta":
+        """Meta for an effect of a consumed event: the service acts, the chain goes on."""
+        return cls(
+            user_id=f"system:{service}",
+            role="system",
+            org_code="",
+            correlation_id=event.correlationid or event.id,
+            causation_id=event.id,
+        )
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A domain event's wire form; its topics and key follow from the contract."""
+
+    name: str
+    subject: str
+    data: dict[str, Any]
+
+
+class LifelineAggregate(Aggregate):
+    class Event(Aggregate.Event):
+        meta: dict[str, str]
+
+        def integration(self) -> Outgoing | None:
+            return None

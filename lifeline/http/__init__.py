@@ -1,0 +1,1 @@
+"""HTTP edge: authentication, problem+json, Idempotency-Key, the app factory."""

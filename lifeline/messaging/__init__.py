@@ -1,0 +1,1 @@
+"""Messaging: the Kafka bus, the outbox relay, exactly-once consumers."""

@@ -1,0 +1,1 @@
+"""Operations: metrics, log masking, deliberate test faults."""

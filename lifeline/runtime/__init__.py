@@ -1,0 +1,1 @@
+"""A service process: its runtime (store, relay, consumers, read models)."""

@@ -1,0 +1,1 @@
+"""Stores: event-store configuration, the process-application base, read models."""
