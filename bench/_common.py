@@ -61,7 +61,10 @@ def resident_ids(i: int) -> list[str]:
 
 
 def application_body(i: int) -> dict:
-    return household(resident_ids(i), VILLAGE)
+    """The intake form (the API's validated body, defaults included)."""
+    from services.intake.api import ApplicationIn
+
+    return ApplicationIn(**household(resident_ids(i), VILLAGE)).model_dump()
 
 
 @dataclass

@@ -45,9 +45,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from lifeline.contracts import registry  # noqa: E402
 from lifeline.contracts import topics as T  # noqa: E402
 from lifeline.messaging.consumer import EventConsumer  # noqa: E402
-from lifeline.stores.eventstore import event_store_env  # noqa: E402
 from lifeline.messaging.kafka import Bus  # noqa: E402
-from services.notify.application import NotifyApplication  # noqa: E402
+from services.notify.bootstrap import SPEC as NOTIFY  # noqa: E402
 
 TOPIC = T.TOPICS["intake"]
 ORDER = [
@@ -215,7 +214,7 @@ async def one_run(infra: C.Infra, msgs, n: int, deadline_s: float, breakdown: bo
     topic = settings.namespace + TOPIC
     bus = Bus(settings, client_id="bench-notify")
     await bus.start()
-    app = NotifyApplication(env=event_store_env(settings, "notify"))
+    app = NOTIFY.application(settings)
     ec = None
     try:
         await bus.ensure_topics([TOPIC])

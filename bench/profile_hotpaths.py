@@ -32,11 +32,10 @@ import _common as C  # noqa: E402
 
 from lifeline.contracts import registry  # noqa: E402
 from lifeline.contracts.envelope import CloudEvent  # noqa: E402
-from lifeline.stores.application import Meta  # noqa: E402
-from lifeline.stores.eventstore import event_store_env  # noqa: E402
+from lifeline.domain.aggregate import Meta  # noqa: E402
 from lifeline.messaging.outbox import to_cloud_events  # noqa: E402
-from services.intake.application import IntakeApplication  # noqa: E402
-from services.notify.application import NotifyApplication  # noqa: E402
+from services.intake.bootstrap import SPEC as INTAKE  # noqa: E402
+from services.notify.bootstrap import SPEC as NOTIFY  # noqa: E402
 
 try:
     from pyinstrument import Profiler
@@ -77,7 +76,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="lifeline-bench-prof-", dir="/tmp") as tmp:
         settings = C.Settings.from_env({"LIFELINE_DATA_DIR": tmp})
-        intake = IntakeApplication(env=event_store_env(settings, "intake"))
+        intake = INTAKE.application(settings)
         clerk = Meta("clerk-bench", "clerk", "370502101")
         for i in range(n):
             intake.submit_application(C.application_body(i), clerk)
@@ -86,14 +85,14 @@ def main() -> int:
         def relay_map(plain: bool) -> None:
             for note in notes:
                 ev = intake.mapper.to_domain_event(note)
-                for _t, _k, ce in to_cloud_events("intake", note.id, ev):
+                for _t, _k, ce in to_cloud_events("intake", note.id, ev, intake.outbound):
                     ce.to_json()
 
         profiled("relay.map (to_domain_event + to_cloud_events + to_json)", relay_map, n, args.top)
 
         raws = []
         for note in notes:
-            for _t, _k, ce in to_cloud_events("intake", note.id, intake.mapper.to_domain_event(note)):
+            for _t, _k, ce in to_cloud_events("intake", note.id, intake.mapper.to_domain_event(note), intake.outbound):
                 raws.append(ce.to_json())
         events = [registry.decode(r) for r in raws]
 
@@ -120,7 +119,7 @@ def main() -> int:
 
         def process(plain: bool) -> None:
             settings2 = C.Settings.from_env({"LIFELINE_DATA_DIR": f"{tmp}/notify-{len(apps)}"})
-            app = NotifyApplication(env=event_store_env(settings2, "notify"))
+            app = NOTIFY.application(settings2)
             apps.append(app)
             for ev in events:
                 assert app.process_cloud_event(ev)

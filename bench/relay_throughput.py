@@ -41,12 +41,12 @@ import _common as C  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from lifeline.messaging import outbox as outbox_module  # noqa: E402
-from lifeline.stores.application import Meta  # noqa: E402
-from lifeline.stores.eventstore import event_store_env  # noqa: E402
+from lifeline.domain.aggregate import Meta  # noqa: E402
 from lifeline.messaging.kafka import Bus  # noqa: E402
 from lifeline.messaging.outbox import OutboxRelay, to_cloud_events  # noqa: E402
 from lifeline.stores.sidestore import SideStore  # noqa: E402
 from services.intake.application import IntakeApplication  # noqa: E402
+from services.intake.bootstrap import SPEC as INTAKE  # noqa: E402
 
 CLERK = Meta("clerk-bench", "clerk", "370502101")
 
@@ -68,7 +68,7 @@ def serialized(app: IntakeApplication, n: int) -> list[tuple[str, bytes, bytes]]
             break
         for note in notes:
             event = app.mapper.to_domain_event(note)
-            for topic, key, ce in to_cloud_events(app.service, note.id, event):
+            for topic, key, ce in to_cloud_events(app.service, note.id, event, app.outbound):
                 out.append((topic, key.encode(), ce.to_json()))
         start = notes[-1].id + 1
     assert len(out) == n, (len(out), n)
@@ -173,7 +173,7 @@ async def main() -> int:
         print("# started: " + ", ".join(f"{k} {v:.1f}s" for k, v in infra.startup_s.items()))
         tag = C.new_tag("relay")
         settings = infra.settings(tag)
-        app = IntakeApplication(env=event_store_env(settings, "intake"))
+        app = INTAKE.application(settings)
         side = SideStore(settings, "intake")
         bus = Bus(settings, client_id="bench-relay")
         producer = None

@@ -24,7 +24,7 @@ from lifeline.settings import SERVICES, Settings
 def service_spec(name: str):
     if name not in SERVICES:
         raise SystemExit(f"unknown service {name!r}; one of: {', '.join(SERVICES)}")
-    return importlib.import_module(f"services.{name}.settings").SPEC
+    return importlib.import_module(f"services.{name}.bootstrap").SPEC
 
 
 def _logging() -> None:
@@ -85,13 +85,12 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from lifeline.stores.eventstore import event_store_env
     from lifeline.stores.projection import Projection, compare, rebuild
     from lifeline.stores.sidestore import SideStore
 
     settings = Settings.from_env()
     spec = service_spec(args.service)
-    app = spec.application(env=event_store_env(settings, spec.name))
+    app = spec.application(settings)
     live = SideStore(settings, spec.name)
     Projection(app, live, spec.project).catch_up()
     rebuilt = rebuild(app, spec.project)

@@ -46,7 +46,8 @@ def household(id_numbers: list[str], region_code: str = "370502101001", *,
         ],
         "declared_monthly_income_fen": 0,
         "declared_assets_fen": 0,
-        "bank_account_ref": "ACCT-0001",
+        "bank_account": {"channel": "RCC", "account_number": "6228480012345670001",
+                         "account_name": (names or NAMES)[0]},
         "authorisation_signed": True,
         "urgency": "normal",
     }
@@ -164,11 +165,10 @@ class Lifeline:
         """How many events the service's own store holds (read directly)."""
         import importlib
 
-        from lifeline.stores.eventstore import event_store_env
         from lifeline.settings import Settings
 
-        spec = importlib.import_module(f"services.{service}.settings").SPEC
-        app = spec.application(env=event_store_env(Settings.from_env(self.env), service))
+        spec = importlib.import_module(f"services.{service}.bootstrap").SPEC
+        app = spec.application(Settings.from_env(self.env))
         try:
             return app.recorder.max_notification_id() or 0
         finally:

@@ -3,7 +3,6 @@
 - `Meta`: who did it and what caused it, carried by every domain event so the
   audit trail and the CloudEvent envelope (actor, correlationid, causationid)
   come from the stored event itself.
-- `Outgoing`: how a domain event appears on the wire.
 - `LifelineAggregate`: the base of every service's aggregates.
 """
 
@@ -68,18 +67,9 @@ class Meta:
         )
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """A domain event's wire form; its topics and key follow from the contract."""
-
-    name: str
-    subject: str
-    data: dict[str, Any]
-
-
 class LifelineAggregate(Aggregate):
+    """Events carry `meta` (who, why, what caused it); aggregates are created through
+    their own class methods, with ids from `create_id` where a natural key exists."""
+
     class Event(Aggregate.Event):
         meta: dict[str, str]
-
-        def integration(self) -> Outgoing | None:
-            return None

@@ -32,7 +32,7 @@ from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import CloudEvent
 from lifeline.ops import faults
 from lifeline.stores.application import ServiceApplication
-from lifeline.domain.aggregate import Outgoing
+from lifeline.messaging.outbound import Outbound
 from lifeline.messaging.kafka import Bus
 from lifeline.ops.metrics import PUBLISHED
 from lifeline.stores.sidestore import SideStore
@@ -43,10 +43,11 @@ log = logging.getLogger(__name__)
 POSITION = "outbox"
 
 
-def to_cloud_events(service: str, notification_id: int, event: Any) -> list[tuple[str, str, CloudEvent]]:
+def to_cloud_events(
+    service: str, notification_id: int, event: Any, outbound: Outbound
+) -> list[tuple[str, str, CloudEvent]]:
     """(topic, key, CloudEvent) for each place a stored event is published to."""
-    integration = getattr(event, "integration", None)
-    out: Outgoing | None = integration() if integration else None
+    out = outbound(event)
     if out is None:
         return []
     meta = getattr(event, "meta", {}) or {}
@@ -115,7 +116,7 @@ class OutboxRelay:
         acks, names = [], []
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
-            for topic, key, cloud_event in to_cloud_events(self.app.service, notification.id, event):
+            for topic, key, cloud_event in to_cloud_events(self.app.service, notification.id, event, self.app.outbound):
                 acks.append(await self.bus.send(topic, cloud_event.to_json(), key))
                 names.append(cloud_event.name)
                 faults.maybe_crash("relay_after_send", cloud_event.name)

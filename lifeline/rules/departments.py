@@ -19,11 +19,3 @@ DEPARTMENTS: dict[str, str] = {
     "emergency": "应急管理局",
 }
 
-
-def is_department(code: str) -> bool:
-    return code in DEPARTMENTS
-
-
-def department_name(code: str) -> str:
-    """Chinese name for a department code; KeyError for an unknown code."""
-    return DEPARTMENTS[code]

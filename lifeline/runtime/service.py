@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from lifeline.domain.clock import Clock, SharedClock, SystemClock
 from lifeline.http.auth import Authenticator, Principal
 from lifeline.http.idempotency import IdempotencyStore, idempotent_response
 from lifeline.messaging.consumer import EventConsumer
@@ -36,12 +37,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ServiceSpec:
+    """What a service's composition root (`services/<name>/bootstrap.py`) declares."""
+
     name: str
-    application: type[ServiceApplication]
+    # Builds the application on a given event store: wires the clock and the service's
+    # own dependencies (e.g. verification's policy book) from the settings.
+    build: Callable[[Settings, Clock, dict[str, str]], ServiceApplication]
     project: Projector
     router: Callable[["ServiceRuntime"], APIRouter]
     consumes: list[str] = field(default_factory=list)
     title: str = ""
+
+    def application(self, settings: Settings, clock: Clock | None = None) -> ServiceApplication:
+        """The service's application on its configured event store."""
+        return self.build(settings, clock or clock_for(settings), event_store_env(settings, self.name))
+
+
+def clock_for(settings: Settings) -> Clock:
+    """The system clock; with LIFELINE_TEST_CLOCK=1 (never in production) one shared
+    test clock that `lifeline clock set/advance` move for every process."""
+    if getattr(settings, "test_clock", False):
+        return SharedClock(settings.data_dir / "clock.json")
+    return SystemClock()
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -57,10 +74,14 @@ def jwt_secret(settings: Settings) -> str:
 
 
 class ServiceRuntime:
-    def __init__(self, spec: ServiceSpec, settings: Settings, *, consume: bool = True, relay: bool = True):
+    def __init__(
+        self, spec: ServiceSpec, settings: Settings, *, consume: bool = True, relay: bool = True,
+        clock: Clock | None = None,
+    ):
         self.spec = spec
         self.settings = settings
-        self.app = spec.application(env=event_store_env(settings, spec.name))
+        self.clock = clock or clock_for(settings)
+        self.app = spec.application(settings, self.clock)
         self.side = SideStore(settings, spec.name)
         self.projection = Projection(self.app, self.side, spec.project)
         self.bus = Bus(settings, client_id=f"lifeline-{spec.name}")

@@ -9,13 +9,22 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Tracking, Transcoding
 from eventsourcing.system import ProcessApplication
 
+from lifeline.contracts import registry
 from lifeline.contracts.envelope import CloudEvent
+from lifeline.domain.clock import Clock, SystemClock
+from lifeline.domain.values import VALUE_TRANSCODINGS
+from lifeline.messaging.outbound import Outbound
+
+Handler = Callable[[Any, CloudEvent, ProcessingEvent], None]
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +61,45 @@ def has_exact_tracking(recorder: Any, application_name: str, notification_id: in
 class ServiceApplication(ProcessApplication):
     """Base of the five services' applications.
 
-    Subclasses handle a consumed event named X with a method `on_X(event,
-    processing_event)` that collects new aggregate events on processing_event.
+    A service lists the consumed events it handles in `handlers` (its
+    consumers.py: event name → `handler(app, event, processing_event)`, which
+    collects new aggregate events on processing_event) and the domain events it
+    publishes in `outbound`. Time comes from the injected `clock` only.
     """
 
     service: str = ""
     is_snapshotting_enabled = False
+    handlers: Mapping[str, Handler] = {}
+    outbound: Outbound = Outbound()
+    # Value classes of this service's own, stored inside its events.
+    transcodings: tuple[Transcoding, ...] = ()
+
+    def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock | None = None):
+        self.clock: Clock = clock or SystemClock()
+        super().__init__(env)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        for transcoding in (*VALUE_TRANSCODINGS, *self.transcodings):
+            transcoder.register(transcoding)
+
+    def _record(self, processing_event: ProcessingEvent) -> Any:
+        # The write side's contract check, for commands and consumed events alike: what
+        # the relay could not publish is never stored (ContractError, nothing saved).
+        for event in processing_event.events:
+            out = self.outbound(event)
+            if out is not None:
+                registry.validate_data(out.name, out.data)
+        return super()._record(processing_event)
 
     @property
     def handled_events(self) -> frozenset[str]:
-        return frozenset(
-            name[3:] for name in dir(type(self)) if name.startswith("on_") and name[3].isupper()
-        )
+        return frozenset(self.handlers)
 
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
-        handler = getattr(self, f"on_{domain_event.name}", None)
+        handler = self.handlers.get(domain_event.name)
         if handler is not None:
-            handler(domain_event, processing_event)
+            handler(self, domain_event, processing_event)
 
     # --- helpers for use cases -------------------------------------------------
     def exists(self, ident: uuid.UUID) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
@@ -11,8 +10,8 @@ from lifeline.contracts import registry
 from lifeline.stores.application import DuplicateRequest, ServiceApplication
 from lifeline.domain.aggregate import Meta, aggregate_id, new_id
 from lifeline.stores.sidestore import SideTx
-from lifeline.rules.periods import SHANGHAI
-from services.charity.consumers import CharityConsumers
+from services.charity.consumers import HANDLERS
+from services.charity.outbound import OUTBOUND
 from services.charity.domain import Fund, Need
 
 
@@ -20,13 +19,15 @@ class FundNotFound(LookupError):
     pass
 
 
-class CharityApplication(CharityConsumers, ServiceApplication):
+class CharityApplication(ServiceApplication):
     name = "charity"
     service = "charity"
+    handlers = HANDLERS
+    outbound = OUTBOUND
 
     def register_fund(self, details: dict[str, Any], meta: Meta, fund_id: str | None = None) -> str:
         fund_id = fund_id or new_id("F")
-        details = {**details, "registered_at": datetime.now(SHANGHAI).isoformat()}
+        details = {**details, "registered_at": self.clock.now().isoformat()}
         registry.validate_data("FundRegistered", {"fund_id": fund_id, **details})
         fund = Fund._create(
             Fund.Registered, id=aggregate_id("fund", fund_id), fund_id=fund_id,
@@ -52,7 +53,7 @@ class CharityApplication(CharityConsumers, ServiceApplication):
             referral_id=referral["referral_id"], need_category=referral["need_category"],
             amount_asked_fen=referral["amount_asked_fen"],
             region_code=referral["household_profile"]["region_code"], urgency=referral["urgency"],
-            opened_at=datetime.now(SHANGHAI).isoformat(), meta=meta.as_dict(),
+            opened_at=self.clock.now().isoformat(), meta=meta.as_dict(),
         )
         pe.collect_events(need)
 

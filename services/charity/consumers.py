@@ -1,6 +1,11 @@
-"""Kafka handlers of charity: the referral feed opens needs."""
+"""Kafka handlers of charity: the referral feed opens needs.
+
+`HANDLERS` is the whole map from consumed event to handler.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from eventsourcing.application import ProcessingEvent
 
@@ -8,12 +13,15 @@ from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import CloudEvent
 from lifeline.domain.aggregate import Meta
 
+if TYPE_CHECKING:
+    from services.charity.application import CharityApplication
+
 CONSUMES = [T.REFERRALS]
 
 
-class CharityConsumers:
-    service = "charity"
+def on_referral_raised(app: CharityApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    if event.data["target"] == "charity":
+        app.open_need(event.data, Meta.caused_by(event, app.service), pe)
 
-    def on_ReferralRaised(self, event: CloudEvent, processing_event: ProcessingEvent) -> None:
-        if event.data["target"] == "charity":
-            self.open_need(event.data, Meta.caused_by(event, self.service), processing_event)
+
+HANDLERS = {"ReferralRaised": on_referral_raised}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifeline.domain.aggregate import LifelineAggregate, Outgoing
+from lifeline.domain.aggregate import LifelineAggregate
 
 
 class Fund(LifelineAggregate):
@@ -13,9 +13,6 @@ class Fund(LifelineAggregate):
     class Registered(LifelineAggregate.Created):
         fund_id: str
         details: dict[str, Any]
-
-        def integration(self) -> Outgoing:
-            return Outgoing("FundRegistered", self.fund_id, {"fund_id": self.fund_id, **self.details})
 
     def __init__(self, fund_id: str, details: dict[str, Any], meta: dict):
         if details["balance_fen"] < 0 or details["per_case_cap_fen"] < 0:
@@ -40,13 +37,6 @@ class Need(LifelineAggregate):
         region_code: str
         urgency: str
         opened_at: str
-
-        def integration(self) -> Outgoing:
-            return Outgoing("NeedOpened", self.case_id, {
-                "need_id": self.need_id, "case_id": self.case_id, "referral_id": self.referral_id,
-                "need_category": self.need_category, "amount_asked_fen": self.amount_asked_fen,
-                "region_code": self.region_code, "urgency": self.urgency, "opened_at": self.opened_at,
-            })
 
     def __init__(self, need_id: str, case_id: str, referral_id: str, need_category: str,
                  amount_asked_fen: int, region_code: str, urgency: str, opened_at: str, meta: dict):

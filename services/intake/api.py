@@ -16,19 +16,25 @@ from lifeline.runtime.service import ServiceRuntime
 from lifeline.http.app import found_in_region, idempotent_id
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.regions import InvalidRegionCode, validate_division_in_force
+from lifeline.rules.vocabulary import (
+    AREAS,
+    ASSISTANCE_TYPES,
+    BANK_CHANNELS,
+    CHANNELS,
+    DISABILITY_KINDS,
+    NEED_CATEGORIES,
+    REFERRAL_TARGETS,
+    RELATIONS,
+    URGENCIES,
+    WORK_ABILITY,
+)
 from services.intake.application import CaseNotFound, IntakeApplication, case_view
 
 WRITERS = ("clerk", "caseworker", "county_officer", "admin")
 
-AssistanceType = Literal["dibao", "tekun", "linshi_jinan", "linshi_zhichu", "low_income"]
-NeedCategory = Literal[
-    "medical", "education", "housing", "employment", "living", "disaster", "care", "psychological"
-]
-Urgency = Literal["normal", "urgent", "critical"]
-DEPARTMENT_OR_CHARITY = (
-    "charity", "hrss", "medical_insurance", "health", "education", "housing", "public_security",
-    "market_regulation", "tax", "housing_fund", "bank", "disabled_persons", "emergency",
-)
+AssistanceType = Literal[ASSISTANCE_TYPES]
+NeedCategory = Literal[NEED_CATEGORIES]
+Urgency = Literal[URGENCIES]
 
 
 class Strict(BaseModel):
@@ -38,13 +44,16 @@ class Strict(BaseModel):
 class MemberIn(Strict):
     id_number: str = Field(min_length=18, max_length=18)
     name: str = Field(min_length=1, max_length=50)
-    relation: Literal["self", "spouse", "child", "parent", "sibling", "grandparent", "grandchild", "other"]
+    relation: Literal[RELATIONS]
     disability_grade: int | None = Field(default=None, ge=1, le=4)
     disability_kind: (
-        Literal["physical", "intellectual", "mental", "visual", "hearing", "speech", "multiple"] | None
+        Literal[DISABILITY_KINDS] | None
     ) = None
     serious_illness: bool = False
-    work_ability: Literal["full", "partial", "none"] = "full"
+    work_ability: Literal[WORK_ABILITY] = "full"
+    co_resident: bool = Field(default=True, description="lives in the household (counted)")
+    support_obligor: bool = Field(default=False, description="法定赡养、抚养、扶养义务人")
+    support_paid_fen: int = Field(default=0, ge=0, le=10**9, description="monthly support paid by this obligor")
 
     @field_validator("id_number")
     @classmethod
@@ -55,15 +64,25 @@ class MemberIn(Strict):
             raise ValueError(f"invalid resident ID number: {exc}") from exc
 
 
+class BankAccountIn(Strict):
+    channel: Literal[tuple(BANK_CHANNELS)]
+    account_number: str = Field(pattern=r"^\d{12,30}$", description="sealed at once; shown masked")
+    account_name: str = Field(min_length=1, max_length=64)
+
+
 class ApplicationIn(Strict):
     assistance_type: AssistanceType
-    channel: Literal["window", "online", "hotline", "proxy", "discovery"]
+    channel: Literal[CHANNELS]
     region_code: str = Field(pattern=r"^\d{9}(\d{3})?$", description="township (9) or village (12) code")
-    area: Literal["urban", "rural"]
+    area: Literal[AREAS]
     members: list[MemberIn] = Field(min_length=1, max_length=30)
     declared_monthly_income_fen: int = Field(ge=0, le=10**10)
     declared_assets_fen: int = Field(ge=0, le=10**12)
-    bank_account_ref: str = Field(min_length=4, max_length=64)
+    declared_medical_expense_fen: int = Field(default=0, ge=0, le=10**10)
+    declared_education_expense_fen: int = Field(default=0, ge=0, le=10**10)
+    requested_amount_fen: int = Field(default=0, ge=0, le=10**10, description="one-off relief asked for")
+    single_person_member_id: str | None = Field(default=None, description="单人户保: who applies alone")
+    bank_account: BankAccountIn
     authorisation_signed: Literal[True] = Field(description="一证一书: the signed verification authorisation")
     urgency: Urgency = "normal"
 
@@ -83,6 +102,12 @@ class ApplicationIn(Strict):
         ids = [m.id_number for m in self.members]
         if len(set(ids)) != len(ids):
             raise ValueError("a person appears twice in the household")
+        single = self.single_person_member_id
+        if single is not None and single.upper() not in ids:
+            raise ValueError("single_person_member_id must be the ID number of a member")
+        for m in self.members:
+            if m.support_paid_fen and not m.support_obligor:
+                raise ValueError("support_paid_fen is paid by a support obligor only")
         return self
 
 
@@ -97,7 +122,7 @@ class ReferralIn(Strict):
     @field_validator("target")
     @classmethod
     def _target(cls, value: str) -> str:
-        if value not in DEPARTMENT_OR_CHARITY:
+        if value not in REFERRAL_TARGETS:
             raise ValueError(f"target must be 'charity' or a department code, not {value!r}")
         return value
 

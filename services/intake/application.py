@@ -2,46 +2,56 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
 
-from lifeline.contracts import registry
+from lifeline.domain.aggregate import Meta, new_id
+from lifeline.domain.clock import Clock
+from lifeline.domain.values import Application, BankAccount, Household, Member
 from lifeline.stores.application import ServiceApplication
-from lifeline.domain.aggregate import Meta, aggregate_id, new_id
+from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideTx
-from lifeline.rules.periods import SHANGHAI
-from services.intake.consumers import IntakeConsumers
-from services.intake.domain import Case, Referral, later_status, mask_name
+from services.intake.consumers import HANDLERS
+from services.intake.domain import Case, Referral, later_status
+from services.intake.outbound import OUTBOUND
 
 
 class CaseNotFound(LookupError):
     pass
 
 
-class IntakeApplication(IntakeConsumers, ServiceApplication):
+class IntakeApplication(ServiceApplication):
     name = "intake"
     service = "intake"
+    handlers = HANDLERS
+    outbound = OUTBOUND
+
+    def __init__(self, env=None, *, clock: Clock | None = None, sealer: Sealer):
+        super().__init__(env, clock=clock)
+        self.sealer = sealer
 
     # --- commands --------------------------------------------------------
-    def submit_application(
-        self, application: dict[str, Any], meta: Meta, case_id: str | None = None
-    ) -> str:
+    def submit_application(self, form: dict[str, Any], meta: Meta, case_id: str | None = None) -> str:
+        """Register an application as the clerk took it (the API's validated body)."""
         case_id = case_id or new_id("C")
-        data = {
-            "case_id": case_id,
-            "submitted_at": datetime.now(SHANGHAI).isoformat(),
-            "clerk_id": meta.user_id,
-            **application,
-        }
-        # Refuse here what the relay could not publish: nothing invalid is stored.
-        registry.validate_data("ApplicationSubmitted", data)
-        case = Case._create(
-            Case.Submitted, id=aggregate_id("case", case_id), case_id=case_id,
-            application=data, meta=meta.as_dict(),
+        account = form["bank_account"]
+        application = Application(
+            case_id=case_id, channel=form["channel"], urgency=form["urgency"],
+            clerk_id=meta.user_id, submitted_at=self.clock.now().isoformat(),
+            authorisation_signed=form["authorisation_signed"],
+            bank_account=BankAccount(
+                channel=account["channel"], account_name=account["account_name"],
+                number_masked=BankAccount.mask(account["account_number"]),
+                number_sealed=self.sealer.seal(account["account_number"]),
+            ),
+            household=Household(
+                members=tuple(Member(**m) for m in form["members"]),
+                **{name: form[name] for name in HOUSEHOLD_FIELDS},
+            ),
         )
-        self.save_new(case, case_id)
+        self.save_new(Case.register(application, meta), case_id)
         return case_id
 
     def raise_referral(
@@ -49,63 +59,56 @@ class IntakeApplication(IntakeConsumers, ServiceApplication):
     ) -> str:
         case = self.get_case(case_id)
         referral_id = referral_id or new_id("R")
-        applicant = next(m for m in case.application["members"] if m["relation"] == "self")
-        details = {
-            **request,
-            "due_date": request["due_date"].isoformat()
-            if isinstance(request.get("due_date"), date)
-            else request["due_date"],
-            "household_profile": {
-                "region_code": case.region_code,
-                "members_count": len(case.application["members"]),
-                "name_masked": mask_name(applicant["name"]),
-                "assistance_type": case.application.get("assistance_type"),
-            },
-            "raised_at": datetime.now(SHANGHAI).isoformat(),
-        }
-        registry.validate_data(
-            "ReferralRaised", {"referral_id": referral_id, "case_id": case_id, **details}
-        )
-        referral = Referral._create(
-            Referral.Raised, id=aggregate_id("referral", referral_id),
-            referral_id=referral_id, case_id=case_id, details=details, meta=meta.as_dict(),
+        due = request["due_date"]
+        referral = Referral.raise_for(
+            case, referral_id, request["target"], request["need_category"],
+            request["amount_asked_fen"], request["urgency"],
+            due.isoformat() if isinstance(due, date) else due, request["consent_to_share"],
+            self.clock.now().isoformat(), meta,
         )
         self.save_new(referral, referral_id)
         return referral_id
 
     # --- effects of consumed events ---------------------------------------
     def note_verification(
-        self, case_id: str, outcome: str, per_capita_income_fen: int, meta: Meta,
-        processing_event: ProcessingEvent,
+        self, case_id: str, outcome: str, per_capita_income_fen: int, meta: Meta, pe: ProcessingEvent,
     ) -> None:
         case = self.get_case(case_id)
-        case.note_verification(outcome, per_capita_income_fen, meta.as_dict())
-        processing_event.collect_events(case)
+        case.note_verification(outcome, per_capita_income_fen, meta)
+        pe.collect_events(case)
 
     def note_decision(
-        self, case_id: str, decision: str, benefit_id: str, reason: str, meta: Meta,
-        processing_event: ProcessingEvent,
+        self, case_id: str, decision: str, benefit_id: str, reason: str, meta: Meta, pe: ProcessingEvent,
     ) -> None:
         case = self.get_case(case_id)
-        case.note_decision(decision, benefit_id, reason, meta.as_dict())
-        processing_event.collect_events(case)
+        case.note_decision(decision, benefit_id, reason, meta)
+        pe.collect_events(case)
 
     # --- queries ------------------------------------------------------------
     def get_case(self, case_id: str) -> Case:
-        return self.load(aggregate_id("case", case_id), CaseNotFound(case_id))
+        return self.load(Case.create_id(case_id), CaseNotFound(case_id))
+
+
+HOUSEHOLD_FIELDS = (
+    "area", "region_code", "assistance_type", "declared_monthly_income_fen", "declared_assets_fen",
+    "single_person_member_id", "requested_amount_fen", "declared_medical_expense_fen",
+    "declared_education_expense_fen",
+)
 
 
 def case_view(case: Case) -> dict[str, Any]:
+    app = case.application
     return {
         "case_id": case.case_id,
         "status": case.status,
         "region_code": case.region_code,
-        "assistance_type": case.application["assistance_type"],
-        "channel": case.application["channel"],
-        "members_count": len(case.application["members"]),
-        "urgency": case.application["urgency"],
-        "clerk_id": case.application["clerk_id"],
-        "submitted_at": case.application["submitted_at"],
+        "assistance_type": app.assistance_type,
+        "channel": app.channel,
+        "members_count": len(app.household.members),
+        "urgency": app.urgency,
+        "clerk_id": app.clerk_id,
+        "submitted_at": app.submitted_at,
+        "bank_account_ref": app.bank_account_ref,
         "verification_outcome": case.verification_outcome,
         "per_capita_income_fen": case.per_capita_income_fen,
         "benefit_id": case.benefit_id,
@@ -119,9 +122,9 @@ def project(event: Any, tx: SideTx) -> None:
     if isinstance(event, Case.Submitted):
         app = event.application
         tx.put("case", event.case_id, {
-            "case_id": event.case_id, "status": "submitted", "region_code": app["region_code"],
-            "assistance_type": app["assistance_type"], "submitted_at": app["submitted_at"],
-        }, ref=app["region_code"])
+            "case_id": event.case_id, "status": "submitted", "region_code": app.region_code,
+            "assistance_type": app.assistance_type, "submitted_at": app.submitted_at,
+        }, ref=app.region_code)
     elif isinstance(event, (Case.VerificationNoted, Case.BenefitDecided)):
         doc = tx.get("case", event.case_id)
         if doc is not None:
@@ -133,7 +136,6 @@ def project(event: Any, tx: SideTx) -> None:
             tx.put("case", doc["case_id"], doc, ref=doc["region_code"])
     elif isinstance(event, Referral.Raised):
         tx.put("referral", event.referral_id, {
-            "referral_id": event.referral_id, "case_id": event.case_id,
-            "target": event.details["target"], "need_category": event.details["need_category"],
-            "due_date": event.details["due_date"], "status": "raised",
+            "referral_id": event.referral_id, "case_id": event.case_id, "target": event.target,
+            "need_category": event.need_category, "due_date": event.due_date, "status": "raised",
         }, ref=event.case_id)

@@ -1,14 +1,17 @@
 """Intake's aggregates: the household's Case and the Referrals raised from it.
 
-No I/O here. Events are declared beside the methods that trigger them; the ones
-with `integration()` are published by the outbox relay.
+No I/O here. Events are declared beside the methods that trigger them;
+`outbound.py` says which of them leave the service.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
-from lifeline.domain.aggregate import LifelineAggregate, Outgoing
+from lifeline.contracts import registry
+from lifeline.domain.aggregate import LifelineAggregate, Meta, aggregate_id
+from lifeline.domain.values import Application, mask_name
 
 # A case moves forward only; a late or repeated event never moves it back.
 CASE_STATUSES = ("submitted", "verified", "approved", "refused")
@@ -19,12 +22,21 @@ def later_status(current: str, new: str) -> str:
 
 
 class Case(LifelineAggregate):
+    @staticmethod
+    def create_id(case_id: str) -> UUID:
+        return aggregate_id("case", case_id)
+
     class Submitted(LifelineAggregate.Created):
         case_id: str
-        application: dict[str, Any]
+        application: Application
 
-        def integration(self) -> Outgoing:
-            return Outgoing("ApplicationSubmitted", self.case_id, dict(self.application))
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # v1 stored the ApplicationSubmitted v2 payload as a plain dict.
+            wire = registry.upcast_data("ApplicationSubmitted", 2, state["application"])
+            state["application"] = Application.from_wire(wire)
 
     class VerificationNoted(LifelineAggregate.Event):
         case_id: str
@@ -34,7 +46,7 @@ class Case(LifelineAggregate):
         def apply(self, case: "Case") -> None:
             case.verification_outcome = self.outcome
             case.per_capita_income_fen = self.per_capita_income_fen
-            case._advance("verified")
+            case.status = later_status(case.status, "verified")
 
     class BenefitDecided(LifelineAggregate.Event):
         case_id: str
@@ -45,9 +57,16 @@ class Case(LifelineAggregate):
         def apply(self, case: "Case") -> None:
             case.benefit_id = self.benefit_id or case.benefit_id
             case.decision_reason = self.reason
-            case._advance(self.decision)
+            case.status = later_status(case.status, self.decision)
 
-    def __init__(self, case_id: str, application: dict[str, Any], meta: dict[str, str]):
+    @classmethod
+    def register(cls, application: Application, by: Meta) -> "Case":
+        return cls._create(
+            cls.Submitted, id=cls.create_id(application.case_id), case_id=application.case_id,
+            application=application, meta=by.as_dict(),
+        )
+
+    def __init__(self, case_id: str, application: Application, meta: dict[str, str]):
         self.case_id = case_id
         self.application = application
         self.status = "submitted"
@@ -55,52 +74,75 @@ class Case(LifelineAggregate):
         self.per_capita_income_fen: int | None = None
         self.benefit_id: str | None = None
         self.decision_reason: str | None = None
-        self.referral_ids: list[str] = []
 
     @property
     def region_code(self) -> str:
-        return self.application["region_code"]
+        return self.application.region_code
 
-    def _advance(self, status: str) -> None:
-        self.status = later_status(self.status, status)
-
-    def note_verification(self, outcome: str, per_capita_income_fen: int, meta: dict) -> None:
+    def note_verification(self, outcome: str, per_capita_income_fen: int, by: Meta) -> None:
         self.trigger_event(
-            self.VerificationNoted,
-            case_id=self.case_id,
-            outcome=outcome,
-            per_capita_income_fen=per_capita_income_fen,
-            meta=meta,
+            self.VerificationNoted, case_id=self.case_id, outcome=outcome,
+            per_capita_income_fen=per_capita_income_fen, meta=by.as_dict(),
         )
 
-    def note_decision(self, decision: str, benefit_id: str, reason: str, meta: dict) -> None:
+    def note_decision(self, decision: str, benefit_id: str, reason: str, by: Meta) -> None:
         if decision not in ("approved", "refused"):
             raise ValueError(f"unknown decision {decision!r}")
         self.trigger_event(
-            self.BenefitDecided, case_id=self.case_id, decision=decision, benefit_id=benefit_id, reason=reason, meta=meta
+            self.BenefitDecided, case_id=self.case_id, decision=decision, benefit_id=benefit_id,
+            reason=reason, meta=by.as_dict(),
         )
 
 
 class Referral(LifelineAggregate):
     """A referral (转介) to a department or to charity, tracked until answered."""
 
+    @staticmethod
+    def create_id(referral_id: str) -> UUID:
+        return aggregate_id("referral", referral_id)
+
     class Raised(LifelineAggregate.Created):
         referral_id: str
         case_id: str
-        details: dict[str, Any]
+        target: str
+        need_category: str
+        amount_asked_fen: int
+        urgency: str
+        due_date: str
+        consent_to_share: bool
+        household_profile: dict[str, Any]  # the masked profile the referral feed carries
+        raised_at: str
 
-        def integration(self) -> Outgoing:
-            data = {"referral_id": self.referral_id, "case_id": self.case_id, **self.details}
-            # Also on the referral feed, read by departments and the charity
-            # federation: it carries the masked profile only.
-            return Outgoing("ReferralRaised", self.case_id, data)
+        class_version = 2
 
-    def __init__(self, referral_id: str, case_id: str, details: dict[str, Any], meta: dict):
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(state.pop("details"))
+
+    @classmethod
+    def raise_for(cls, case: Case, referral_id: str, target: str, need_category: str,
+                  amount_asked_fen: int, urgency: str, due_date: str, consent_to_share: bool,
+                  raised_at: str, by: Meta) -> "Referral":
+        applicant = case.application.household.applicant
+        profile = {
+            "region_code": case.region_code,
+            "members_count": len(case.application.household.members),
+            "name_masked": mask_name(applicant.name),
+            "assistance_type": case.application.assistance_type,
+        }
+        return cls._create(
+            cls.Raised, id=cls.create_id(referral_id), referral_id=referral_id,
+            case_id=case.case_id, target=target, need_category=need_category,
+            amount_asked_fen=amount_asked_fen, urgency=urgency, due_date=due_date,
+            consent_to_share=consent_to_share, household_profile=profile, raised_at=raised_at,
+            meta=by.as_dict(),
+        )
+
+    def __init__(self, referral_id: str, case_id: str, target: str, need_category: str,
+                 amount_asked_fen: int, urgency: str, due_date: str, consent_to_share: bool,
+                 household_profile: dict[str, Any], raised_at: str, meta: dict):
         self.referral_id = referral_id
         self.case_id = case_id
-        self.details = details
-
-
-def mask_name(name: str) -> str:
-    """张三丰 → 张**: the surname stays, the given name is hidden."""
-    return name[:1] + "*" * max(len(name) - 1, 1)
+        self.target = target
+        self.need_category = need_category
+        self.status = "raised"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
@@ -10,16 +9,18 @@ from eventsourcing.application import ProcessingEvent
 from lifeline.contracts.envelope import CloudEvent
 from lifeline.stores.application import ServiceApplication
 from lifeline.domain.aggregate import Meta, aggregate_id
+from lifeline.domain.values import mask_name
 from lifeline.stores.sidestore import SideTx
-from lifeline.rules.periods import SHANGHAI
-from services.intake.domain import mask_name
-from services.notify.consumers import NotifyConsumers
+from services.notify.consumers import HANDLERS
+from services.notify.outbound import OUTBOUND
 from services.notify.domain import LEGAL_NAMES, Notice, acceptance_text, refusal_text
 
 
-class NotifyApplication(NotifyConsumers, ServiceApplication):
+class NotifyApplication(ServiceApplication):
     name = "notify"
     service = "notify"
+    handlers = HANDLERS
+    outbound = OUTBOUND
 
     def _notice(self, case_id: str, kind: str):
         return aggregate_id("notice", f"{case_id}:{kind}")
@@ -56,7 +57,7 @@ class NotifyApplication(NotifyConsumers, ServiceApplication):
             Notice.Issued, id=ident, notice_id=f"N{kind[:3].upper()}-{ident.hex[:16].upper()}",
             case_id=case_id, kind=kind, legal_name=LEGAL_NAMES[kind], channel="letter",
             recipient_masked=masked, region_code=region_code, body=body,
-            cause_event_id=event.id, issued_at=datetime.now(SHANGHAI).isoformat(),
+            cause_event_id=event.id, issued_at=self.clock.now().isoformat(),
             meta=meta.as_dict(),
         )
         pe.collect_events(notice)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lifeline.domain.aggregate import LifelineAggregate, Outgoing
+from lifeline.domain.aggregate import LifelineAggregate
 
 LEGAL_NAMES = {
     "acceptance": "受理通知书",
@@ -26,14 +26,6 @@ class Notice(LifelineAggregate):
         body: str
         cause_event_id: str
         issued_at: str
-
-        def integration(self) -> Outgoing:
-            return Outgoing("NoticeIssued", self.case_id, {
-                "notice_id": self.notice_id, "case_id": self.case_id, "kind": self.kind,
-                "legal_name": self.legal_name, "channel": self.channel,
-                "recipient_masked": self.recipient_masked, "body": self.body,
-                "cause_event_id": self.cause_event_id, "issued_at": self.issued_at,
-            })
 
     def __init__(self, notice_id: str, case_id: str, kind: str, legal_name: str, channel: str,
                  recipient_masked: str, region_code: str, body: str, cause_event_id: str,

@@ -1,48 +1,49 @@
-"""Payment use cases. This slice: open an entitlement per approved monthly benefit."""
+"""Payment use cases. This slice: record what an approval entitles the household to."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
 
+from lifeline.domain.aggregate import Meta
+from lifeline.domain.values import BankAccount, Benefit
 from lifeline.stores.application import ServiceApplication
-from lifeline.domain.aggregate import Meta, aggregate_id
 from lifeline.stores.sidestore import SideTx
-from lifeline.rules.periods import SHANGHAI
-from services.payment.consumers import PaymentConsumers
+from services.payment.consumers import HANDLERS
 from services.payment.domain import Entitlement
+from services.payment.outbound import OUTBOUND
 
 
-class PaymentApplication(PaymentConsumers, ServiceApplication):
+class PaymentApplication(ServiceApplication):
     name = "payment"
     service = "payment"
+    handlers = HANDLERS
+    outbound = OUTBOUND
 
-    def open_entitlement(self, benefit: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
-        if benefit.get("monthly_amount_fen") is None:
-            return  # one-off relief is paid by a payment run, not an entitlement
-        # One benefit, one entitlement: the id is derived from the benefit id.
-        entitlement_id = "E-" + benefit["benefit_id"].split("-", 1)[-1]
-        ident = aggregate_id("entitlement", entitlement_id)
-        if self.exists(ident):
-            return
-        entitlement = Entitlement._create(
-            Entitlement.Opened, id=ident, entitlement_id=entitlement_id,
-            case_id=benefit["case_id"], benefit_id=benefit["benefit_id"],
-            benefit_type=benefit["benefit_type"], monthly_amount_fen=benefit["monthly_amount_fen"],
-            first_period=benefit["first_period"], bank_account_ref=benefit["bank_account_ref"],
-            region_code=benefit["household"]["region_code"],
-            opened_at=datetime.now(SHANGHAI).isoformat(), meta=meta.as_dict(),
+    def record_benefit(self, approved: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
+        """BenefitApproved → one entitlement (monthly, one-off payable, or recognition)."""
+        benefit = Benefit.from_wire(approved)
+        account = approved["bank_account"]
+        entitlement = Entitlement.from_benefit(
+            approved["case_id"], benefit, BankAccount(**account) if account else None,
+            approved["bank_account_ref"], approved["household"]["region_code"],
+            self.clock.now().isoformat(), meta,
         )
+        if self.exists(entitlement.id):
+            return  # one benefit, one entitlement, however often the approval comes
         pe.collect_events(entitlement)
 
 
 def project(event: Any, tx: SideTx) -> None:
-    if isinstance(event, Entitlement.Opened):
+    if isinstance(event, (Entitlement.Opened, Entitlement.OneOffRecorded, Entitlement.RecognitionRecorded)):
+        entitlement = event.mutate(None)
         tx.put("entitlement", event.entitlement_id, {
             "entitlement_id": event.entitlement_id, "case_id": event.case_id,
             "benefit_id": event.benefit_id, "benefit_type": event.benefit_type,
-            "monthly_amount_fen": event.monthly_amount_fen, "first_period": event.first_period,
+            "kind": entitlement.kind, "payable": entitlement.payable,
+            "monthly_amount_fen": entitlement.monthly_amount_fen,
+            "one_off_amount_fen": entitlement.one_off_amount_fen,
+            "fund_source": entitlement.fund_source, "first_period": event.first_period,
             "region_code": event.region_code, "opened_at": event.opened_at, "status": "active",
         }, ref=event.case_id)

@@ -1,16 +1,30 @@
-"""Payment's aggregates. This slice: the Entitlement opened by an approval."""
+"""Payment's aggregate: the Entitlement an approval gives a household.
+
+Monthly benefits are paid every period from the first; one-off relief is one
+payable, paid once by the next payment run; a recognition (低收入家庭认定) is
+recorded so the household's file is whole, and is never payable.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from uuid import UUID
 
-from lifeline.domain.aggregate import LifelineAggregate, Outgoing
+from lifeline.domain.aggregate import LifelineAggregate, Meta, aggregate_id
+from lifeline.domain.values import BankAccount, Benefit, fen
+
+
+class NotPayable(Exception):
+    """A recognition has no money to pay."""
 
 
 class Entitlement(LifelineAggregate):
-    """The household's right to a monthly benefit, from its first period on."""
+    @staticmethod
+    def create_id(entitlement_id: str) -> UUID:
+        return aggregate_id("entitlement", entitlement_id)
 
     class Opened(LifelineAggregate.Created):
+        """A monthly benefit, paid from `first_period` on."""
+
         entitlement_id: str
         case_id: str
         benefit_id: str
@@ -21,37 +35,76 @@ class Entitlement(LifelineAggregate):
         region_code: str
         opened_at: str
 
-        def integration(self) -> Outgoing:
-            return Outgoing("EntitlementOpened", self.case_id, {
-                "entitlement_id": self.entitlement_id, "case_id": self.case_id,
-                "benefit_id": self.benefit_id, "benefit_type": self.benefit_type,
-                "monthly_amount_fen": self.monthly_amount_fen, "first_period": self.first_period,
-                "bank_account_ref": self.bank_account_ref, "opened_at": self.opened_at,
-            })
+    class OneOffRecorded(LifelineAggregate.Created):
+        """One-off relief to pay once, in `first_period`, from `fund_source`."""
+
+        entitlement_id: str
+        case_id: str
+        benefit_id: str
+        benefit_type: str
+        one_off_amount_fen: int
+        fund_source: str
+        first_period: str
+        bank_account: BankAccount | None
+        region_code: str
+        opened_at: str
+
+    class RecognitionRecorded(LifelineAggregate.Created):
+        """低收入家庭认定: the household is recognised; nothing is paid."""
+
+        entitlement_id: str
+        case_id: str
+        benefit_id: str
+        benefit_type: str
+        first_period: str
+        region_code: str
+        opened_at: str
+
+    @classmethod
+    def from_benefit(cls, case_id: str, benefit: Benefit, bank_account: BankAccount | None,
+                     bank_account_ref: str, region_code: str, opened_at: str, by: Meta) -> "Entitlement":
+        """One entitlement per benefit: its id is derived from the benefit id."""
+        entitlement_id = "E-" + benefit.benefit_id.split("-", 1)[-1]
+        common = dict(
+            id=cls.create_id(entitlement_id), entitlement_id=entitlement_id, case_id=case_id,
+            benefit_id=benefit.benefit_id, benefit_type=benefit.benefit_type,
+            first_period=benefit.first_period, region_code=region_code, opened_at=opened_at,
+            meta=by.as_dict(),
+        )
+        if benefit.kind == "monthly":
+            return cls._create(cls.Opened, monthly_amount_fen=fen(benefit.monthly_amount_fen, "monthly"),
+                               bank_account_ref=bank_account_ref, **common)
+        if benefit.kind == "one_off":
+            return cls._create(cls.OneOffRecorded, one_off_amount_fen=fen(benefit.one_off_amount_fen, "one-off"),
+                               fund_source=benefit.fund_source, bank_account=bank_account, **common)
+        return cls._create(cls.RecognitionRecorded, **common)
 
     def __init__(
         self, entitlement_id: str, case_id: str, benefit_id: str, benefit_type: str,
-        monthly_amount_fen: int, first_period: str, bank_account_ref: str, region_code: str,
-        opened_at: str, meta: dict,
+        first_period: str, region_code: str, opened_at: str, meta: dict,
+        monthly_amount_fen: int | None = None, one_off_amount_fen: int | None = None,
+        fund_source: str | None = None, bank_account: BankAccount | None = None,
+        bank_account_ref: str = "",
     ):
-        if monthly_amount_fen < 0:
+        if monthly_amount_fen is not None and monthly_amount_fen < 0:
             raise ValueError("a monthly amount is never negative")
         self.entitlement_id = entitlement_id
         self.case_id = case_id
         self.benefit_id = benefit_id
         self.benefit_type = benefit_type
-        self.monthly_amount_fen = monthly_amount_fen
         self.first_period = first_period
-        self.bank_account_ref = bank_account_ref
         self.region_code = region_code
-        self.opened_at = opened_at
+        self.monthly_amount_fen = monthly_amount_fen
+        self.one_off_amount_fen = one_off_amount_fen
+        self.fund_source = fund_source
         self.status = "active"
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "entitlement_id": self.entitlement_id, "case_id": self.case_id,
-            "benefit_id": self.benefit_id, "benefit_type": self.benefit_type,
-            "monthly_amount_fen": self.monthly_amount_fen, "first_period": self.first_period,
-            "bank_account_ref": self.bank_account_ref, "region_code": self.region_code,
-            "opened_at": self.opened_at, "status": self.status,
-        }
+    @property
+    def kind(self) -> str:
+        if self.monthly_amount_fen is not None:
+            return "monthly"
+        return "one_off" if self.one_off_amount_fen is not None else "recognition"
+
+    @property
+    def payable(self) -> bool:
+        return self.kind != "recognition"

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
-from lifeline.contracts import registry
-from lifeline.stores.application import ServiceApplication
-from lifeline.domain.aggregate import Meta, aggregate_id, new_id
-from lifeline.stores.sidestore import SideTx
+from lifeline.domain.aggregate import Meta, new_id
+from lifeline.domain.clock import Clock
+from lifeline.domain.values import Application
 from lifeline.rules import clocks
-from lifeline.rules.periods import SHANGHAI, business_date, first_payment_period
+from lifeline.rules.periods import business_date
 from lifeline.rules.regions import county_of
-from services.verification.assessment import DepartmentRecord, Household, Member, assess
-from services.verification.consumers import VerificationConsumers
+from lifeline.stores.application import ServiceApplication
+from lifeline.stores.sidestore import SideTx
+from services.verification.assessment import Assessment, assess
+from services.verification.consumers import HANDLERS
 from services.verification.domain import DecisionNotAllowed, Verification
-from services.verification.policy import PolicyHolder, default_policy_book
+from services.verification.outbound import OUTBOUND
+from services.verification.policy import CountyPolicy, PolicyHolder, default_policy_book
 
 __all__ = ["VerificationApplication", "VerificationNotFound", "DecisionNotAllowed", "project"]
 
@@ -29,25 +32,6 @@ CONFLICT_ATTEMPTS = 3
 
 class VerificationNotFound(LookupError):
     pass
-
-
-def household_of(application: dict[str, Any]) -> Household:
-    members = [
-        Member(
-            id_number=m["id_number"], name=m["name"], relation=m["relation"],
-            disability_grade=m.get("disability_grade"), disability_kind=m.get("disability_kind"),
-            serious_illness=bool(m.get("serious_illness")), work_ability=m.get("work_ability", "full"),
-        )
-        for m in application["members"]
-    ]
-    return Household(
-        members=members,
-        area=application["area"],
-        region_code=application["region_code"],
-        assistance_type=application["assistance_type"],
-        declared_monthly_income_fen=application["declared_monthly_income_fen"],
-        declared_assets_fen=application["declared_assets_fen"],
-    )
 
 
 def assessment_record(assessment: Any) -> dict[str, Any]:
@@ -76,37 +60,34 @@ def assessment_record(assessment: Any) -> dict[str, Any]:
     }
 
 
-class VerificationApplication(VerificationConsumers, ServiceApplication):
+class VerificationApplication(ServiceApplication):
     name = "verification"
     service = "verification"
+    handlers = HANDLERS
+    outbound = OUTBOUND
 
-    def __init__(self, env=None):
-        super().__init__(env)
-        self.policies = PolicyHolder(default_policy_book())
+    def __init__(self, env=None, *, clock: Clock | None = None, policies: PolicyHolder | None = None):
+        super().__init__(env, clock=clock)
+        self.policies = policies or PolicyHolder(default_policy_book())
 
-    def _policy(self, application: dict[str, Any], on: datetime):
-        return self.policies.book.policy_for(county_of(application["region_code"]), business_date(on))
+    def _policy(self, region_code: str, on: datetime) -> CountyPolicy:
+        return self.policies.book.policy_for(county_of(region_code), business_date(on))
 
     # --- effects of consumed events ---------------------------------------
-    def start_verification(self, application: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
-        case_id = application["case_id"]
-        if self.exists(aggregate_id("verification", case_id)):
+    def start_verification(self, application: Application, meta: Meta, pe: ProcessingEvent) -> None:
+        if self.exists(Verification.create_id(application.case_id)):
             return  # the same application seen through another path: one check per case
-        now = datetime.now(SHANGHAI)
-        policy = self._policy(application, now)
-        v = Verification._create(
-            Verification.Started, id=aggregate_id("verification", case_id),
-            verification_id=new_id("V"), case_id=case_id, application=application,
-            meta=meta.as_dict(),
-        )
-        due = clocks.verification_request_due(now).due_at.isoformat()
-        for department in policy.mandatory_departments:
-            v.request(department, new_id("Q"), now.isoformat(), due, meta.as_dict())
+        now = self.clock.now()
+        policy = self._policy(application.region_code, now)
+        v = Verification.start(application, new_id("V"), meta)
+        due = clocks.verification_request_due(now).due_at
+        for department in policy.departments_for(application.assistance_type):
+            v.request(department, new_id("Q"), now, due, meta)
         pe.collect_events(v)
 
     def receive_records(self, report: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
         v = self.get_verification(report["case_id"])
-        if not v.receive(report["department"], report["request_id"], report["members"], report["reported_at"], meta.as_dict()):
+        if not v.receive(report["department"], report["request_id"], report["members"], report["reported_at"], meta):
             return
         if not v.departments_missing:
             self._complete(v, meta)
@@ -130,61 +111,25 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
         raise DecisionNotAllowed("the verification keeps changing; reload and retry")
 
     def decide(self, case_id: str, decision: str, reason: str, meta: Meta) -> dict[str, Any]:
+        """Approve or refuse; the rules in force on the decision date decide, on the records
+        as they stand (a standard raised since the check was completed applies)."""
         v = self.get_verification(case_id)
-        now = datetime.now(SHANGHAI)
+        now = self.clock.now()
         if decision == "approve":
-            # The rules in force on the decision date decide, on the records as they stand
-            # (a standard raised since the check was completed applies).
-            a = self._assess(v, now) if v.state == "completed" else {}
-            if v.state == "completed" and a["outcome"] == "ineligible":
-                raise DecisionNotAllowed("the check found the household ineligible; refuse or re-check")
-            if v.state == "completed" and not a.get("monthly_amount_fen"):
-                # needs_appraisal (e.g. a department missing) has no amount yet:
-                # nothing could be paid, so there is nothing to approve.
-                raise DecisionNotAllowed("the check recommends no amount yet; appraise or re-check first")
-            benefit = {
-                "case_id": case_id, "benefit_id": new_id("B"), "verification_id": v.verification_id,
-                "household": {
-                    "members_count": len(v.application["members"]),
-                    "region_code": v.region_code, "area": v.application["area"],
-                },
-                "benefit_type": a.get("recommended_assistance_type") or v.application["assistance_type"],
-                "tier": a.get("tier"),
-                "monthly_amount_fen": a.get("monthly_amount_fen", 0),
-                "one_off_amount_fen": None,
-                "first_period": first_payment_period(now),
-                "bank_account_ref": v.application["bank_account_ref"],
-                "approving_body": meta.org_code or f"{v.region_code[:9]} 乡镇审核确认小组",
-                "approval_level": a.get("detail", {}).get("approval_level") or "township",
-                "reason": reason,
-                "approved_at": now.isoformat(),
-            }
-            registry.validate_data("BenefitApproved", benefit)
-            v.approve(benefit, meta.as_dict(), assessment=a)
+            result = self._assess(v, now)
+            v.decide(result, assessment_record(result), now, meta, reason)
         else:
-            refusal = {
-                "case_id": case_id, "verification_id": v.verification_id,
-                "region_code": v.region_code, "reason": reason,
-                "refusing_body": meta.org_code or f"{v.region_code[:9]} 乡镇审核确认小组",
-                "refused_at": now.isoformat(),
-            }
-            registry.validate_data("BenefitRefused", refusal)
-            v.refuse(refusal, meta.as_dict())
+            v.refuse(now, meta, reason)
         self._save_or_conflict(v)
-        return v.benefit if decision == "approve" else v.refusal
+        return decision_view(v)
 
     def _complete(self, v: Verification, meta: Meta) -> None:
-        now = datetime.now(SHANGHAI)
-        v.complete(self._assess(v, now), now.isoformat(), meta.as_dict())
+        now = self.clock.now()
+        v.complete(assessment_record(self._assess(v, now)), now, meta)
 
-    def _assess(self, v: Verification, on: datetime) -> dict[str, Any]:
+    def _assess(self, v: Verification, on: datetime) -> Assessment:
         """The assessment of the records received so far, by the policy in force on `on`."""
-        records = {
-            dept: DepartmentRecord(department=dept, members=rec["members"])
-            for dept, rec in v.records.items()
-        }
-        result = assess(household_of(v.application), records, self._policy(v.application, on), business_date(on))
-        return assessment_record(result)
+        return assess(v.application.household, v.records, self._policy(v.region_code, on), business_date(on))
 
     def _save_or_conflict(self, v: Verification) -> None:
         try:
@@ -195,7 +140,15 @@ class VerificationApplication(VerificationConsumers, ServiceApplication):
 
     # --- queries ------------------------------------------------------------
     def get_verification(self, case_id: str) -> Verification:
-        return self.load(aggregate_id("verification", case_id), VerificationNotFound(case_id))
+        return self.load(Verification.create_id(case_id), VerificationNotFound(case_id))
+
+
+def decision_view(v: Verification) -> dict[str, Any]:
+    """What a decision answers: the benefit approved or the refusal, as published."""
+    if v.benefit is not None:
+        return {"verification_id": v.verification_id, **dataclasses.asdict(v.benefit)}
+    assert v.refusal is not None
+    return {"verification_id": v.verification_id, **dataclasses.asdict(v.refusal)}
 
 
 def verification_view(v: Verification) -> dict[str, Any]:
@@ -208,8 +161,8 @@ def verification_view(v: Verification) -> dict[str, Any]:
         "departments_answered": sorted(v.records),
         "departments_missing": sorted(v.departments_missing),
         "assessment": v.assessment,
-        "benefit": v.benefit,
-        "refusal": v.refusal,
+        "benefit": dataclasses.asdict(v.benefit) if v.benefit else None,
+        "refusal": dataclasses.asdict(v.refusal) if v.refusal else None,
         "version": v.version,
     }
 
@@ -219,7 +172,7 @@ def project(event: Any, tx: SideTx) -> None:
     if isinstance(event, Verification.Started):
         tx.put("verification", event.case_id, {
             "case_id": event.case_id, "state": "requested",
-            "region_code": event.application["region_code"],
+            "region_code": event.application.region_code,
         }, ref="requested")
     elif isinstance(event, (Verification.Completed, Verification.Approved, Verification.Refused)):
         doc = tx.get("verification", event.case_id)

@@ -16,6 +16,8 @@ from datetime import date, datetime
 from fractions import Fraction
 from typing import Any, Iterable, Literal, Mapping
 
+from lifeline.domain.values import Household, Member
+from lifeline.domain.values import fen as _fen
 from lifeline.rules.departments import DEPARTMENTS
 from lifeline.rules.ids import InvalidResidentId, mask_resident_id, parse_resident_id
 from lifeline.rules.periods import business_date
@@ -23,100 +25,13 @@ from lifeline.rules.regions import county_of
 from services.verification.policy import CountyPolicy, PolicyError, ratio_text
 
 Outcome = Literal["eligible", "ineligible", "needs_appraisal"]
-AssistanceType = Literal["dibao", "tekun", "linshi_jinan", "linshi_zhichu", "low_income"]
-ASSISTANCE_TYPES = ("dibao", "tekun", "linshi_jinan", "linshi_zhichu", "low_income")
-WORK_ABILITY = ("full", "partial", "none")
-DISABILITY_KINDS = ("physical", "intellectual", "mental", "visual", "hearing", "speech", "multiple")
 RECORD_FIELDS = ("monthly_income_fen", "income_tax_fen", "social_insurance_fen", "assets_fen",
                  "medical_expense_fen", "education_expense_fen")
-
-
-def _fen(value: Any, what: str) -> int:
-    """Money must be a non-negative int (bool and float refused: no floats for money)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{what} must be a non-negative integer number of fen, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Member:
-    """A person named in the application.
-
-    Counted members (家庭成员, the divisor of per-capita income) are those living together
-    (``co_resident``). A legal supporter living apart (非共同生活的法定赡养、抚养、扶养义务人,
-    ``support_obligor=True, co_resident=False``) is verified but not counted; the support they
-    pay (``support_paid_fen``) is household income. Someone living apart who is not an obligor
-    (e.g. in military service or prison) is neither counted nor their income used.
-    """
-
-    id_number: str
-    name: str = ""
-    relation: str = "self"
-    disability_grade: int | None = None
-    disability_kind: str | None = None
-    serious_illness: bool = False
-    work_ability: Literal["full", "partial", "none"] = "full"
-    co_resident: bool = True
-    support_obligor: bool = False
-    support_paid_fen: int = 0
-
-    def __post_init__(self) -> None:
-        # one spelling per person, so department rows match whatever case the X was typed in
-        object.__setattr__(self, "id_number", str(self.id_number).strip().upper())
-        if self.work_ability not in WORK_ABILITY:
-            raise ValueError(f"work_ability must be one of {WORK_ABILITY}")
-        if self.disability_grade is not None and self.disability_grade not in (1, 2, 3, 4):
-            raise ValueError("disability_grade must be 1-4 or None")
-        if self.disability_kind is not None and self.disability_kind not in DISABILITY_KINDS:
-            raise ValueError(f"disability_kind must be one of {DISABILITY_KINDS}")
-        _fen(self.support_paid_fen, "support_paid_fen")
-
-    @property
-    def counted(self) -> bool:
-        return self.co_resident
-
-    @property
-    def severe_for_single_person(self) -> bool:
-        """单人户保 qualification (seed 002): grade 1-2 disability of any kind, grade 3
-        intellectual or mental disability, or serious illness (重病)."""
-        if self.serious_illness:
-            return True
-        if self.disability_grade in (1, 2):
-            return True
-        return self.disability_grade == 3 and self.disability_kind in ("intellectual", "mental")
-
-
-@dataclass(frozen=True)
-class Household:
-    members: tuple[Member, ...]
-    area: Literal["urban", "rural"]
-    region_code: str
-    assistance_type: str = "dibao"
-    declared_monthly_income_fen: int = 0
-    declared_assets_fen: int = 0
-    single_person_member_id: str | None = None   # 单人户保: the person who applied alone
-    requested_amount_fen: int = 0                # 临时救助: amount asked (0 = policy default)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "members", tuple(self.members))
-        if self.single_person_member_id is not None:
-            object.__setattr__(self, "single_person_member_id",
-                               str(self.single_person_member_id).strip().upper())
-        if self.area not in ("urban", "rural"):
-            raise ValueError("area must be 'urban' or 'rural'")
-        if self.assistance_type not in ASSISTANCE_TYPES:
-            raise ValueError(f"assistance_type must be one of {ASSISTANCE_TYPES}")
-        _fen(self.declared_monthly_income_fen, "declared_monthly_income_fen")
-        _fen(self.declared_assets_fen, "declared_assets_fen")
-        _fen(self.requested_amount_fen, "requested_amount_fen")
-        ids = [m.id_number for m in self.members]
-        if len(set(ids)) != len(ids):
-            raise ValueError("a person may appear only once in a household")
-
-
 @dataclass(frozen=True)
 class DepartmentRecord:
     """One department's answer: per-person monthly figures in fen (missing keys are 0).
@@ -371,9 +286,7 @@ def assess(household: Household, records: Mapping[str, DepartmentRecord], policy
          "support_obligors": len(obligors)}))
 
     # -- departments -----------------------------------------------------------------------
-    mandatory = list(policy.mandatory_departments)
-    if kind == "linshi_zhichu":
-        mandatory += [d for d in policy.expenditure_departments if d not in mandatory]
+    mandatory = policy.departments_for(kind)
     answered = tuple(sorted(code for code, rec in records.items() if rec.answered))
     missing = tuple(d for d in mandatory if d not in answered)
 
@@ -620,10 +533,22 @@ def _low_income(ctx: _Ctx, counted: list[Member], pci: int, n: int, below: bool,
 
 def _zhichu(ctx: _Ctx, fam: _Figures, pci: int, n: int, income_total: int, within_low: bool,
             assets_ok: bool, figs: dict) -> _Result:
-    rigid = fam.medical + fam.education
+    hh = ctx.household
+    # Declared rigid costs count where the departments know less (e.g. treatment outside
+    # insurance), but only as a warning (预警) that calls for evidence and appraisal.
+    medical = max(fam.medical, hh.declared_medical_expense_fen)
+    education = max(fam.education, hh.declared_education_expense_fen)
+    rigid = medical + education
+    if medical > fam.medical or education > fam.education:
+        ctx.reasons.append(Reason(
+            "DECLARED_EXPENSE_ABOVE_RECORDS", "income.rigid_expenditure",
+            "申报的刚性支出高于部门核对数据，需提供票据并经民主评议（预警）",
+            {"medical_verified_fen": fam.medical, "medical_declared_fen": hh.declared_medical_expense_fen,
+             "education_verified_fen": fam.education,
+             "education_declared_fen": hh.declared_education_expense_fen}, "warning"))
     adjusted_total = max(0, income_total - rigid)
     adj_pci = per_capita_income(adjusted_total, n)
-    zfigs = {**figs, "medical_expense_fen": fam.medical, "education_expense_fen": fam.education,
+    zfigs = {**figs, "medical_expense_fen": medical, "education_expense_fen": education,
              "rigid_expense_fen": rigid, "income_after_expense_fen": adjusted_total,
              "per_capita_after_expense_fen": adj_pci}
     ctx.reasons.append(Reason("RIGID_EXPENSE_DEDUCTED", "income.rigid_expenditure",

@@ -1,21 +1,37 @@
-"""Kafka handlers of verification: applications start checks, departments answer."""
+"""Kafka handlers of verification: applications start checks, departments answer.
+
+`HANDLERS` is the whole map from consumed event to handler; a consumed event
+not named here is skipped by this service's consumer group.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from eventsourcing.application import ProcessingEvent
 
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import CloudEvent
 from lifeline.domain.aggregate import Meta
+from lifeline.domain.values import Application
+
+if TYPE_CHECKING:
+    from services.verification.application import VerificationApplication
 
 CONSUMES = [T.TOPICS["intake"], T.PARTNER_RECORDS]
 
 
-class VerificationConsumers:
-    service = "verification"
+def on_application_submitted(app: VerificationApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.start_verification(Application.from_wire(event.data), Meta.caused_by(event, app.service), pe)
 
-    def on_ApplicationSubmitted(self, event: CloudEvent, processing_event: ProcessingEvent) -> None:
-        self.start_verification(event.data, Meta.caused_by(event, self.service), processing_event)
 
-    def on_DepartmentRecordsReported(self, event: CloudEvent, processing_event: ProcessingEvent) -> None:
-        self.receive_records(event.data, Meta.caused_by(event, self.service), processing_event)
+def on_department_records_reported(
+    app: VerificationApplication, event: CloudEvent, pe: ProcessingEvent
+) -> None:
+    app.receive_records(event.data, Meta.caused_by(event, app.service), pe)
+
+
+HANDLERS = {
+    "ApplicationSubmitted": on_application_submitted,
+    "DepartmentRecordsReported": on_department_records_reported,
+}

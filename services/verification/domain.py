@@ -1,28 +1,58 @@
 """Verification's aggregate: the economic check and the decision on one case.
 
 No I/O here. The eligibility and amount rules live in `assessment.py` and the
-policy in `policy.py`; this aggregate records what was asked, what came back,
-what the rules concluded and what the review group decided.
+policy in `policy.py`; this aggregate records what was asked and what came
+back, and its `decide` turns an assessment into a typed `Benefit` only when the
+rules allow it and the deciding body may approve that much.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
-from lifeline.domain.aggregate import LifelineAggregate, Outgoing
+from lifeline.contracts import registry
+from lifeline.domain.aggregate import LifelineAggregate, Meta, aggregate_id
+from lifeline.domain.values import Application, BankAccount, Benefit, Refusal
+from lifeline.rules.periods import first_payment_period, period_of, business_date
+from lifeline.rules.vocabulary import ONE_OFF_TYPES
+from services.verification.assessment import Assessment, DepartmentRecord
 
-STATES = ("requested", "completed", "approved", "refused")
+# Roles that decide at county level; every other deciding role is the township review group.
+COUNTY_ROLES = ("county_officer", "admin")
 
 
 class DecisionNotAllowed(Exception):
-    """A decision in the wrong state (e.g. before the check is complete, or twice)."""
+    """A decision the rules or the procedure do not allow (wrong state, ineligible, over the cap)."""
+
+
+def deciding_level(by: Meta) -> str:
+    return "county" if by.role in COUNTY_ROLES else "township"
+
+
+def deciding_body(by: Meta, region_code: str) -> str:
+    return by.org_code or f"{region_code[:9]} 乡镇审核确认小组"
 
 
 class Verification(LifelineAggregate):
+    @staticmethod
+    def create_id(case_id: str) -> UUID:
+        # One check per case: a second ApplicationSubmitted for the same case collides.
+        return aggregate_id("verification", case_id)
+
     class Started(LifelineAggregate.Created):
         verification_id: str
         case_id: str
-        application: dict[str, Any]
+        application: Application
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # v1 stored the ApplicationSubmitted v2 payload as a plain dict.
+            wire = registry.upcast_data("ApplicationSubmitted", 2, state["application"])
+            state["application"] = Application.from_wire(wire)
 
     class Requested(LifelineAggregate.Event):
         case_id: str
@@ -37,136 +67,191 @@ class Verification(LifelineAggregate):
         def apply(self, v: "Verification") -> None:
             v.requests[self.department] = self.request_id
 
-        def integration(self) -> Outgoing:
-            data = {
-                "request_id": self.request_id, "verification_id": self.verification_id,
-                "case_id": self.case_id, "department": self.department,
-                "id_numbers": list(self.id_numbers), "region_code": self.region_code,
-                "requested_at": self.requested_at, "due_at": self.due_at,
-            }
-            # To the partner topic, keyed by department (topics.key_for).
-            return Outgoing("VerificationRequested", self.case_id, data)
-
     class RecordsReceived(LifelineAggregate.Event):
         case_id: str
         department: str
         request_id: str
-        members: list[dict[str, Any]]
+        members: list[dict[str, Any]]  # the department's rows as reported
         reported_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.records[self.department] = {"members": self.members, "reported_at": self.reported_at}
+            v.records[self.department] = DepartmentRecord(self.department, tuple(self.members))
 
     class Completed(LifelineAggregate.Event):
         case_id: str
         verification_id: str
-        assessment: dict[str, Any]
+        assessment: dict[str, Any]  # the assessment record (audit document, see application.py)
         completed_at: str
 
         def apply(self, v: "Verification") -> None:
             v.assessment = self.assessment
             v.state = "completed"
 
-        def integration(self) -> Outgoing:
-            a = self.assessment
-            data = {
-                "case_id": self.case_id,
-                "verification_id": self.verification_id,
-                "per_capita_income_fen": a["per_capita_income_fen"],
-                "household_size": a["household_size"],
-                "assets_summary": a["assets_summary"],
-                "warnings": a["warnings"],
-                "outcome": a["outcome"],
-                "recommended_assistance_type": a["recommended_assistance_type"],
-                "tier": a["tier"],
-                "recommended_amount_fen": a["monthly_amount_fen"],
-                "standard_applied_fen": a["standard_applied_fen"],
-                "departments_answered": a["departments_answered"],
-                "departments_missing": a["departments_missing"],
-                "completed_at": self.completed_at,
-            }
-            return Outgoing("VerificationCompleted", self.case_id, data)
-
     class Approved(LifelineAggregate.Event):
         case_id: str
-        benefit: dict[str, Any]
+        verification_id: str
+        benefit: Benefit
+        reason: str
+        members_count: int
+        region_code: str
+        area: str
+        bank_account: BankAccount | None
         # The assessment by the rules in force on the decision date, for the audit trail.
-        assessment: dict[str, Any] | None
+        assessment: dict[str, Any]
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # v1 stored the BenefitApproved v1 payload as the benefit.
+            wire = registry.upcast_data("BenefitApproved", 1, state["benefit"])
+            state["verification_id"] = wire["verification_id"]
+            state["reason"] = wire["reason"]
+            state["benefit"] = Benefit.from_wire(wire)
+            state["members_count"] = wire["household"]["members_count"]
+            state["region_code"] = wire["household"]["region_code"]
+            state["area"] = wire["household"]["area"]
+            state["bank_account"] = None
+            state["assessment"] = state.get("assessment") or {}
 
         def apply(self, v: "Verification") -> None:
             v.state = "approved"
             v.benefit = self.benefit
 
-        def integration(self) -> Outgoing:
-            return Outgoing("BenefitApproved", self.case_id, dict(self.benefit))
-
     class Refused(LifelineAggregate.Event):
         case_id: str
-        refusal: dict[str, Any]
+        verification_id: str
+        region_code: str
+        refusal: Refusal
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            old = state["refusal"]
+            state["verification_id"] = old["verification_id"]
+            state["region_code"] = old["region_code"]
+            state["refusal"] = Refusal(old["reason"], old["refusing_body"], old["refused_at"])
 
         def apply(self, v: "Verification") -> None:
             v.state = "refused"
             v.refusal = self.refusal
 
-        def integration(self) -> Outgoing:
-            return Outgoing("BenefitRefused", self.case_id, dict(self.refusal))
+    @classmethod
+    def start(cls, application: Application, verification_id: str, by: Meta) -> "Verification":
+        return cls._create(
+            cls.Started, id=cls.create_id(application.case_id), verification_id=verification_id,
+            case_id=application.case_id, application=application, meta=by.as_dict(),
+        )
 
-    def __init__(self, verification_id: str, case_id: str, application: dict[str, Any], meta: dict):
+    def __init__(self, verification_id: str, case_id: str, application: Application, meta: dict):
         self.verification_id = verification_id
         self.case_id = case_id
         self.application = application
         self.state = "requested"
         self.requests: dict[str, str] = {}
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, DepartmentRecord] = {}
         self.assessment: dict[str, Any] | None = None
-        self.benefit: dict[str, Any] | None = None
-        self.refusal: dict[str, Any] | None = None
+        self.benefit: Benefit | None = None
+        self.refusal: Refusal | None = None
 
     @property
     def region_code(self) -> str:
-        return self.application["region_code"]
+        return self.application.region_code
 
     @property
     def departments_missing(self) -> list[str]:
         return [d for d in self.requests if d not in self.records]
 
-    def request(self, department: str, request_id: str, requested_at: str, due_at: str, meta: dict) -> None:
+    def request(self, department: str, request_id: str, requested_at: datetime, due_at: datetime,
+                by: Meta) -> None:
+        if department in self.requests:
+            return  # one request per department
         self.trigger_event(
             self.Requested, case_id=self.case_id, verification_id=self.verification_id,
             request_id=request_id, department=department,
-            id_numbers=[m["id_number"] for m in self.application["members"]],
-            region_code=self.region_code, requested_at=requested_at, due_at=due_at, meta=meta,
+            id_numbers=self.application.household.id_numbers, region_code=self.region_code,
+            requested_at=requested_at.isoformat(), due_at=due_at.isoformat(), meta=by.as_dict(),
         )
 
-    def receive(self, department: str, request_id: str, members: list, reported_at: str, meta: dict) -> bool:
+    def receive(self, department: str, request_id: str, members: list, reported_at: str, by: Meta) -> bool:
         """Record a department's answer; False when it is not one we wait for."""
         if self.requests.get(department) != request_id or department in self.records:
             return False  # an answer to another request, or a second answer: the first stands
         if self.state != "requested":
             return False  # arrived after the check was completed with it missing
+        DepartmentRecord(department, tuple(members))  # refuse rows the rules could not read
         self.trigger_event(
             self.RecordsReceived, case_id=self.case_id, department=department,
-            request_id=request_id, members=members, reported_at=reported_at, meta=meta,
+            request_id=request_id, members=members, reported_at=reported_at, meta=by.as_dict(),
         )
         return True
 
-    def complete(self, assessment: dict[str, Any], completed_at: str, meta: dict) -> None:
+    def complete(self, assessment: dict[str, Any], completed_at: datetime, by: Meta) -> None:
         if self.state != "requested":
             raise DecisionNotAllowed(f"verification is {self.state}, not awaiting records")
         self.trigger_event(
             self.Completed, case_id=self.case_id, verification_id=self.verification_id,
-            assessment=assessment, completed_at=completed_at, meta=meta,
+            assessment=assessment, completed_at=completed_at.isoformat(), meta=by.as_dict(),
         )
 
-    def approve(self, benefit: dict[str, Any], meta: dict, assessment: dict[str, Any] | None = None) -> None:
+    def decide(self, assessment: Assessment, record: dict[str, Any], decided_at: datetime,
+               by: Meta, reason: str) -> Benefit:
+        """Approve on `assessment` (the rules in force on the decision date).
+
+        The benefit's kind follows from what was applied for: 临时救助 is one-off relief
+        paid from the temporary-relief budget, 低收入家庭认定 is a recognition without money,
+        低保 and 特困 are monthly from the month after the decision. An amount above the
+        township's cap needs the county (graded approval).
+        """
         self._check_decidable()
+        if assessment.outcome == "ineligible":
+            raise DecisionNotAllowed("the check found the household ineligible; refuse or re-check")
+        if assessment.outcome != "eligible":
+            # needs_appraisal (e.g. a department missing) has no amount yet: nothing to approve.
+            raise DecisionNotAllowed("the check recommends no amount yet; appraise or re-check first")
+        applied_for = self.application.assistance_type
+        level = deciding_level(by)
+        monthly = one_off = fund_source = None
+        first_period = first_payment_period(decided_at)
+        if applied_for in ONE_OFF_TYPES:
+            kind, one_off, fund_source = "one_off", assessment.one_off_amount_fen, "temporary_relief_budget"
+            # One-off relief is paid as soon as it is granted: in the month of the decision.
+            first_period = period_of(business_date(decided_at))
+            required = assessment.approval_level or "county"
+        elif applied_for == "low_income":
+            kind, required = "recognition", "township"
+        else:
+            kind, monthly, required = "monthly", assessment.monthly_amount_fen, "township"
+        if required == "county" and level != "county":
+            raise DecisionNotAllowed(
+                f"{one_off} fen is above the township's cap: the county civil-affairs bureau approves it"
+            )
+        benefit = Benefit(
+            kind=kind, benefit_id="B-" + self.verification_id.split("-", 1)[-1],
+            benefit_type=applied_for if kind != "monthly" else (
+                assessment.recommended_assistance_type or applied_for),
+            tier=assessment.tier if kind == "monthly" else None,
+            monthly_amount_fen=monthly, one_off_amount_fen=one_off, fund_source=fund_source,
+            first_period=first_period, approval_level=level,
+            approving_body=deciding_body(by, self.region_code), approved_at=decided_at.isoformat(),
+        )
         self.trigger_event(
-            self.Approved, case_id=self.case_id, benefit=benefit, assessment=assessment, meta=meta
+            self.Approved, case_id=self.case_id, verification_id=self.verification_id,
+            benefit=benefit, reason=reason, members_count=len(self.application.household.members),
+            region_code=self.region_code, area=self.application.household.area,
+            bank_account=self.application.bank_account, assessment=record, meta=by.as_dict(),
         )
+        return benefit
 
-    def refuse(self, refusal: dict[str, Any], meta: dict) -> None:
+    def refuse(self, decided_at: datetime, by: Meta, reason: str) -> Refusal:
         self._check_decidable()
-        self.trigger_event(self.Refused, case_id=self.case_id, refusal=refusal, meta=meta)
+        refusal = Refusal(reason, deciding_body(by, self.region_code), decided_at.isoformat())
+        self.trigger_event(
+            self.Refused, case_id=self.case_id, verification_id=self.verification_id,
+            region_code=self.region_code, refusal=refusal, meta=by.as_dict(),
+        )
+        return refusal
 
     def _check_decidable(self) -> None:
         if self.state != "completed":

@@ -121,6 +121,14 @@ class CountyPolicy:
     source: str = ""
 
     # convenience accessors --------------------------------------------------------------
+    def departments_for(self, assistance_type: str) -> tuple[str, ...]:
+        """Departments a check must hear from: expenditure-type relief also needs the
+        departments that know the rigid medical and education costs."""
+        if assistance_type != "linshi_zhichu":
+            return self.mandatory_departments
+        extra = tuple(d for d in self.expenditure_departments if d not in self.mandatory_departments)
+        return (*self.mandatory_departments, *extra)
+
     @property
     def emergency_township_cap_fen(self) -> int:
         return self.emergency.township_cap_fen

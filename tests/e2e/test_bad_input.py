@@ -7,10 +7,9 @@ import time
 import httpx
 import pytest
 
-from lifeline.stores.eventstore import event_store_env
 from lifeline.rules.ids import check_digit
 from lifeline.settings import Settings
-from services.intake.application import IntakeApplication
+from services.intake.bootstrap import SPEC
 from tests.e2e.conftest import new_people
 from tests.harness import household, wait_for
 
@@ -22,7 +21,7 @@ REGION = "370502101001"
 @pytest.fixture(scope="module")
 def intake_log(lifeline):
     """The intake event log, read directly: what was stored, whatever the API says."""
-    app = IntakeApplication(env=event_store_env(Settings.from_env(lifeline.env), "intake"))
+    app = SPEC.application(Settings.from_env(lifeline.env))
     yield app
     app.close()
 
@@ -55,6 +54,10 @@ CASES = {
     "county no longer in force": lambda p: household(p, "330103001"),  # 下城区, merged 2021
     "ID region not in the register": lambda p: household([_unregistered_region(p[0])], REGION),
     "no applicant": lambda p: {**household(p, REGION), "members": []},
+    "bank account number not digits": lambda p: household(
+        p, REGION, bank_account={"channel": "RCC", "account_number": "62284800ABC", "account_name": "王"}),
+    "single person who is not a member": lambda p: household(
+        p, REGION, single_person_member_id=_bad_id(p[0])),
 }
 
 
@@ -79,7 +82,7 @@ def test_bad_application_is_refused_and_changes_nothing(lifeline, intake_log, na
 def test_oversized_body_is_413_and_changes_nothing(lifeline, intake_log):
     before = intake_log.recorder.max_notification_id()
     people = new_people(1)
-    big = household(people, REGION, bank_account_ref="x" * 200_000)
+    big = household(people, REGION, channel="x" * 200_000)
     with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
         r = c.post("/v1/applications", json=big)
     _problem(r, 413)

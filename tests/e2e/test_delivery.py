@@ -12,10 +12,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
-from services.intake.domain import mask_name  # noqa: F401 - keeps the import path honest
 from tests.e2e.conftest import make_poor, new_people
 from tests.e2e.test_flows import REGION, completed, items, metric, submit
-from tests.harness import household, wait_for
+from tests.harness import wait_for
+from tests.unit.services import submitted_data
 
 pytestmark = pytest.mark.e2e
 
@@ -49,10 +49,8 @@ async def _read_all(lifeline, topic: str, expect: int, timeout: float = 30) -> l
 
 
 def _application_event(case_id: str, people: list[str], sequence: int) -> bytes:
-    data = {
-        **household(people, REGION), "case_id": case_id, "clerk_id": "clerk-1",
-        "submitted_at": "2026-11-25T10:00:00+08:00",
-    }
+    # The data as intake's own mapping produces it (Application.to_wire), not built by hand.
+    data = submitted_data(case_id, people, region_code=REGION)
     return registry.new_event(
         "ApplicationSubmitted", data, subject=case_id, source="lifeline/intake", sequence=sequence,
         actor={"user_id": "clerk-1", "role": "clerk", "org_code": REGION[:9]},

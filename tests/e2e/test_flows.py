@@ -203,17 +203,17 @@ def test_kill_9_relay_mid_publish_loses_nothing_and_doubles_nothing(lifeline):
 
 
 def test_kill_9_relay_in_the_middle_of_a_batch_loses_nothing(lifeline):
-    from lifeline.stores.application import Meta
-    from lifeline.stores.eventstore import event_store_env
+    from lifeline.domain.aggregate import Meta
     from lifeline.settings import Settings
-    from services.intake.application import IntakeApplication
+    from services.intake.api import ApplicationIn
+    from services.intake.bootstrap import SPEC
 
     # Three applications stored while intake is down: its relay will find one batch of three.
     lifeline.stop("intake")
-    store = IntakeApplication(env=event_store_env(Settings.from_env(lifeline.env), "intake"))
+    store = SPEC.application(Settings.from_env(lifeline.env))
     try:
-        cases = [store.submit_application(household(new_people(1), REGION), Meta("clerk-9", "clerk"))
-                 for _ in range(3)]
+        forms = [ApplicationIn(**household(new_people(1), REGION)).model_dump() for _ in range(3)]
+        cases = [store.submit_application(form, Meta("clerk-9", "clerk")) for form in forms]
     finally:
         store.close()
     # SIGKILL right after handing the second event to the producer: the first may

@@ -10,10 +10,9 @@ import pytest_asyncio
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.messaging.consumer import EventConsumer
-from lifeline.stores.eventstore import event_store_env
 from lifeline.messaging.kafka import Bus
 from lifeline.settings import Settings
-from services.notify.application import NotifyApplication
+from services.notify.bootstrap import SPEC
 from tests.integration.test_tracking import application
 
 pytestmark = pytest.mark.integration
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest_asyncio.fixture(loop_scope="function")  # the test's own loop (session is the default)
 async def consumer(infra, namespace, tmp_data_dir):
     settings = Settings.from_env(infra.env(namespace, tmp_data_dir))
-    app = NotifyApplication(env=event_store_env(settings, "notify"))
+    app = SPEC.application(settings)
     bus = Bus(settings, client_id="triage-test")
     await bus.start()
     consumer = EventConsumer(app, bus, [T.TOPICS["intake"]], "notify", max_attempts=1, retry_delay=0)

@@ -36,22 +36,32 @@ _MEMBERS = [
     {
         "id_number": APPLICANT_ID, "name": "张三", "relation": "self", "disability_grade": None,
         "disability_kind": None, "serious_illness": True, "work_ability": "partial",
+        "co_resident": True, "support_obligor": False, "support_paid_fen": 0,
     },
     {
         "id_number": SPOUSE_ID, "name": "李四", "relation": "spouse", "disability_grade": 2,
         "disability_kind": "physical", "serious_illness": False, "work_ability": "none",
+        "co_resident": True, "support_obligor": False, "support_paid_fen": 0,
     },
     {
         "id_number": CHILD_ID, "name": "张小明", "relation": "child", "disability_grade": None,
         "disability_kind": None, "serious_illness": False, "work_ability": "none",
+        "co_resident": True, "support_obligor": False, "support_paid_fen": 0,
     },
 ]
+
+BANK_ACCOUNT = {
+    "channel": "RCC", "account_name": "张三", "number_masked": "***************0001",
+    "number_sealed": "c2VhbGVkLWFjY291bnQtbnVtYmVyLWV4YW1wbGU=",
+}
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "ApplicationSubmitted": {
         "case_id": CASE_ID, "assistance_type": "dibao", "channel": "window", "region_code": VILLAGE,
         "area": "rural", "members": _MEMBERS, "declared_monthly_income_fen": 150000,
-        "declared_assets_fen": 2000000, "bank_account_ref": "acct-ref-0001",
+        "declared_assets_fen": 2000000, "declared_medical_expense_fen": 0,
+        "declared_education_expense_fen": 0, "requested_amount_fen": 0, "single_person_member_id": None,
+        "bank_account_ref": "RCC:***************0001", "bank_account": BANK_ACCOUNT,
         "authorisation_signed": True, "urgency": "urgent", "clerk_id": "clerk-001", "submitted_at": T0,
     },
     "VerificationRequested": {
@@ -82,8 +92,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "BenefitApproved": {
         "case_id": CASE_ID, "benefit_id": BENEFIT_ID, "verification_id": VERIFICATION_ID,
         "household": {"members_count": 3, "region_code": VILLAGE, "area": "rural"},
-        "benefit_type": "dibao", "tier": "B", "monthly_amount_fen": 189000, "one_off_amount_fen": None,
-        "first_period": "2026-04", "bank_account_ref": "acct-ref-0001",
+        "kind": "monthly", "benefit_type": "dibao", "tier": "B", "monthly_amount_fen": 189000,
+        "one_off_amount_fen": None, "fund_source": None,
+        "first_period": "2026-04", "bank_account_ref": "RCC:***************0001",
+        "bank_account": BANK_ACCOUNT,
         "approving_body": "某某镇人民政府", "approval_level": "township",
         "reason": "家庭人均收入低于当地低保标准", "approved_at": "2026-03-20T15:00:00+08:00",
     },
@@ -127,11 +139,28 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 # The superseded wire format, as still found in old logs and topics.
+# What v3 added, with the values an older application is read with.
+V3_ADDITIONS = ("declared_medical_expense_fen", "declared_education_expense_fen",
+                "requested_amount_fen", "single_person_member_id", "bank_account")
+MEMBER_V3_ADDITIONS = ("co_resident", "support_obligor", "support_paid_fen")
+APPLICATION_SUBMITTED_V2: dict[str, Any] = {
+    k: v for k, v in EXAMPLES["ApplicationSubmitted"].items() if k not in V3_ADDITIONS
+}
+APPLICATION_SUBMITTED_V2["members"] = [
+    {k: v for k, v in m.items() if k not in MEMBER_V3_ADDITIONS}
+    for m in EXAMPLES["ApplicationSubmitted"]["members"]
+]
+APPLICATION_SUBMITTED_V2["bank_account_ref"] = "acct-ref-0001"
 APPLICATION_SUBMITTED_V1: dict[str, Any] = {
-    k: v for k, v in EXAMPLES["ApplicationSubmitted"].items()
+    k: v for k, v in APPLICATION_SUBMITTED_V2.items()
     if k not in ("urgency", "declared_monthly_income_fen")
 }
 APPLICATION_SUBMITTED_V1.update({"urgent": True, "declared_income_fen": 150000})
+# An old application read at the current version: the example with v3's defaults.
+APPLICATION_SUBMITTED_V1_AS_CURRENT: dict[str, Any] = {
+    **EXAMPLES["ApplicationSubmitted"],
+    "bank_account_ref": "acct-ref-0001", "bank_account": None,
+}
 
 # Subject of each example's envelope (the case id, or the fund id for funds).
 SUBJECTS: dict[str, str] = {name: data.get("case_id", "") for name, data in EXAMPLES.items()}

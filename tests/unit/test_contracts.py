@@ -40,6 +40,7 @@ from lifeline.contracts.topics import (
 from tests.unit.contract_examples import (
     ACTOR,
     APPLICATION_SUBMITTED_V1,
+    APPLICATION_SUBMITTED_V1_AS_CURRENT,
     EXAMPLES,
     SUBJECTS,
     example,
@@ -66,9 +67,11 @@ def reason_of(name: str, data: dict) -> str:
 # --- schemas ---------------------------------------------------------------------
 def test_schema_files_and_current_versions():
     assert set(CURRENT_VERSIONS) == set(EXAMPLES)
-    assert CURRENT_VERSIONS["ApplicationSubmitted"] == 2
-    assert all(v == 1 for n, v in CURRENT_VERSIONS.items() if n != "ApplicationSubmitted")
-    assert ("ApplicationSubmitted", 1) in SCHEMA_FILES
+    assert CURRENT_VERSIONS["ApplicationSubmitted"] == 3
+    assert CURRENT_VERSIONS["BenefitApproved"] == 2
+    newer = ("ApplicationSubmitted", "BenefitApproved")
+    assert all(v == 1 for n, v in CURRENT_VERSIONS.items() if n not in newer)
+    assert {("ApplicationSubmitted", 1), ("ApplicationSubmitted", 2), ("BenefitApproved", 1)} <= set(SCHEMA_FILES)
 
 
 @pytest.mark.parametrize("path", sorted(SCHEMA_DIR.glob("*.json")), ids=lambda p: p.name)
@@ -170,10 +173,31 @@ def test_gb11643_check_digit():
     assert not checker.conforms("١١٠١٠٥١٩٤٩١٢٣١٠٠٢X", "gb11643")  # Arabic-Indic digits
 
 
-def test_one_off_benefit_may_have_no_monthly_amount_but_not_neither():
-    make("BenefitApproved", example("BenefitApproved", monthly_amount_fen=None, one_off_amount_fen=500000))
-    with pytest.raises(ContractError):
-        make("BenefitApproved", example("BenefitApproved", monthly_amount_fen=None))
+def test_benefit_amounts_follow_its_kind():
+    one_off = dict(kind="one_off", monthly_amount_fen=None, one_off_amount_fen=500000,
+                   fund_source="temporary_relief_budget", tier=None)
+    make("BenefitApproved", example("BenefitApproved", **one_off))
+    recognition = dict(kind="recognition", monthly_amount_fen=None, benefit_type="low_income", tier=None)
+    make("BenefitApproved", example("BenefitApproved", **recognition))
+    for wrong in (
+        dict(monthly_amount_fen=None),                       # monthly without an amount
+        dict(monthly_amount_fen=0),                          # ... or a zero one
+        dict(one_off, fund_source=None),                     # one-off without its fund source
+        dict(one_off, monthly_amount_fen=100),               # one-off with a monthly amount too
+        dict(recognition, one_off_amount_fen=100),           # a recognition carries no money
+    ):
+        with pytest.raises(ContractError):
+            make("BenefitApproved", example("BenefitApproved", **wrong))
+
+
+def test_old_benefit_approved_upcasts_by_its_amounts():
+    v1 = {k: v for k, v in EXAMPLES["BenefitApproved"].items()
+          if k not in ("kind", "fund_source", "bank_account")}
+    v1["bank_account_ref"] = "acct-ref-0001"
+    data = registry.upcast_data("BenefitApproved", 1, v1)
+    assert data["kind"] == "monthly" and data["fund_source"] is None and data["bank_account"] is None
+    one_off = registry.upcast_data("BenefitApproved", 1, dict(v1, monthly_amount_fen=None, one_off_amount_fen=9))
+    assert one_off["kind"] == "one_off" and one_off["fund_source"] == "temporary_relief_budget"
 
 
 # --- envelope --------------------------------------------------------------------
@@ -298,8 +322,8 @@ def test_old_v1_application_is_still_readable_and_upcast():
     old = _v1_event(dict(APPLICATION_SUBMITTED_V1))
     validate(old)  # v1 is still a valid v1
     event = decode(old.to_json())
-    assert event.type == "cn.gov.mca.lifeline.ApplicationSubmitted.v2"
-    assert event.data == EXAMPLES["ApplicationSubmitted"]  # urgent=True -> "urgent"
+    assert event.type == "cn.gov.mca.lifeline.ApplicationSubmitted.v3"
+    assert event.data == APPLICATION_SUBMITTED_V1_AS_CURRENT  # urgent=True -> "urgent"
     assert (event.id, event.sequence, event.time) == (old.id, old.sequence, old.time)
     assert old.data == APPLICATION_SUBMITTED_V1  # the stored event is untouched
 

@@ -6,15 +6,28 @@ here touches Kafka, Redis or the network; event stores are SQLite in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from datetime import date
 from typing import Any
 
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+    UUIDAsHex,
+)
+from eventsourcing.utils import get_topic
+
 from lifeline.contracts import registry
 from lifeline.contracts.envelope import CloudEvent
 from lifeline.domain.aggregate import Meta
+from lifeline.domain.values import VALUE_TRANSCODINGS, Application, BankAccount
 from lifeline.rules.ids import make_resident_id
+from lifeline.stores.sealing import Sealer
 from tests.harness import household
 
 # Mirrors lifeline.stores.eventstore.event_store_env (multi-row tracking), but in memory.
@@ -28,8 +41,9 @@ VILLAGE = "370502101001"  # a village of county 370502 (东营区)
 TOWNSHIP = "370502101"
 CLERK = Meta("clerk-001", "clerk", TOWNSHIP)
 REVIEWER = Meta("reviewer-001", "reviewer", TOWNSHIP)
-SYSTEM_META = {"user_id": "system:test", "role": "system", "org_code": "", "correlation_id": "",
-               "causation_id": "", "reason": ""}
+COUNTY_OFFICER = Meta("county-001", "county_officer", "370502")
+SYSTEM = Meta("system:test", "system")
+SYSTEM_META = SYSTEM.as_dict()
 ACTOR = {"user_id": "clerk-001", "role": "clerk", "org_code": TOWNSHIP}
 
 _sequence = itertools.count(1)
@@ -48,17 +62,51 @@ def new_case_id() -> str:
     return f"C-T{uuid.uuid4().hex[:12].upper()}"
 
 
+# The account number in tests.harness.household; sealed with the key intake is given in tests.
+ACCOUNT_NUMBER = "6228480012345670001"
+SEALER = Sealer("test-secret")
+SUBMITTED_AT = "2026-11-25T09:00:00+08:00"
+
+# What the intake API's model fills in when the body leaves them out (ApplicationIn, MemberIn).
+FORM_DEFAULTS: dict[str, Any] = {
+    "declared_medical_expense_fen": 0, "declared_education_expense_fen": 0,
+    "requested_amount_fen": 0, "single_person_member_id": None,
+}
+MEMBER_DEFAULTS: dict[str, Any] = {"co_resident": True, "support_obligor": False, "support_paid_fen": 0}
+
+
 def application_body(ids: list[str], *, names: list[str] | None = None, **overrides: Any) -> dict:
-    """A valid application (what the intake API passes to submit_application)."""
-    return household(ids, overrides.pop("region_code", VILLAGE), names=names or NAMES, **overrides)
+    """A valid application (what the intake API passes to submit_application: its model_dump,
+    defaults included)."""
+    body = household(ids, overrides.pop("region_code", VILLAGE), names=names or NAMES, **overrides)
+    for name, value in FORM_DEFAULTS.items():
+        body.setdefault(name, value)
+    body["members"] = [{**MEMBER_DEFAULTS, **m} for m in body["members"]]
+    return body
+
+
+def sealed_account(account: dict[str, str] | None = None) -> dict[str, str]:
+    """The bank account as events carry it: number sealed and masked (BankAccount's fields)."""
+    account = account or {"channel": "RCC", "account_number": ACCOUNT_NUMBER, "account_name": APPLICANT_NAME}
+    number = account["account_number"]
+    return dataclasses.asdict(BankAccount(
+        channel=account["channel"], account_name=account["account_name"],
+        number_masked=BankAccount.mask(number), number_sealed=SEALER.seal(number),
+    ))
+
+
+def application(case_id: str, ids: list[str], **overrides: Any) -> Application:
+    """The application intake registers for this body (clerk-001, submitted SUBMITTED_AT)."""
+    body = application_body(ids, **overrides)
+    return Application.from_wire({
+        **body, "case_id": case_id, "clerk_id": "clerk-001", "submitted_at": SUBMITTED_AT,
+        "bank_account": sealed_account(body["bank_account"]),
+    })
 
 
 def submitted_data(case_id: str, ids: list[str], **overrides: Any) -> dict:
-    """The data of an ApplicationSubmitted event."""
-    return {
-        **application_body(ids, **overrides), "case_id": case_id, "clerk_id": "clerk-001",
-        "submitted_at": "2026-11-25T09:00:00+08:00",
-    }
+    """The data of an ApplicationSubmitted event (current version)."""
+    return application(case_id, ids, **overrides).to_wire()
 
 
 def cloud(name: str, data: dict, *, subject: str, source: str, sequence: int | None = None,
@@ -89,17 +137,28 @@ def report(case_id: str, department: str, request_id: str, rows: list[dict]) -> 
 
 
 def benefit_data(case_id: str, benefit_id: str = "B-0123456789ABCDEF0123", **overrides: Any) -> dict:
-    """The data of a BenefitApproved event."""
+    """The data of a BenefitApproved event (v2): a monthly benefit unless overridden."""
+    account = sealed_account()
     data = {
         "case_id": case_id, "benefit_id": benefit_id, "verification_id": "V-1",
         "household": {"members_count": 2, "region_code": VILLAGE, "area": "urban"},
-        "benefit_type": "dibao", "tier": "B", "monthly_amount_fen": 206000,
-        "one_off_amount_fen": None, "first_period": "2026-12", "bank_account_ref": "ACCT-0001",
+        "kind": "monthly", "benefit_type": "dibao", "tier": "B", "monthly_amount_fen": 206000,
+        "one_off_amount_fen": None, "fund_source": None, "first_period": "2026-12",
+        "bank_account_ref": BankAccount(**account).ref, "bank_account": account,
         "approving_body": f"{TOWNSHIP} 乡镇审核确认小组", "approval_level": "township",
         "reason": "符合条件", "approved_at": "2026-11-25T15:00:00+08:00",
     }
     data.update(overrides)
     return data
+
+
+def one_off_benefit_data(case_id: str, benefit_id: str = "B-0123456789ABCDEF0123", **overrides: Any) -> dict:
+    """The data of a BenefitApproved event (v2) for one-off emergency relief (临时救助)."""
+    return benefit_data(case_id, benefit_id, **{
+        "kind": "one_off", "benefit_type": "linshi_jinan", "tier": None, "monthly_amount_fen": None,
+        "one_off_amount_fen": 200000, "fund_source": "temporary_relief_budget",
+        "first_period": "2026-11", **overrides,
+    })
 
 
 def replay(events: list) -> Any:
@@ -119,3 +178,22 @@ def stored(app, *types: type) -> list:
 
 def log_length(app) -> int:
     return app.recorder.max_notification_id() or 0
+
+
+def event_mapper() -> Mapper:
+    """A mapper transcoding as the services' event stores do (no cipher)."""
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), *VALUE_TRANSCODINGS):
+        transcoder.register(transcoding)
+    return Mapper(transcoder)
+
+
+def old_stored_event(mapper: Mapper, event_class: type, originator_id: uuid.UUID, version: int,
+                     **state: Any) -> StoredEvent:
+    """A row as an earlier class version of `event_class` wrote it: `state` holds that version's
+    attributes (besides the originator's id and version) and no `class_version`, so reading it
+    back runs the class's upcasters from v1."""
+    return StoredEvent(
+        originator_id=originator_id, originator_version=version, topic=get_topic(event_class),
+        state=mapper.transcoder.encode(state),
+    )

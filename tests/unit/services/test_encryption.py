@@ -1,5 +1,8 @@
 """Personal data is encrypted at rest when a cipher key is configured (SPEC: names and ID
-numbers never lie in the event store in clear)."""
+numbers never lie in the event store in clear); a bank account number is sealed always.
+
+The intake application is built as the service builds it (services/intake/bootstrap.py), so
+the cipher and the sealer both come from the settings."""
 
 from __future__ import annotations
 
@@ -9,11 +12,14 @@ from pathlib import Path
 import pytest
 
 from lifeline.domain.aggregate import aggregate_id
-from lifeline.stores.eventstore import event_store_env
+from lifeline.domain.clock import FixedClock
 from lifeline.settings import Settings
+from lifeline.stores.eventstore import event_store_env
+from lifeline.stores.sealing import sealer_for
 from services.intake.application import IntakeApplication
+from services.intake.bootstrap import SPEC
 
-from . import CLERK, application_body, pid
+from . import ACCOUNT_NUMBER, CLERK, application_body, pid
 
 NAME = "司马光明"
 SPOUSE = "欧阳晓燕"
@@ -28,8 +34,14 @@ def settings(data_dir: Path, key: str = "") -> Settings:
     return Settings.from_env(env)
 
 
+def intake_app(s: Settings) -> IntakeApplication:
+    app = SPEC.application(s, FixedClock("2026-11-25T09:00:00+08:00"))
+    assert isinstance(app, IntakeApplication)
+    return app
+
+
 def save_case(s: Settings) -> str:
-    app = IntakeApplication(env=event_store_env(s, "intake"))
+    app = intake_app(s)
     try:
         body = application_body([ID_NUMBER, SPOUSE_ID], names=[NAME, SPOUSE, "", ""])
         return app.submit_application(body, CLERK)
@@ -67,6 +79,21 @@ def test_without_a_key_names_and_id_numbers_are_in_clear(tmp_path):
     assert secrets_in(stored_states(tmp_path)) == [NAME, SPOUSE, ID_NUMBER, SPOUSE_ID]
 
 
+def test_without_a_key_the_account_number_is_still_sealed(tmp_path):
+    s = settings(tmp_path)
+    case_id = save_case(s)
+    raw = [p.read_bytes() for p in tmp_path.glob("intake.events.sqlite*")]
+    assert raw and not any(ACCOUNT_NUMBER.encode() in blob for blob in raw)
+    # Sealed with the Lifeline's own secret (generated once under the data directory).
+    app = intake_app(s)
+    try:
+        account = app.get_case(case_id).application.bank_account
+    finally:
+        app.close()
+    assert account.number_masked.endswith(ACCOUNT_NUMBER[-4:])
+    assert sealer_for(s).unseal(account.number_sealed) == ACCOUNT_NUMBER
+
+
 def test_with_a_key_names_and_id_numbers_are_not_stored_in_clear(tmp_path):
     s = settings(tmp_path, "unit-test-cipher-secret")
     case_id = save_case(s)
@@ -75,20 +102,23 @@ def test_with_a_key_names_and_id_numbers_are_not_stored_in_clear(tmp_path):
     raw = [p.read_bytes() for p in tmp_path.glob("intake.events.sqlite*")]
     assert secrets_in(raw) == []
 
+    assert not any(ACCOUNT_NUMBER.encode() in blob for blob in raw)
+
     # The application still reads the case back with the same key.
-    app = IntakeApplication(env=event_store_env(s, "intake"))
+    app = intake_app(s)
     try:
         case = app.get_case(case_id)
-        members = case.application["members"]
-        assert [(m["name"], m["id_number"]) for m in members] == [(NAME, ID_NUMBER), (SPOUSE, SPOUSE_ID)]
+        members = case.application.household.members
+        assert [(m.name, m.id_number) for m in members] == [(NAME, ID_NUMBER), (SPOUSE, SPOUSE_ID)]
         assert case.status == "submitted"
+        assert sealer_for(s).unseal(case.application.bank_account.number_sealed) == ACCOUNT_NUMBER
     finally:
         app.close()
 
 
 def test_another_key_cannot_read_the_case(tmp_path):
     case_id = save_case(settings(tmp_path, "the-right-key"))
-    app = IntakeApplication(env=event_store_env(settings(tmp_path, "a-wrong-key"), "intake"))
+    app = intake_app(settings(tmp_path, "a-wrong-key"))
     try:
         with pytest.raises(Exception):  # noqa: B017 - the cipher's own error type
             app.repository.get(aggregate_id("case", case_id))

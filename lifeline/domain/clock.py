@@ -1,0 +1,100 @@
+"""The one place Lifeline reads the time.
+
+Use cases ask their injected `Clock` for `now()`, an aware moment in
+Asia/Shanghai; aggregates are handed the moment as an argument and never read a
+clock. Tests set the time with `FixedClock`; processes started with
+`LIFELINE_TEST_CLOCK=1` all read one `SharedClock` file that `lifeline clock
+set` / `lifeline clock advance` move (refused in production by the settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from lifeline.rules.periods import SHANGHAI, require_aware
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current moment, aware, in Asia/Shanghai."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(SHANGHAI)
+
+
+class FixedClock:
+    """A clock that stands still until a test moves it."""
+
+    def __init__(self, moment: datetime | str):
+        self.moment = _moment(moment)
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def set(self, moment: datetime | str) -> None:
+        self.moment = _moment(moment)
+
+    def advance(self, delta: timedelta | str) -> None:
+        self.moment += parse_duration(delta) if isinstance(delta, str) else delta
+
+
+class SharedClock:
+    """Every process of one test Lifeline reads the same frozen moment from a file.
+
+    Without the file the system time is used, so a fresh test run behaves as in
+    production until a test sets the clock.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._cache: tuple[float, datetime] | None = None
+
+    def now(self) -> datetime:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return datetime.now(SHANGHAI)
+        if self._cache is None or self._cache[0] != mtime:
+            self._cache = (mtime, _moment(json.loads(self.path.read_text())["moment"]))
+        return self._cache[1]
+
+    def set(self, moment: datetime | str) -> datetime:
+        moment = _moment(moment)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"moment": moment.isoformat()}))
+        os.replace(tmp, self.path)  # readers never see half a file
+        return moment
+
+    def advance(self, delta: timedelta | str) -> datetime:
+        step = parse_duration(delta) if isinstance(delta, str) else delta
+        return self.set(self.now() + step)
+
+    def reset(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+_DURATION = re.compile(r"^(\d+)([dhms])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'7d', '3h', '30m', '10s' (one unit)."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"duration must look like 7d, 3h, 30m or 10s, not {text!r}")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+def _moment(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return require_aware(value, "moment").astimezone(SHANGHAI)

@@ -1,0 +1,358 @@
+"""Value objects of the casework domain: money, periods, people, households, benefits.
+
+Frozen and validated on construction, so an aggregate never holds a half-valid
+value. They are stored inside domain events through `VALUE_TRANSCODINGS` (one
+generic transcoding per class), and the public ones map to and from their wire
+payloads in exactly one place each (`from_wire` / `to_wire`), checked field by
+field against the JSON Schemas by `tests/unit/test_values_contract.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, ClassVar, Literal
+
+from eventsourcing.persistence import Transcoding
+
+from lifeline.rules.ids import InvalidResidentId, mask_resident_id, parse_resident_id
+from lifeline.rules.periods import parse_period
+from lifeline.rules.vocabulary import (
+    AREAS,
+    ASSISTANCE_TYPES,
+    BANK_CHANNELS,
+    CHANNELS,
+    DISABILITY_KINDS,
+    RELATIONS,
+    URGENCIES,
+    WORK_ABILITY,
+)
+
+
+def fen(value: Any, what: str) -> int:
+    """Money is a non-negative int of fen (bool and float refused: no floats for money)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer number of fen, got {value!r}")
+    return value
+
+
+def period(value: Any, what: str = "period") -> str:
+    """A monthly payment period, ``YYYY-MM``."""
+    try:
+        parse_period(value)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    return value
+
+
+def mask_name(name: str) -> str:
+    """张三丰 → 张**: the surname stays, the given name is hidden."""
+    return name[:1] + "*" * max(len(name) - 1, 1)
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# ----------------------------------------------------------------------------------------
+# People and households
+# ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Member:
+    """A person named in the application.
+
+    Counted members (家庭成员, the divisor of per-capita income) are those living together
+    (``co_resident``). A legal supporter living apart (非共同生活的法定赡养、抚养、扶养义务人,
+    ``support_obligor=True, co_resident=False``) is verified but not counted; the support they
+    pay (``support_paid_fen``) is household income. Someone living apart who is not an obligor
+    (e.g. in military service or prison) is neither counted nor their income used.
+    """
+
+    id_number: str
+    name: str = ""
+    relation: str = "self"
+    disability_grade: int | None = None
+    disability_kind: str | None = None
+    serious_illness: bool = False
+    work_ability: str = "full"
+    co_resident: bool = True
+    support_obligor: bool = False
+    support_paid_fen: int = 0
+
+    def __post_init__(self) -> None:
+        # one spelling per person, so department rows match whatever case the X was typed in
+        _set(self, "id_number", str(self.id_number).strip().upper())
+        _one_of(self.relation, RELATIONS, "relation")
+        _one_of(self.work_ability, WORK_ABILITY, "work_ability")
+        if self.disability_grade is not None and self.disability_grade not in (1, 2, 3, 4):
+            raise ValueError("disability_grade must be 1-4 or None")
+        if self.disability_kind is not None:
+            _one_of(self.disability_kind, DISABILITY_KINDS, "disability_kind")
+        fen(self.support_paid_fen, "support_paid_fen")
+        if self.support_paid_fen and not self.support_obligor:
+            raise ValueError("support_paid_fen is paid by a support obligor only")
+
+    @property
+    def counted(self) -> bool:
+        return self.co_resident
+
+    @property
+    def masked_id(self) -> str:
+        return mask_resident_id(self.id_number)
+
+    @property
+    def severe_for_single_person(self) -> bool:
+        """单人户保 qualification (seed 002): grade 1-2 disability of any kind, grade 3
+        intellectual or mental disability, or serious illness (重病)."""
+        if self.serious_illness:
+            return True
+        if self.disability_grade in (1, 2):
+            return True
+        return self.disability_grade == 3 and self.disability_kind in ("intellectual", "mental")
+
+    def age_on(self, on: date) -> int | None:
+        try:
+            return parse_resident_id(self.id_number, today=on).age_on(on)
+        except InvalidResidentId:
+            return None
+
+
+@dataclass(frozen=True)
+class Household:
+    """The household as it applied: who, where, and what it declared and asked for."""
+
+    members: tuple[Member, ...]
+    area: str
+    region_code: str
+    assistance_type: str = "dibao"
+    declared_monthly_income_fen: int = 0
+    declared_assets_fen: int = 0
+    single_person_member_id: str | None = None   # 单人户保: the person who applied alone
+    requested_amount_fen: int = 0                # 临时救助: amount asked (0 = policy default)
+    declared_medical_expense_fen: int = 0        # 支出型: rigid monthly expenses declared
+    declared_education_expense_fen: int = 0
+
+    def __post_init__(self) -> None:
+        _set(self, "members", tuple(
+            m if isinstance(m, Member) else Member(**m) for m in self.members))
+        if self.single_person_member_id is not None:
+            _set(self, "single_person_member_id", str(self.single_person_member_id).strip().upper())
+        _one_of(self.area, AREAS, "area")
+        _one_of(self.assistance_type, ASSISTANCE_TYPES, "assistance_type")
+        for name in ("declared_monthly_income_fen", "declared_assets_fen", "requested_amount_fen",
+                     "declared_medical_expense_fen", "declared_education_expense_fen"):
+            fen(getattr(self, name), name)
+        ids = [m.id_number for m in self.members]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a person may appear only once in a household")
+
+    @property
+    def applicant(self) -> Member:
+        return next(m for m in self.members if m.relation == "self")
+
+    @property
+    def id_numbers(self) -> list[str]:
+        return [m.id_number for m in self.members]
+
+
+@dataclass(frozen=True)
+class BankAccount:
+    """Where benefits are paid. The number travels sealed (encrypted); only the masked
+    form is shown, and only payment's bank file unseals it."""
+
+    channel: str                  # bank or credit union code (BANK_CHANNELS)
+    account_name: str
+    number_masked: str
+    number_sealed: str
+
+    def __post_init__(self) -> None:
+        _one_of(self.channel, tuple(BANK_CHANNELS), "bank_account.channel")
+        if not self.account_name:
+            raise ValueError("bank_account.account_name is required")
+
+    @staticmethod
+    def mask(number: str) -> str:
+        """6222021234567890123 → ************0123 (the last four digits stay)."""
+        return "*" * max(len(number) - 4, 4) + number[-4:]
+
+    @property
+    def ref(self) -> str:
+        """What documents and other services call this account: channel and masked number."""
+        return f"{self.channel}:{self.number_masked}"
+
+
+@dataclass(frozen=True)
+class Application:
+    """A registered application: the household, how it came in, who is responsible.
+    Its wire form is the ApplicationSubmitted payload."""
+
+    case_id: str
+    channel: str
+    urgency: str
+    clerk_id: str
+    submitted_at: str
+    household: Household
+    bank_account: BankAccount | None
+    authorisation_signed: bool = True
+
+    def __post_init__(self) -> None:
+        _one_of(self.channel, CHANNELS, "channel")
+        _one_of(self.urgency, URGENCIES, "urgency")
+        if self.authorisation_signed is not True:
+            raise ValueError("一证一书: the verification authorisation must be signed")
+
+    @property
+    def region_code(self) -> str:
+        return self.household.region_code
+
+    @property
+    def assistance_type(self) -> str:
+        return self.household.assistance_type
+
+    @property
+    def bank_account_ref(self) -> str:
+        return self.bank_account.ref if self.bank_account else "unknown"
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> "Application":
+        """From ApplicationSubmitted data at the current version."""
+        hh = data
+        bank = data.get("bank_account")
+        return cls(
+            case_id=data["case_id"], channel=data["channel"], urgency=data["urgency"],
+            clerk_id=data["clerk_id"], submitted_at=data["submitted_at"],
+            authorisation_signed=data["authorisation_signed"],
+            bank_account=BankAccount(**bank) if bank else None,
+            household=Household(
+                members=tuple(Member(**m) for m in hh["members"]), area=hh["area"],
+                region_code=hh["region_code"], assistance_type=hh["assistance_type"],
+                declared_monthly_income_fen=hh["declared_monthly_income_fen"],
+                declared_assets_fen=hh["declared_assets_fen"],
+                single_person_member_id=hh["single_person_member_id"],
+                requested_amount_fen=hh["requested_amount_fen"],
+                declared_medical_expense_fen=hh["declared_medical_expense_fen"],
+                declared_education_expense_fen=hh["declared_education_expense_fen"],
+            ),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ApplicationSubmitted data (current version)."""
+        hh = self.household
+        return {
+            "case_id": self.case_id,
+            "assistance_type": hh.assistance_type,
+            "channel": self.channel,
+            "region_code": hh.region_code,
+            "area": hh.area,
+            "members": [dataclasses.asdict(m) for m in hh.members],
+            "declared_monthly_income_fen": hh.declared_monthly_income_fen,
+            "declared_assets_fen": hh.declared_assets_fen,
+            "declared_medical_expense_fen": hh.declared_medical_expense_fen,
+            "declared_education_expense_fen": hh.declared_education_expense_fen,
+            "requested_amount_fen": hh.requested_amount_fen,
+            "single_person_member_id": hh.single_person_member_id,
+            "bank_account_ref": self.bank_account_ref,
+            "bank_account": dataclasses.asdict(self.bank_account) if self.bank_account else None,
+            "authorisation_signed": self.authorisation_signed,
+            "urgency": self.urgency,
+            "clerk_id": self.clerk_id,
+            "submitted_at": self.submitted_at,
+        }
+
+
+# ----------------------------------------------------------------------------------------
+# Decisions
+# ----------------------------------------------------------------------------------------
+BenefitKind = Literal["monthly", "one_off", "recognition"]
+
+
+@dataclass(frozen=True)
+class Benefit:
+    """What a review group approved: a monthly benefit (gap or tier), one-off relief
+    (amount and fund source), or a recognition only (低收入家庭认定, no money)."""
+
+    kind: str
+    benefit_id: str
+    benefit_type: str
+    tier: str | None
+    monthly_amount_fen: int | None
+    one_off_amount_fen: int | None
+    fund_source: str | None
+    first_period: str
+    approval_level: str
+    approving_body: str
+    approved_at: str
+
+    KINDS: ClassVar[tuple[str, ...]] = ("monthly", "one_off", "recognition")
+
+    def __post_init__(self) -> None:
+        _one_of(self.kind, self.KINDS, "benefit kind")
+        _one_of(self.benefit_type, ASSISTANCE_TYPES, "benefit_type")
+        _one_of(self.approval_level, ("township", "county"), "approval_level")
+        period(self.first_period, "first_period")
+        monthly, one_off = self.monthly_amount_fen, self.one_off_amount_fen
+        if self.kind == "monthly":
+            if not monthly or one_off is not None:
+                raise ValueError("a monthly benefit has a positive monthly amount and no one-off amount")
+            fen(monthly, "monthly_amount_fen")
+        elif self.kind == "one_off":
+            if not one_off or monthly is not None:
+                raise ValueError("one-off relief has a positive one-off amount and no monthly amount")
+            fen(one_off, "one_off_amount_fen")
+            if not self.fund_source:
+                raise ValueError("one-off relief names its fund source")
+        elif monthly is not None or one_off is not None:
+            raise ValueError("a recognition carries no amount")
+
+    @property
+    def payable(self) -> bool:
+        return self.kind != "recognition"
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> "Benefit":
+        """The benefit part of BenefitApproved data (current version)."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    refusing_body: str
+    refused_at: str
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise ValueError("a refusal gives its reasons (不予批准决定书)")
+
+
+# ----------------------------------------------------------------------------------------
+# Storage: one generic transcoding per value class
+# ----------------------------------------------------------------------------------------
+class ValueTranscoding(Transcoding):
+    """Stores a frozen dataclass as its fields; nested values are transcoded in turn."""
+
+    def __init__(self, cls: type):
+        self.type = cls
+        self.name = f"lifeline.{cls.__name__}"
+
+    def encode(self, obj: Any) -> dict[str, Any]:
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+    def decode(self, data: dict[str, Any]) -> Any:
+        return self.type(**data)
+
+
+VALUE_CLASSES: tuple[type, ...] = (Member, Household, BankAccount, Application, Benefit, Refusal)
+VALUE_TRANSCODINGS = tuple(ValueTranscoding(cls) for cls in VALUE_CLASSES)
+
+__all__ = [
+    "Application", "BankAccount", "Benefit", "BenefitKind", "Household", "Member", "Refusal",
+    "VALUE_CLASSES", "VALUE_TRANSCODINGS", "ValueTranscoding", "fen", "mask_name", "period",
+]

@@ -1,0 +1,60 @@
+"""A service's outbound mapping: which internal domain events leave the service,
+under which public name, with which data.
+
+Domain events stay inside the service; only the events a service registers here
+become integration events (CloudEvents on Kafka). One function per event turns
+the stored domain event into the data of its public event, which the relay then
+validates against the event's JSON Schema. `published` lists the public names a
+service produces, so contract tests can exercise every one through the real
+producer's code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Mapper = Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A domain event's wire form; its topics and key follow from the contract."""
+
+    name: str
+    subject: str
+    data: dict[str, Any]
+
+
+def case_of(event: Any) -> str:
+    return event.case_id
+
+
+class Outbound:
+    def __init__(self) -> None:
+        self._mappers: dict[type, tuple[str, Mapper, Callable[[Any], str]]] = {}
+
+    def maps(
+        self, event_class: type, public_name: str, subject: Callable[[Any], str] = case_of
+    ) -> Callable[[Mapper], Mapper]:
+        """Decorator: `fn(domain_event) -> data` publishes `event_class` as `public_name`;
+        the CloudEvent subject (and Kafka key) is the case id unless `subject` says otherwise."""
+
+        def register(fn: Mapper) -> Mapper:
+            self._mappers[event_class] = (public_name, fn, subject)
+            return fn
+
+        return register
+
+    def __call__(self, event: Any) -> Outgoing | None:
+        found = self._mappers.get(type(event))
+        if found is None:
+            return None
+        name, fn, subject = found
+        return Outgoing(name, subject(event), fn(event))
+
+    @property
+    def published(self) -> dict[str, type]:
+        """Public event name → the domain event class it comes from."""
+        return {name: cls for cls, (name, _, _) in self._mappers.items()}

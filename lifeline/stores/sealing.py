@@ -1,0 +1,53 @@
+"""Sealed fields: a bank account number is encrypted wherever it is stored or sent
+(event stores, topics, read models) and unsealed only where a bank file is written.
+
+AES-256-GCM (eventsourcing's AESCipher), key derived from LIFELINE_CIPHER_KEY, or in
+the embedded mode from a secret generated once under the data directory, which every
+process of that Lifeline shares.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import time
+
+from eventsourcing.cipher import AESCipher
+from eventsourcing.utils import Environment
+
+from lifeline.settings import Settings
+
+
+class Sealer:
+    def __init__(self, secret: str):
+        key = base64.b64encode(hashlib.sha256(b"lifeline-sealing\0" + secret.encode()).digest())
+        self._cipher = AESCipher(Environment(env={"CIPHER_KEY": key.decode("ascii")}))
+
+    def seal(self, text: str) -> str:
+        return base64.urlsafe_b64encode(self._cipher.encrypt(text.encode("utf-8"))).decode("ascii")
+
+    def unseal(self, token: str) -> str:
+        return self._cipher.decrypt(base64.urlsafe_b64decode(token.encode("ascii"))).decode("utf-8")
+
+
+def sealer_for(settings: Settings) -> Sealer:
+    if settings.cipher_key:
+        return Sealer(settings.cipher_key)
+    path = settings.data_dir / "sealing.secret"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # Exclusive create: processes starting together agree on the first secret written.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    for _ in range(50):
+        secret = path.read_text().strip()
+        if secret:
+            return Sealer(secret)
+        time.sleep(0.01)  # the creator has not written it yet
+    raise RuntimeError(f"{path} is empty")

@@ -1,0 +1,20 @@
+"""Payment's composition root: what it stores, consumes and serves."""
+
+from __future__ import annotations
+
+from lifeline.domain.clock import Clock
+from lifeline.runtime.service import ServiceSpec
+from lifeline.settings import Settings
+from services.payment import api
+from services.payment.application import PaymentApplication, project
+from services.payment.consumers import CONSUMES
+
+
+def build(settings: Settings, clock: Clock, env: dict[str, str]) -> PaymentApplication:
+    return PaymentApplication(env, clock=clock)
+
+
+SPEC = ServiceSpec(
+    name="payment", title="Lifeline payment (社会化发放)", build=build,
+    project=project, router=api.router, consumes=CONSUMES,
+)

@@ -1,0 +1,25 @@
+"""Verification's composition root: what it stores, consumes and serves, and what it needs."""
+
+from __future__ import annotations
+
+from lifeline.domain.clock import Clock
+from lifeline.runtime.service import ServiceSpec
+from lifeline.settings import Settings
+from services.verification import api
+from services.verification.application import VerificationApplication, project
+from services.verification.consumers import CONSUMES
+from services.verification.policy import PolicyHolder, default_policy_book
+
+
+def build(settings: Settings, clock: Clock, env: dict[str, str]) -> VerificationApplication:
+    return VerificationApplication(env, clock=clock, policies=PolicyHolder(default_policy_book()))
+
+
+SPEC = ServiceSpec(
+    name="verification",
+    title="Lifeline verification (审核确认)",
+    build=build,
+    project=project,
+    router=api.router,
+    consumes=CONSUMES,
+)

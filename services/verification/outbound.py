@@ -1,0 +1,64 @@
+"""Verification's public events: how its domain events appear on the wire."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from lifeline.messaging.outbound import Outbound
+from services.verification.domain import Verification
+
+OUTBOUND = Outbound()
+
+
+@OUTBOUND.maps(Verification.Requested, "VerificationRequested")
+def verification_requested(e: Verification.Requested) -> dict[str, Any]:
+    # To the partner topic, keyed by department (topics.key_for).
+    return {
+        "request_id": e.request_id, "verification_id": e.verification_id, "case_id": e.case_id,
+        "department": e.department, "id_numbers": list(e.id_numbers), "region_code": e.region_code,
+        "requested_at": e.requested_at, "due_at": e.due_at,
+    }
+
+
+@OUTBOUND.maps(Verification.Completed, "VerificationCompleted")
+def verification_completed(e: Verification.Completed) -> dict[str, Any]:
+    a = e.assessment
+    return {
+        "case_id": e.case_id,
+        "verification_id": e.verification_id,
+        "per_capita_income_fen": a["per_capita_income_fen"],
+        "household_size": a["household_size"],
+        "assets_summary": a["assets_summary"],
+        "warnings": a["warnings"],
+        "outcome": a["outcome"],
+        "recommended_assistance_type": a["recommended_assistance_type"],
+        "tier": a["tier"],
+        "recommended_amount_fen": a["monthly_amount_fen"],
+        "standard_applied_fen": a["standard_applied_fen"],
+        "departments_answered": a["departments_answered"],
+        "departments_missing": a["departments_missing"],
+        "completed_at": e.completed_at,
+    }
+
+
+@OUTBOUND.maps(Verification.Approved, "BenefitApproved")
+def benefit_approved(e: Verification.Approved) -> dict[str, Any]:
+    b = e.benefit
+    return {
+        "case_id": e.case_id,
+        "verification_id": e.verification_id,
+        "household": {"members_count": e.members_count, "region_code": e.region_code, "area": e.area},
+        **dataclasses.asdict(b),
+        "bank_account_ref": e.bank_account.ref if e.bank_account else "unknown",
+        "bank_account": dataclasses.asdict(e.bank_account) if e.bank_account else None,
+        "reason": e.reason,
+    }
+
+
+@OUTBOUND.maps(Verification.Refused, "BenefitRefused")
+def benefit_refused(e: Verification.Refused) -> dict[str, Any]:
+    return {
+        "case_id": e.case_id, "verification_id": e.verification_id, "region_code": e.region_code,
+        **dataclasses.asdict(e.refusal),
+    }
