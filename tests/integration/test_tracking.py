@@ -10,7 +10,7 @@ from lifeline.contracts import registry
 from lifeline.stores.eventstore import event_store_env
 from lifeline.settings import Settings
 from services.notify.application import NotifyApplication
-from tests.harness import household
+from tests.unit.services import submitted_data
 from tests.unit.contract_examples import make_id_number
 
 pytestmark = pytest.mark.integration
@@ -26,8 +26,8 @@ def notify_app(infra, namespace, tmp_data_dir):
 def application(sequence: int):
     case_id = f"C-T{uuid.uuid4().hex[:10].upper()}"
     people = [make_id_number("37050219800101" + f"{sequence % 1000:03d}")]
-    data = {**household(people, "370502101001"), "case_id": case_id, "clerk_id": "c",
-            "submitted_at": "2026-11-25T09:00:00+08:00"}
+    # The data as intake's own mapping produces it (Application.to_wire).
+    data = submitted_data(case_id, people, region_code="370502101001")
     return registry.new_event(
         "ApplicationSubmitted", data, subject=case_id, source="lifeline/intake",
         sequence=sequence, actor={"user_id": "c", "role": "clerk", "org_code": ""},
