@@ -203,7 +203,7 @@ def test_kill_9_relay_mid_publish_loses_nothing_and_doubles_nothing(lifeline):
 
 
 def test_kill_9_relay_in_the_middle_of_a_batch_loses_nothing(lifeline):
-    from lifeline.stores.application import Meta
+    from lifeline.domain.aggregate import Meta
     from lifeline.stores.eventstore import event_store_env
     from lifeline.settings import Settings
     from services.intake.application import IntakeApplication
