@@ -24,7 +24,9 @@ from lifeline.http.idempotency import IdempotencyStore, idempotent_response
 from lifeline.messaging.consumer import EventConsumer
 from lifeline.messaging.kafka import Bus, all_topics
 from lifeline.messaging.outbox import OutboxRelay
+from lifeline.ops.faults import install_faults
 from lifeline.ops.metrics import OUTBOX_POSITION
+from lifeline.rules.setup import install_rules
 from lifeline.settings import Settings
 from lifeline.stores.application import ServiceApplication
 from lifeline.stores.eventstore import event_store_env
@@ -60,6 +62,10 @@ class ServiceRuntime:
     def __init__(self, spec: ServiceSpec, settings: Settings, *, consume: bool = True, relay: bool = True):
         self.spec = spec
         self.settings = settings
+        # The composition root: the rules data (calendar, region register) and the test faults
+        # come from the settings before anything uses them; a bad operator file stops here.
+        install_rules(settings)
+        install_faults(settings)
         self.app = spec.application(env=event_store_env(settings, spec.name))
         self.side = SideStore(settings, spec.name)
         self.projection = Projection(self.app, self.side, spec.project)

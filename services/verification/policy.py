@@ -582,10 +582,15 @@ class PolicyHolder:
         return book
 
 
-def policy_file() -> Path:
-    return Path(os.environ.get("LIFELINE_POLICY_FILE", str(DEFAULT_POLICY_FILE)))
+def policy_file(settings: "Settings | None" = None) -> Path:
+    """The policy file the settings name (``LIFELINE_POLICY_FILE``, default ``config/policy.yaml``).
+
+    Without settings, the process environment's (until every caller passes its settings)."""
+    from lifeline.settings import Settings
+
+    return (settings if settings is not None else Settings.from_env()).policy_file
 
 
-def default_policy_book() -> PolicyBook:
-    """``config/policy.yaml`` at the repository root, or env ``LIFELINE_POLICY_FILE``."""
-    return PolicyBook.load(policy_file())
+def default_policy_book(settings: "Settings | None" = None) -> PolicyBook:
+    """The book in ``settings.policy_file``; see :func:`policy_file` for ``settings=None``."""
+    return PolicyBook.load(policy_file(settings))

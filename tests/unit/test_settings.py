@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from lifeline import cli
 from lifeline.rules import calendar, regions
 from lifeline.settings import DEFAULT_PORTS, SERVICES, Settings, SettingsError
 from services.verification import policy
@@ -94,3 +98,36 @@ def test_every_field_is_one_lifeline_variable():
     names = Settings.env_names()
     assert names["data_dir"] == "LIFELINE_DATA_DIR" and names["test_clock"] == "LIFELINE_TEST_CLOCK"
     assert all(env == "LIFELINE_" + field.upper() for field, env in names.items())
+
+
+def test_the_command_line_refuses_bad_settings_without_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("LIFELINE_TEST_CLOCK", "1")
+    monkeypatch.setenv("LIFELINE_ENVIRONMENT", "production")
+    assert cli.main(["token", "--role", "clerk", "--region", "370502"]) == 2
+    err = capsys.readouterr().err
+    assert "lifeline token: invalid Lifeline settings" in err and "Traceback" not in err
+
+
+def test_no_lifeline_variable_is_read_outside_settings():
+    """Only lifeline/settings.py reads LIFELINE_* variables; the rest gets Settings (or values
+    from it). Setting variables for a child process is fine."""
+    reads = re.compile(r"""(environ\.get\(|environ\[|getenv\()\s*f?["']LIFELINE_""")
+    offenders = []
+    for root in ("lifeline", "services", "tests", "bench", "scripts"):
+        for path in (REPO_ROOT / root).rglob("*.py"):
+            if path == Path(__file__).resolve() or path == REPO_ROOT / "lifeline" / "settings.py":
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if reads.search(line):
+                    offenders.append(f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_a_bad_operator_file_stops_serve_naming_file_and_line(tmp_path):
+    (tmp_path / "2027.yaml").write_text("year: 2027\nholidays: [2026-05-01]\n", encoding="utf-8")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "LIFELINE_CALENDAR_DIR": str(tmp_path),
+           "LIFELINE_DATA_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "lifeline.cli", "serve", "intake"], env=env,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2, r.stderr
+    assert f"{tmp_path / '2027.yaml'}: holidays: 2026-05-01 is not in year 2027" in r.stderr
