@@ -131,3 +131,34 @@ def test_a_bad_operator_file_stops_serve_naming_file_and_line(tmp_path):
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2, r.stderr
     assert f"{tmp_path / '2027.yaml'}: holidays: 2026-05-01 is not in year 2027" in r.stderr
+
+
+def _compose_env() -> dict[str, dict[str, str]]:
+    import yaml
+
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    return {name: {k: str(v) for k, v in svc["environment"].items()}
+            for name, svc in compose["services"].items() if svc.get("image") == "lifeline:latest"}
+
+
+@pytest.mark.parametrize("service", [*SERVICES, "simulator"])
+def test_docker_compose_runs_every_lifeline_process_in_production(service):
+    env = _compose_env()[service]
+    # Compose fills the secrets from the caller's environment (and refuses without them).
+    env = {k: ("placeholder" if v.startswith("${") else v) for k, v in env.items()}
+    s = Settings.from_env(env)
+    assert s.environment == "production" and not s.test_clock
+    assert s.database_url.startswith("postgresql://")
+
+
+def test_the_kubernetes_config_is_production():
+    import yaml
+
+    data: dict[str, str] = {}
+    for doc in yaml.safe_load_all((REPO_ROOT / "deploy" / "k8s" / "config.yaml").read_text(encoding="utf-8")):
+        data |= doc.get("data", {}) | doc.get("stringData", {})
+    for manifest in [*SERVICES, "simulator"]:
+        text = (REPO_ROOT / "deploy" / "k8s" / f"{manifest}.yaml").read_text(encoding="utf-8")
+        assert "name: lifeline-config" in text and "name: lifeline-secrets" in text, manifest
+    s = Settings.from_env(data)
+    assert s.environment == "production" and s.host == "0.0.0.0"
