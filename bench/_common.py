@@ -109,7 +109,8 @@ def infrastructure(args: argparse.Namespace, label: str) -> Iterator[Infra]:
         else:
             from lifeline.dev.realinfra import RealKafka
 
-            broker = RealKafka(root / "kafka", partitions=args.partitions)
+            broker = RealKafka(root / "kafka", partitions=args.partitions,
+                               jars_dir=Settings.from_env().kafka_jars_dir)
         started.append(broker)
         broker.start()
         startup["broker"] = time.perf_counter() - t0

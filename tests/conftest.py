@@ -27,8 +27,13 @@ from pathlib import Path
 
 import pytest
 
+from lifeline.settings import Settings
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BACKEND = os.environ.get("LIFELINE_TEST_BACKEND", "embedded").strip().lower() or "embedded"
+# The test run's own settings (LIFELINE_TEST_BACKEND, LIFELINE_TEST_KEEP, ...);
+# the services under test get theirs from Infra.env below.
+SETTINGS = Settings.from_env()
+BACKEND = SETTINGS.test_backend
 SERVICE_PORT_NAMES = ("intake", "verification", "payment", "charity", "notify", "simulator")
 
 # Fixed test secrets: the services refuse to run without them in production
@@ -84,7 +89,8 @@ class Infra:
 
             self.postgres = self._timed("postgres", RealPostgres(self.root / "postgres").start)
             self.redis = self._timed("redis", RealRedis(data_dir=self.root / "redis").start)
-            self.broker = self._timed("kafka", RealKafka(self.root / "kafka").start)
+            self.broker = self._timed("kafka", RealKafka(
+                self.root / "kafka", jars_dir=SETTINGS.kafka_jars_dir).start)
         return self
 
     def _timed(self, name: str, start):
@@ -101,7 +107,7 @@ class Infra:
                     part.stop()
                 except Exception as exc:  # noqa: BLE001 - keep stopping the others
                     print(f"lifeline infra: stopping {part!r} failed: {exc}", file=sys.stderr)
-        if self.root and not os.environ.get("LIFELINE_TEST_KEEP"):
+        if self.root and not SETTINGS.test_keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def restart_broker(self) -> None:

@@ -38,6 +38,7 @@ from lifeline.dev.embedded import (
     kafka_metadata_ok,
     port_open,
 )
+from lifeline.settings import Settings
 
 KAFKA_VERSION = "4.1.1"
 # The jar that proves the download was Kafka and not something half-done.
@@ -49,9 +50,7 @@ _POM = _REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 
 
 def default_jars_dir() -> Path:
-    override = os.environ.get("LIFELINE_KAFKA_JARS_DIR")
-    if override:
-        return Path(override).expanduser()
+    """Where the jars are cached unless a caller names a directory (``Settings.kafka_jars_dir``)."""
     return Path.home() / ".cache" / "lifeline" / f"kafka-{KAFKA_VERSION}" / "libs"
 
 
@@ -485,14 +484,15 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, required=True)
     args = parser.parse_args(argv)
 
+    settings = Settings.from_env()
     if args.cmd == "ensure-jars":
         t0 = time.monotonic()
-        path = ensure_jars(args.jars_dir)
+        path = ensure_jars(args.jars_dir or settings.kafka_jars_dir)
         print(f"Kafka {KAFKA_VERSION} jars ready in {path} ({time.monotonic() - t0:.1f}s)")
         return 0
 
     data = args.data_dir.resolve()
-    kafka = RealKafka(data / "kafka")
+    kafka = RealKafka(data / "kafka", jars_dir=settings.kafka_jars_dir)
     pg = RealPostgres(data / "postgres")
     redis = RealRedis(data_dir=data / "redis")
     try:

@@ -1,11 +1,12 @@
 """Deliberate crashes, for the fault tests.
 
-`LIFELINE_FAULTS` lists points as `point:EventName[:nth]`, comma-separated, e.g.
-`consumer_after_save:BenefitApproved` kills the process with SIGKILL right after
-the effects of the first BenefitApproved were saved and before the Kafka offset
-was committed. Each fault fires once per data directory (a marker file), so the
-restarted process runs normally. Unset in production: the check is one dict
-lookup.
+`LIFELINE_FAULTS` (``Settings.faults``) lists points as `point:EventName[:nth]`,
+comma-separated, e.g. `consumer_after_save:BenefitApproved` kills the process
+with SIGKILL right after the effects of the first BenefitApproved were saved and
+before the Kafka offset was committed. Each fault fires once per data directory
+(a marker file), so the restarted process runs normally. A service's composition
+root installs them from its settings (:func:`install_faults`); none are
+installed otherwise, and then the check is one dict lookup.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+from lifeline.settings import Settings
+
 _counts: Counter[tuple[str, str]] = Counter()
+_FAULTS: dict[tuple[str, str], int] = {}
+_marker_dir = Path("var")
 
 
-def _configured() -> dict[tuple[str, str], int]:
-    spec = os.environ.get("LIFELINE_FAULTS", "")
+def parse_faults(spec: str) -> dict[tuple[str, str], int]:
+    """``"point:Event[:nth],..."`` as {(point, event): nth}; the event ``*`` matches any."""
     faults: dict[tuple[str, str], int] = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         parts = item.split(":")
@@ -28,7 +33,12 @@ def _configured() -> dict[tuple[str, str], int]:
     return faults
 
 
-_FAULTS = _configured()
+def install_faults(settings: Settings) -> None:
+    """Arm the faults ``settings.faults`` names; markers go under ``settings.data_dir``."""
+    global _FAULTS, _marker_dir
+    _FAULTS = parse_faults(settings.faults)
+    _marker_dir = settings.data_dir
+    _counts.clear()
 
 
 def maybe_crash(point: str, name: str) -> None:
@@ -41,7 +51,7 @@ def maybe_crash(point: str, name: str) -> None:
         _counts[key] += 1
         if _counts[key] < nth:
             continue
-        marker = Path(os.environ.get("LIFELINE_DATA_DIR", "var")) / f"fault.{point}.{key[1]}.fired"
+        marker = _marker_dir / f"fault.{point}.{key[1]}.fired"
         if marker.exists():
             continue
         marker.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ included, not left to each call site.
 from __future__ import annotations
 
 import logging
-import os
 import re
 
 # An 18-character resident ID (GB 11643) standing alone: first 6 and last 4 kept,
@@ -27,8 +26,9 @@ class MaskingFormatter(logging.Formatter):
         return mask_personal_data(super().format(record))
 
 
-def configure_logging() -> None:
-    """Root logging for a Lifeline process; uvicorn's loggers propagate here (log_config=None)."""
+def configure_logging(level: str = "INFO") -> None:
+    """Root logging for a Lifeline process at ``level`` (``Settings.log_level``); uvicorn's
+    loggers propagate here (log_config=None)."""
     handler = logging.StreamHandler()
     handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=os.environ.get("LIFELINE_LOG_LEVEL", "INFO"), handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -257,17 +257,42 @@ def read_arrangement(path: str | os.PathLike[str]) -> YearArrangement:
     return parse_arrangement(data, str(path))
 
 
-def calendar_dir() -> Path:
-    return Path(os.environ.get("LIFELINE_CALENDAR_DIR", str(DEFAULT_CALENDAR_DIR)))
+def load_calendar(directory: str | os.PathLike[str]) -> StatutoryCalendar:
+    """The package's calendar plus every ``YYYY.yaml`` in ``directory`` (skipped when it does not
+    exist; ``*.example.yaml`` files are never loaded). A bad file raises :class:`CalendarError`
+    naming the file and the field."""
+    cal = StatutoryCalendar()
+    directory = Path(directory)
+    if directory.is_dir():
+        for path in sorted(directory.glob("[0-9][0-9][0-9][0-9].yaml")):
+            try:
+                cal.load_arrangement(path)
+            except CalendarError as exc:
+                if str(exc).startswith(str(path)):
+                    raise
+                raise CalendarError(f"{path}: {exc}") from exc
+    return cal
+
+
+_installed: StatutoryCalendar | None = None
+
+
+def install_calendar(cal: StatutoryCalendar | None) -> None:
+    """Make ``cal`` the process-wide calendar (a service's composition root does, at start, with
+    the operator's directory: see ``lifeline.rules.setup.install_rules``); ``None`` goes back to
+    the shipped one."""
+    global _installed
+    _installed = cal
 
 
 @lru_cache(maxsize=1)
+def shipped_calendar() -> StatutoryCalendar:
+    """The package plus the arrangements shipped in the repository's ``config/calendar``."""
+    return load_calendar(DEFAULT_CALENDAR_DIR)
+
+
 def default_calendar() -> StatutoryCalendar:
-    """The process-wide calendar: the package plus every ``YYYY.yaml`` in the calendar directory
-    (``config/calendar`` or env ``LIFELINE_CALENDAR_DIR``). ``*.example.yaml`` files are skipped."""
-    cal = StatutoryCalendar()
-    directory = calendar_dir()
-    if directory.is_dir():
-        for path in sorted(directory.glob("[0-9][0-9][0-9][0-9].yaml")):
-            cal.load_arrangement(path)
-    return cal
+    """The process-wide calendar: the installed one, or the shipped one before anything was
+    installed. It never reads the environment."""
+    cal = _installed
+    return cal if cal is not None else shipped_calendar()

@@ -202,21 +202,41 @@ class RegionRegister:
         return division is not None and division.in_force
 
 
-def regions_dir() -> Path:
-    return Path(os.environ.get("LIFELINE_REGIONS_DIR", str(DEFAULT_REGIONS_DIR)))
-
-
-@lru_cache(maxsize=1)
-def region_register() -> RegionRegister:
-    """The packaged register, then every ``*.tsv`` in ``config/regions`` (or env
-    ``LIFELINE_REGIONS_DIR``) in name order: an operator adds a new county, or retires one,
-    without a release; a later row for a code replaces the earlier one."""
+def load_region_register(directory: str | os.PathLike[str]) -> RegionRegister:
+    """The packaged register, then every ``*.tsv`` in ``directory`` (skipped when it does not
+    exist) in name order: an operator adds a new county, or retires one, without a release; a
+    later row for a code replaces the earlier one. A bad row raises :class:`RegisterError`
+    naming the file and line."""
     divisions = parse_register(REGISTER_FILE.read_text(encoding="utf-8"), str(REGISTER_FILE))
-    directory = regions_dir()
+    directory = Path(directory)
     if directory.is_dir():
         for path in sorted(directory.glob("*.tsv")):
             divisions.update(parse_register(path.read_text(encoding="utf-8"), str(path)))
     return RegionRegister(divisions)
+
+
+_installed: RegionRegister | None = None
+
+
+def install_region_register(register: RegionRegister | None) -> None:
+    """Make ``register`` the process-wide register (a service's composition root does, at start,
+    with the operator's directory: see ``lifeline.rules.setup.install_rules``); ``None`` goes
+    back to the shipped one."""
+    global _installed
+    _installed = register
+
+
+@lru_cache(maxsize=1)
+def shipped_region_register() -> RegionRegister:
+    """The packaged register plus the rows shipped in the repository's ``config/regions``."""
+    return load_region_register(DEFAULT_REGIONS_DIR)
+
+
+def region_register() -> RegionRegister:
+    """The process-wide register: the installed one, or the shipped one before anything was
+    installed. It never reads the environment."""
+    register = _installed
+    return register if register is not None else shipped_region_register()
 
 
 def is_known_county(code: str) -> bool:

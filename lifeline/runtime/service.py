@@ -25,7 +25,9 @@ from lifeline.http.idempotency import IdempotencyStore, idempotent_response
 from lifeline.messaging.consumer import EventConsumer
 from lifeline.messaging.kafka import Bus, all_topics
 from lifeline.messaging.outbox import OutboxRelay
+from lifeline.ops.faults import install_faults
 from lifeline.ops.metrics import OUTBOX_POSITION
+from lifeline.rules.setup import install_rules
 from lifeline.settings import Settings
 from lifeline.stores.application import ServiceApplication
 from lifeline.stores.eventstore import event_store_env
@@ -56,7 +58,7 @@ class ServiceSpec:
 def clock_for(settings: Settings) -> Clock:
     """The system clock; with LIFELINE_TEST_CLOCK=1 (never in production) one shared
     test clock that `lifeline clock set/advance` move for every process."""
-    if getattr(settings, "test_clock", False):
+    if settings.test_clock:
         return SharedClock(settings.data_dir / "clock.json")
     return SystemClock()
 
@@ -80,6 +82,10 @@ class ServiceRuntime:
     ):
         self.spec = spec
         self.settings = settings
+        # The composition root: the rules data (calendar, region register) and the test faults
+        # come from the settings before anything uses them; a bad operator file stops here.
+        install_rules(settings)
+        install_faults(settings)
         self.clock = clock or clock_for(settings)
         self.app = spec.application(settings, self.clock)
         self.side = SideStore(settings, spec.name)

@@ -9,7 +9,7 @@ Its data set is deterministic: each person's figures derive from a hash of
 (seed, department, ID number), unless a record was loaded for that person.
 It can misbehave on purpose: stay silent for a department, answer late,
 answer twice, or send garbage — set over HTTP (`PUT /v1/behaviour`) or by
-environment (`LIFELINE_SIMULATOR_SILENT=housing,tax`).
+settings (`LIFELINE_SIMULATOR_SILENT=housing,tax`).
 
 An answer's identity is (source `partner/<department>`, sequence of the
 request in the verification log), so answering the same request twice is
@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,14 +93,12 @@ class RecordIn(BaseModel):
 
 
 class PartnerSimulator:
-    def __init__(self, settings: Settings, seed: str = "lifeline"):
+    def __init__(self, settings: Settings, seed: str | None = None):
         self.settings = settings
-        self.seed = seed
+        self.seed = settings.simulator_seed if seed is None else seed
         self.bus = Bus(settings, client_id="lifeline-partner-simulator")
         self.records: dict[tuple[str, str], dict[str, int]] = {}
-        self.behaviour = Behaviour(
-            silent=set(filter(None, os.environ.get("LIFELINE_SIMULATOR_SILENT", "").split(",")))
-        )
+        self.behaviour = Behaviour(silent=set(settings.silent_departments))
         self.answered = 0
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -203,7 +200,7 @@ class PartnerSimulator:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    sim = PartnerSimulator(settings, seed=os.environ.get("LIFELINE_SIMULATOR_SEED", "lifeline"))
+    sim = PartnerSimulator(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):

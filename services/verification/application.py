@@ -21,7 +21,7 @@ from services.verification.assessment import Assessment, assess
 from services.verification.consumers import HANDLERS
 from services.verification.domain import DecisionNotAllowed, Verification
 from services.verification.outbound import OUTBOUND
-from services.verification.policy import CountyPolicy, PolicyHolder, default_policy_book
+from services.verification.policy import CountyPolicy, PolicyHolder, shipped_policy_book
 
 __all__ = ["VerificationApplication", "VerificationNotFound", "DecisionNotAllowed", "project"]
 
@@ -68,7 +68,7 @@ class VerificationApplication(ServiceApplication):
 
     def __init__(self, env=None, *, clock: Clock | None = None, policies: PolicyHolder | None = None):
         super().__init__(env, clock=clock)
-        self.policies = policies or PolicyHolder(default_policy_book())
+        self.policies = policies or PolicyHolder(shipped_policy_book())
 
     def _policy(self, region_code: str, on: datetime) -> CountyPolicy:
         return self.policies.book.policy_for(county_of(region_code), business_date(on))

@@ -12,7 +12,7 @@ from services.verification.policy import PolicyHolder, default_policy_book
 
 
 def build(settings: Settings, clock: Clock, env: dict[str, str]) -> VerificationApplication:
-    return VerificationApplication(env, clock=clock, policies=PolicyHolder(default_policy_book()))
+    return VerificationApplication(env, clock=clock, policies=PolicyHolder(default_policy_book(settings)))
 
 
 SPEC = ServiceSpec(

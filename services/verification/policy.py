@@ -17,17 +17,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
 import jsonschema
 import yaml
 
 from lifeline.rules.departments import DEPARTMENTS
+from lifeline.settings import DEFAULT_POLICY_FILE, Settings
 from lifeline.rules.regions import InvalidRegionCode, county_of, is_known_county
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_POLICY_FILE = REPO_ROOT / "config" / "policy.yaml"
 
 Area = Literal["urban", "rural"]
 
@@ -590,10 +588,11 @@ class PolicyHolder:
         return book
 
 
-def policy_file() -> Path:
-    return Path(os.environ.get("LIFELINE_POLICY_FILE", str(DEFAULT_POLICY_FILE)))
+def default_policy_book(settings: Settings) -> PolicyBook:
+    """The book in the file the settings name (``LIFELINE_POLICY_FILE``)."""
+    return PolicyBook.load(settings.policy_file)
 
 
-def default_policy_book() -> PolicyBook:
-    """``config/policy.yaml`` at the repository root, or env ``LIFELINE_POLICY_FILE``."""
-    return PolicyBook.load(policy_file())
+def shipped_policy_book() -> PolicyBook:
+    """The book shipped in config/policy.yaml (tests and tools that configure nothing)."""
+    return PolicyBook.load(DEFAULT_POLICY_FILE)

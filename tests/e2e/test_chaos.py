@@ -8,7 +8,6 @@ connection or a 5xx they retry the same request with the same Idempotency-Key.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -16,13 +15,14 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import SETTINGS
 from tests.e2e.conftest import make_poor, new_people
 from tests.e2e.test_flows import REGION, completed, items
 from tests.harness import household, wait_for
 
 pytestmark = pytest.mark.e2e
 
-SEED = int(os.environ.get("LIFELINE_CHAOS_SEED", "20261125"))
+SEED = SETTINGS.chaos_seed
 HOUSEHOLDS = 8
 MIN_KILLS = 6
 VICTIMS = ("intake", "verification", "payment", "notify")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from lifeline.dev.embedded import free_port
-from tests.conftest import REPO_ROOT
+from tests.conftest import BACKEND, REPO_ROOT
 from tests.e2e.conftest import new_people
 from tests.harness import household, wait_for
 
@@ -43,7 +43,7 @@ def _stop(proc: subprocess.Popen) -> None:
     assert proc.wait(60) == 0
 
 
-@pytest.mark.skipif(os.environ.get("LIFELINE_TEST_BACKEND", "embedded") != "embedded",
+@pytest.mark.skipif(BACKEND != "embedded",
                     reason="lifeline up is the embedded default")
 def test_up_serves_everything_and_keeps_data_across_a_restart():
     data_dir = Path(tempfile.mkdtemp(prefix="lifeline-up-"))

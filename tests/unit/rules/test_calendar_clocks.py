@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from lifeline.rules import clocks
-from lifeline.rules.calendar import CalendarError, StatutoryCalendar, default_calendar
+from lifeline.rules.calendar import (
+    CalendarError,
+    StatutoryCalendar,
+    default_calendar,
+    install_calendar,
+    load_calendar,
+    shipped_calendar,
+)
 from lifeline.rules.periods import SHANGHAI
+from lifeline.rules.setup import install_rules
+from lifeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE_2027 = REPO / "config" / "calendar" / "2027.example.yaml"
@@ -255,20 +265,31 @@ def test_single_working_day_edges(start, n, due):
 
 
 def test_calendar_directory_loaded_without_release(tmp_path, monkeypatch):
-    """An operator drops 2027.yaml in the calendar directory; a restart (or cache clear) picks it
-    up and the working days change — no code change."""
+    """An operator drops 2027.yaml in the calendar directory; a restart (which installs the rules
+    from the settings) picks it up and the working days change — no code change."""
     (tmp_path / "2027.yaml").write_text(
         "year: 2027\nsource: 国务院办公厅通知\n"
         "holidays: [{name: 元旦, dates: [{from: 2027-01-01, to: 2027-01-03}]}]\n"
         "makeup_working_days: []\n", encoding="utf-8")
+    assert load_calendar(tmp_path).is_known_year(2027)
     monkeypatch.setenv("LIFELINE_CALENDAR_DIR", str(tmp_path))
-    default_calendar.cache_clear()
+    assert not default_calendar().is_known_year(2027)  # the rules module reads no environment
+    install_rules(Settings.from_env())  # a service's start
     try:
         cal = default_calendar()
         assert cal.is_known_year(2027) and not cal.is_working_day(date(2027, 1, 1))
         d = clocks.verification_request_due(at(2026, 12, 31))   # the process-wide calendar
         assert d.calendar_known and d.due_date == date(2027, 1, 6)
     finally:
-        default_calendar.cache_clear()
-    monkeypatch.delenv("LIFELINE_CALENDAR_DIR")
+        install_calendar(None)
+    assert default_calendar() is shipped_calendar()
     assert not default_calendar().is_known_year(2027)
+
+
+def test_bad_calendar_file_stops_loading_naming_the_file(tmp_path):
+    (tmp_path / "2027.yaml").write_text("year: 2027\nholidays: [2026-05-01]\n", encoding="utf-8")
+    with pytest.raises(CalendarError, match=re.escape(str(tmp_path / "2027.yaml"))):
+        load_calendar(tmp_path)
+    assert not default_calendar().is_known_year(2027)
+
+

@@ -15,15 +15,20 @@ from lifeline.rules.regions import (
     InvalidRegionCode,
     RegisterError,
     county_of,
+    install_region_register,
     is_county_code,
     is_known_county,
     level_of,
+    load_region_register,
     parse_register,
     region_contains,
     region_register,
+    shipped_region_register,
     validate_division_in_force,
     validate_region_code,
 )
+from lifeline.rules.setup import install_rules
+from lifeline.settings import Settings
 
 TODAY = date(2026, 6, 1)
 
@@ -182,20 +187,36 @@ def test_known_county():
     assert not is_known_county("370599") and not is_known_county("370500")
 
 
-def test_operator_adds_and_retires_codes_without_a_release(tmp_path, monkeypatch):
+def test_operator_adds_and_retires_codes_without_a_release(tmp_path):
     (tmp_path / "2027.tsv").write_text(
         "# 2027 changes published by the Ministry\n"
         "370599\t示例新区\t1\t2027\t\n"
         "370502\t东营区\t0\t1982\t2027\n", encoding="utf-8")
-    monkeypatch.setenv("LIFELINE_REGIONS_DIR", str(tmp_path))
-    region_register.cache_clear()
+    loaded = load_region_register(tmp_path)
+    assert loaded.known("370599") and not loaded.in_force("370502")
+    assert region_register().in_force("370502")  # loading alone changes nothing
+    # A service's start: LIFELINE_REGIONS_DIR -> Settings.regions_dir -> install_rules.
+    install_rules(Settings.from_env({"LIFELINE_REGIONS_DIR": str(tmp_path)}))
     try:
         assert is_known_county("370599") and validate_division_in_force("370599001")
         assert not region_register().in_force("370502")
     finally:
-        monkeypatch.delenv("LIFELINE_REGIONS_DIR")
-        region_register.cache_clear()
+        install_region_register(None)
     assert region_register().in_force("370502") and not region_register().known("370599")
+
+
+def test_bad_register_file_stops_loading_naming_file_and_line(tmp_path):
+    (tmp_path / "2027.tsv").write_text("370599\t示例新区\tyes\t2027\t\n", encoding="utf-8")
+    with pytest.raises(RegisterError, match=rf"{tmp_path / '2027.tsv'}:1: in_force must be 1 or 0"):
+        load_region_register(tmp_path)
+
+
+def test_region_register_without_an_install_is_the_shipped_one(monkeypatch, tmp_path):
+    (tmp_path / "2027.tsv").write_text("370599\t示例新区\t1\t2027\t\n", encoding="utf-8")
+    monkeypatch.setenv("LIFELINE_REGIONS_DIR", str(tmp_path))  # never read by the rules module
+    install_region_register(None)
+    assert region_register() is shipped_region_register()
+    assert not region_register().known("370599")
 
 
 @pytest.mark.parametrize("line, message", [

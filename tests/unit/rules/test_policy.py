@@ -13,7 +13,9 @@ from services.verification.policy import (
     PolicyError,
     PolicyHolder,
     default_policy_book,
+    shipped_policy_book,
 )
+from lifeline.settings import Settings
 from tests.unit.rules.conftest import POLICY_FILE
 
 
@@ -193,5 +195,8 @@ def test_unreadable_and_invalid_yaml(tmp_path):
 
 def test_env_override(tmp_path, raw_policy, monkeypatch):
     path = _write(tmp_path, _mutate(raw_policy, ["counties", 1, "standards", "urban_fen"], 111111))
+    settings = Settings.from_env({"LIFELINE_POLICY_FILE": str(path)})
+    assert default_policy_book(settings).policy_for("370502", date(2026, 2, 1)).urban_standard_fen == 111111
+    # The process environment is read by Settings only, never here.
     monkeypatch.setenv("LIFELINE_POLICY_FILE", str(path))
-    assert default_policy_book().policy_for("370502", date(2026, 2, 1)).urban_standard_fen == 111111
+    assert shipped_policy_book().policy_for("370502", date(2026, 2, 1)).urban_standard_fen != 111111

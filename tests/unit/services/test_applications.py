@@ -50,7 +50,7 @@ from services.verification.application import (
 from services.verification.application import project as verification_project
 from services.verification.domain import Verification
 from services.verification.outbound import OUTBOUND as VERIFICATION_OUTBOUND
-from services.verification.policy import PolicyHolder, default_policy_book
+from services.verification.policy import PolicyHolder, shipped_policy_book
 
 from . import (
     ACCOUNT_NUMBER,
@@ -154,7 +154,7 @@ def test_handled_events(app_class, handled):
 
 # === verification ===========================================================================
 def policy_on(moment: datetime = NOW):
-    return default_policy_book().policy_for("370502", moment.date())
+    return shipped_policy_book().policy_for("370502", moment.date())
 
 
 def mandatory_departments() -> list[str]:
@@ -854,7 +854,7 @@ def test_the_decision_uses_the_policy_in_force_on_the_decision_date(verification
 
     import yaml
 
-    from services.verification.policy import policy_file
+    from lifeline.settings import DEFAULT_POLICY_FILE
 
     case_id = new_case_id()
     start(verification, case_id)
@@ -863,7 +863,7 @@ def test_the_decision_uses_the_policy_in_force_on_the_decision_date(verification
     members = checked["household_size"]
 
     # The county raises its urban standard from 1 December; the check was completed in November.
-    data = yaml.safe_load(policy_file().read_text(encoding="utf-8"))
+    data = yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
     in_force = verification.policies.policy_for("370502", NOW.date())
     raised = copy.deepcopy(next(c for c in data["counties"] if c["county_code"] == "370502"
                                 and str(c["effective_from"]) == in_force.effective_from.isoformat()))
@@ -985,7 +985,7 @@ def test_a_low_income_household_is_recognised_without_money(verification, paymen
 )
 def test_a_monthly_benefit_is_paid_from_the_month_after_the_decision(decided_at, first_period):
     verification = make(VerificationApplication, FixedClock("2026-12-31T10:00:00+08:00"),
-                        policies=PolicyHolder(default_policy_book()))
+                        policies=PolicyHolder(shipped_policy_book()))
     try:
         case_id = new_case_id()
         start(verification, case_id)

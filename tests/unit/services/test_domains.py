@@ -32,7 +32,7 @@ from services.verification.application import assessment_record
 from services.verification.assessment import assess
 from services.verification.domain import DecisionNotAllowed, Verification
 from services.verification.outbound import OUTBOUND as VERIFICATION_OUTBOUND
-from services.verification.policy import default_policy_book
+from services.verification.policy import shipped_policy_book
 
 from . import (
     ACCOUNT_NUMBER,
@@ -270,7 +270,7 @@ def test_mask_name(name, masked):
 
 
 # --- verification: Verification ------------------------------------------------------------
-POLICY = default_policy_book().policy_for("370502", DECIDED_AT.date())
+POLICY = shipped_policy_book().policy_for("370502", DECIDED_AT.date())
 DEPARTMENTS = list(POLICY.mandatory_departments)
 
 
