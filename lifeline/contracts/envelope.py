@@ -16,16 +16,12 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Mapping
 
 SPECVERSION = "1.0"
 DATACONTENTTYPE = "application/json"
 TYPE_PREFIX = "cn.gov.mca.lifeline."
-
-# Asia/Shanghai has had no DST since 1991, so a fixed +08:00 offset is exact and
-# spares us a dependency on the system tz database.
-SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 _TYPE_RE = re.compile(r"cn\.gov\.mca\.lifeline\.([A-Z][A-Za-z0-9]*)\.v([1-9][0-9]*)", re.ASCII)
 _SOURCE_RE = re.compile(r"(lifeline/[a-z][a-z0-9_-]*|partner/[a-z][a-z0-9_]*)", re.ASCII)
@@ -78,7 +74,9 @@ def is_datetime_with_offset(value: object) -> bool:
 
 def now_iso() -> str:
     """Current time in Asia/Shanghai, millisecond precision, with offset."""
-    return datetime.now(SHANGHAI).isoformat(timespec="milliseconds")
+    from lifeline.domain.clock import SystemClock
+
+    return SystemClock().now().isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)

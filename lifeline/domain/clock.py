@@ -14,9 +14,12 @@ import os
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lifeline.rules.periods import SHANGHAI, require_aware
+
+if TYPE_CHECKING:
+    from lifeline.settings import Settings
 
 
 class Clock(Protocol):
@@ -80,6 +83,14 @@ class SharedClock:
 
     def reset(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def clock_for(settings: Settings) -> Clock:
+    """The system clock; with LIFELINE_TEST_CLOCK=1 (never in production) one shared
+    test clock that `lifeline clock set/advance` move for every process."""
+    if settings.test_clock:
+        return SharedClock(settings.data_dir / "clock.json")
+    return SystemClock()
 
 
 _DURATION = re.compile(r"^(\d+)([dhms])$")

@@ -201,6 +201,8 @@ class Application:
     household: Household
     bank_account: BankAccount | None
     authorisation_signed: bool = True
+    # Applications registered before v3 only referred to their account: the reference is kept.
+    prior_account_ref: str = ""
 
     def __post_init__(self) -> None:
         _one_of(self.channel, CHANNELS, "channel")
@@ -218,7 +220,7 @@ class Application:
 
     @property
     def bank_account_ref(self) -> str:
-        return self.bank_account.ref if self.bank_account else "unknown"
+        return self.bank_account.ref if self.bank_account else self.prior_account_ref
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> "Application":
@@ -230,6 +232,7 @@ class Application:
             clerk_id=data["clerk_id"], submitted_at=data["submitted_at"],
             authorisation_signed=data["authorisation_signed"],
             bank_account=BankAccount(**bank) if bank else None,
+            prior_account_ref="" if bank else data["bank_account_ref"],
             household=Household(
                 members=tuple(Member(**m) for m in hh["members"]), area=hh["area"],
                 region_code=hh["region_code"], assistance_type=hh["assistance_type"],

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-from lifeline.rules.periods import today_shanghai
 from lifeline.rules.regions import (
     InvalidRegionCode,
     region_register,
@@ -71,7 +70,11 @@ def parse_resident_id(text: str, *, today: date | None = None) -> ResidentId:
         birth = date(int(body[6:10]), int(body[10:12]), int(body[12:14]))
     except ValueError as exc:
         raise InvalidResidentId(f"resident ID birth date {body[6:14]} is not a real date") from exc
-    limit = today if today is not None else today_shanghai()
+    if today is None:
+        from lifeline.domain.clock import SystemClock  # rules stay importable without the domain
+
+        today = SystemClock().now().date()
+    limit = today
     if birth > limit:
         raise InvalidResidentId(f"resident ID birth date {birth.isoformat()} is in the future")
     if birth < EARLIEST_BIRTH:

@@ -32,14 +32,6 @@ def business_date(moment: datetime) -> date:
     return to_shanghai(moment).date()
 
 
-def now_shanghai() -> datetime:
-    return datetime.now(SHANGHAI)
-
-
-def today_shanghai() -> date:
-    return now_shanghai().date()
-
-
 def start_of_day(d: date) -> datetime:
     """00:00 of ``d`` in Asia/Shanghai (aware)."""
     return datetime(d.year, d.month, d.day, tzinfo=SHANGHAI)

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from lifeline.domain.clock import Clock, SharedClock, SystemClock
+from lifeline.domain.clock import Clock, clock_for
 from lifeline.http.auth import Authenticator, Principal
 from lifeline.http.idempotency import IdempotencyStore, idempotent_response
 from lifeline.messaging.consumer import EventConsumer
@@ -53,14 +53,6 @@ class ServiceSpec:
     def application(self, settings: Settings, clock: Clock | None = None) -> ServiceApplication:
         """The service's application on its configured event store."""
         return self.build(settings, clock or clock_for(settings), event_store_env(settings, self.name))
-
-
-def clock_for(settings: Settings) -> Clock:
-    """The system clock; with LIFELINE_TEST_CLOCK=1 (never in production) one shared
-    test clock that `lifeline clock set/advance` move for every process."""
-    if settings.test_clock:
-        return SharedClock(settings.data_dir / "clock.json")
-    return SystemClock()
 
 
 def jwt_secret(settings: Settings) -> str:

@@ -24,7 +24,6 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -34,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import ContractError
+from lifeline.domain.clock import clock_for
 from lifeline.messaging.kafka import Bus, all_topics
 from lifeline.http.problems import install_problem_handlers
-from lifeline.rules.periods import SHANGHAI
 from lifeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,6 +96,7 @@ class PartnerSimulator:
         self.settings = settings
         self.seed = settings.simulator_seed if seed is None else seed
         self.bus = Bus(settings, client_id="lifeline-partner-simulator")
+        self.clock = clock_for(settings)
         self.records: dict[tuple[str, str], dict[str, int]] = {}
         self.behaviour = Behaviour(silent=set(settings.silent_departments))
         self.answered = 0
@@ -120,7 +120,7 @@ class PartnerSimulator:
                 "members": [
                     {"id_number": n, **self.figures(department, n)} for n in data["id_numbers"]
                 ],
-                "reported_at": datetime.now(SHANGHAI).isoformat(),
+                "reported_at": self.clock.now().isoformat(),
             },
             subject=data["case_id"],
             source=f"partner/{department}",

@@ -96,6 +96,7 @@ class Verification(LifelineAggregate):
         region_code: str
         area: str
         bank_account: BankAccount | None
+        bank_account_ref: str
         # The assessment by the rules in force on the decision date, for the audit trail.
         assessment: dict[str, Any]
 
@@ -112,6 +113,7 @@ class Verification(LifelineAggregate):
             state["region_code"] = wire["household"]["region_code"]
             state["area"] = wire["household"]["area"]
             state["bank_account"] = None
+            state["bank_account_ref"] = wire["bank_account_ref"]
             state["assessment"] = state.get("assessment") or {}
 
         def apply(self, v: "Verification") -> None:
@@ -240,7 +242,8 @@ class Verification(LifelineAggregate):
             self.Approved, case_id=self.case_id, verification_id=self.verification_id,
             benefit=benefit, reason=reason, members_count=len(self.application.household.members),
             region_code=self.region_code, area=self.application.household.area,
-            bank_account=self.application.bank_account, assessment=record, meta=by.as_dict(),
+            bank_account=self.application.bank_account,
+            bank_account_ref=self.application.bank_account_ref, assessment=record, meta=by.as_dict(),
         )
         return benefit
 

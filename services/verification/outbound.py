@@ -50,7 +50,7 @@ def benefit_approved(e: Verification.Approved) -> dict[str, Any]:
         "verification_id": e.verification_id,
         "household": {"members_count": e.members_count, "region_code": e.region_code, "area": e.area},
         **dataclasses.asdict(b),
-        "bank_account_ref": e.bank_account.ref if e.bank_account else "unknown",
+        "bank_account_ref": e.bank_account_ref,
         "bank_account": dataclasses.asdict(e.bank_account) if e.bank_account else None,
         "reason": e.reason,
     }
