@@ -6,13 +6,12 @@ from typing import Any
 
 from eventsourcing.application import ProcessingEvent
 
-from lifeline.contracts import registry
+from lifeline.domain.aggregate import Meta, new_id
 from lifeline.stores.application import DuplicateRequest, ServiceApplication
-from lifeline.domain.aggregate import Meta, aggregate_id, new_id
 from lifeline.stores.sidestore import SideTx
 from services.charity.consumers import HANDLERS
-from services.charity.outbound import OUTBOUND
 from services.charity.domain import Fund, Need
+from services.charity.outbound import OUTBOUND
 
 
 class FundNotFound(LookupError):
@@ -27,12 +26,7 @@ class CharityApplication(ServiceApplication):
 
     def register_fund(self, details: dict[str, Any], meta: Meta, fund_id: str | None = None) -> str:
         fund_id = fund_id or new_id("F")
-        details = {**details, "registered_at": self.clock.now().isoformat()}
-        registry.validate_data("FundRegistered", {"fund_id": fund_id, **details})
-        fund = Fund._create(
-            Fund.Registered, id=aggregate_id("fund", fund_id), fund_id=fund_id,
-            details=details, meta=meta.as_dict(),
-        )
+        fund = Fund.register(fund_id, **details, registered_at=self.clock.now().isoformat(), by=meta)
         try:
             self.save_new(fund, fund_id)
         except DuplicateRequest:
@@ -40,22 +34,16 @@ class CharityApplication(ServiceApplication):
         return fund_id
 
     def get_fund(self, fund_id: str) -> Fund:
-        return self.load(aggregate_id("fund", fund_id), FundNotFound(fund_id))
+        return self.load(Fund.create_id(fund_id), FundNotFound(fund_id))
 
     def open_need(self, referral: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
-        # One referral, one need: the need id is derived from the referral id.
-        need_id = "N-" + referral["referral_id"].split("-", 1)[-1]
-        ident = aggregate_id("need", need_id)
-        if self.exists(ident):
-            return
-        need = Need._create(
-            Need.Opened, id=ident, need_id=need_id, case_id=referral["case_id"],
-            referral_id=referral["referral_id"], need_category=referral["need_category"],
-            amount_asked_fen=referral["amount_asked_fen"],
-            region_code=referral["household_profile"]["region_code"], urgency=referral["urgency"],
-            opened_at=self.clock.now().isoformat(), meta=meta.as_dict(),
+        need = Need.open_for(
+            referral["referral_id"], referral["case_id"], referral["need_category"],
+            referral["amount_asked_fen"], referral["household_profile"]["region_code"],
+            referral["urgency"], self.clock.now().isoformat(), meta,
         )
-        pe.collect_events(need)
+        if not self.exists(need.id):
+            pe.collect_events(need)
 
 
 def project(event: Any, tx: SideTx) -> None:
@@ -67,5 +55,4 @@ def project(event: Any, tx: SideTx) -> None:
             "opened_at": event.opened_at, "status": "open",
         }, ref=event.case_id)
     elif isinstance(event, Fund.Registered):
-        tx.put("fund", event.fund_id, {"fund_id": event.fund_id, **event.details},
-               ref=event.details["region_code"])
+        tx.put("fund", event.fund_id, OUTBOUND(event).data, ref=event.region_code)

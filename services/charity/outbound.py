@@ -12,7 +12,12 @@ OUTBOUND = Outbound()
 
 @OUTBOUND.maps(Fund.Registered, "FundRegistered", subject=lambda e: e.fund_id)
 def fund_registered(e: Fund.Registered) -> dict[str, Any]:
-    return {"fund_id": e.fund_id, **e.details}
+    return {
+        "fund_id": e.fund_id, "name": e.name, "kind": e.kind,
+        "need_categories": list(e.need_categories), "region_code": e.region_code,
+        "balance_fen": e.balance_fen, "per_case_cap_fen": e.per_case_cap_fen,
+        "valid_until": e.valid_until, "registered_at": e.registered_at,
+    }
 
 
 @OUTBOUND.maps(Need.Opened, "NeedOpened")

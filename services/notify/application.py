@@ -7,13 +7,13 @@ from typing import Any
 from eventsourcing.application import ProcessingEvent
 
 from lifeline.contracts.envelope import CloudEvent
+from lifeline.domain.aggregate import Meta
+from lifeline.domain.values import Application, mask_name
 from lifeline.stores.application import ServiceApplication
-from lifeline.domain.aggregate import Meta, aggregate_id
-from lifeline.domain.values import mask_name
 from lifeline.stores.sidestore import SideTx
 from services.notify.consumers import HANDLERS
+from services.notify.domain import Notice, acceptance_text, refusal_text
 from services.notify.outbound import OUTBOUND
-from services.notify.domain import LEGAL_NAMES, Notice, acceptance_text, refusal_text
 
 
 class NotifyApplication(ServiceApplication):
@@ -22,45 +22,32 @@ class NotifyApplication(ServiceApplication):
     handlers = HANDLERS
     outbound = OUTBOUND
 
-    def _notice(self, case_id: str, kind: str):
-        return aggregate_id("notice", f"{case_id}:{kind}")
-
     def issue_acceptance(self, event: CloudEvent, meta: Meta, pe: ProcessingEvent) -> None:
-        data = event.data
-        ident = self._notice(data["case_id"], "acceptance")
-        if self.exists(ident):
+        application = Application.from_wire(event.data)
+        if self.exists(Notice.create_id(application.case_id, "acceptance")):
             return  # one acceptance notice per case, however often the event comes
-        applicant = next(m for m in data["members"] if m["relation"] == "self")
-        masked = mask_name(applicant["name"])
-        self._issue(pe, ident, data["case_id"], "acceptance", masked, data["region_code"],
-                    acceptance_text(masked, data["case_id"], data["assistance_type"]), event, meta)
+        masked = mask_name(application.household.applicant.name)
+        text = acceptance_text(masked, application.case_id, application.assistance_type)
+        pe.collect_events(Notice.issue(application.case_id, "acceptance", masked,
+                                       application.region_code, text, event.id,
+                                       self.clock.now().isoformat(), meta))
 
     def issue_refusal(self, event: CloudEvent, meta: Meta, pe: ProcessingEvent) -> None:
         case_id = event.data["case_id"]
-        ident = self._notice(case_id, "refusal")
-        if self.exists(ident):
+        if self.exists(Notice.create_id(case_id, "refusal")):
             return
         acceptance = self._find(case_id, "acceptance")
         # The refusal may overtake the acceptance (different topics): address it generically then.
         masked = acceptance.recipient_masked if acceptance else "申请人"
-        self._issue(pe, ident, case_id, "refusal", masked, event.data["region_code"],
-                    refusal_text(masked, case_id, event.data["reason"]), event, meta)
+        text = refusal_text(masked, case_id, event.data["reason"])
+        pe.collect_events(Notice.issue(case_id, "refusal", masked, event.data["region_code"], text,
+                                       event.id, self.clock.now().isoformat(), meta))
 
     def _find(self, case_id: str, kind: str) -> Notice | None:
         try:
-            return self.load(self._notice(case_id, kind), LookupError(case_id))
+            return self.load(Notice.create_id(case_id, kind), LookupError(case_id))
         except LookupError:
             return None
-
-    def _issue(self, pe, ident, case_id, kind, masked, region_code, body, event, meta) -> None:
-        notice = Notice._create(
-            Notice.Issued, id=ident, notice_id=f"N{kind[:3].upper()}-{ident.hex[:16].upper()}",
-            case_id=case_id, kind=kind, legal_name=LEGAL_NAMES[kind], channel="letter",
-            recipient_masked=masked, region_code=region_code, body=body,
-            cause_event_id=event.id, issued_at=self.clock.now().isoformat(),
-            meta=meta.as_dict(),
-        )
-        pe.collect_events(notice)
 
 
 def project(event: Any, tx: SideTx) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lifeline.domain.aggregate import LifelineAggregate
+from uuid import UUID
+
+from lifeline.domain.aggregate import LifelineAggregate, Meta, aggregate_id
 
 LEGAL_NAMES = {
     "acceptance": "受理通知书",
@@ -15,6 +17,11 @@ LEGAL_NAMES = {
 
 
 class Notice(LifelineAggregate):
+    @staticmethod
+    def create_id(case_id: str, kind: str) -> UUID:
+        # One notice of each kind per case, however often its cause is delivered.
+        return aggregate_id("notice", f"{case_id}:{kind}")
+
     class Issued(LifelineAggregate.Created):
         notice_id: str
         case_id: str
@@ -26,6 +33,17 @@ class Notice(LifelineAggregate):
         body: str
         cause_event_id: str
         issued_at: str
+
+    @classmethod
+    def issue(cls, case_id: str, kind: str, recipient_masked: str, region_code: str, body: str,
+              cause_event_id: str, issued_at: str, by: Meta, channel: str = "letter") -> "Notice":
+        ident = cls.create_id(case_id, kind)
+        return cls._create(
+            cls.Issued, id=ident, notice_id=f"N{kind[:3].upper()}-{ident.hex[:16].upper()}",
+            case_id=case_id, kind=kind, legal_name=LEGAL_NAMES[kind], channel=channel,
+            recipient_masked=recipient_masked, region_code=region_code, body=body,
+            cause_event_id=cause_event_id, issued_at=issued_at, meta=by.as_dict(),
+        )
 
     def __init__(self, notice_id: str, case_id: str, kind: str, legal_name: str, channel: str,
                  recipient_masked: str, region_code: str, body: str, cause_event_id: str,

@@ -707,9 +707,9 @@ def fund_details(**overrides) -> dict:
 
 
 def test_fund_registered():
-    fund = Fund._create(Fund.Registered, id=aggregate_id("fund", "F-1"), fund_id="F-1",
-                        details=fund_details(), meta=SYSTEM_META)
+    fund = Fund.register("F-1", **fund_details(), by=SYSTEM)
     (event,) = fund.collect_events()
+    assert fund.id == Fund.create_id("F-1")
     assert fund.region_code == "370502" and fund.details["balance_fen"] == 100_000_000
     out = wire(event, "charity")
     assert (out.name, out.subject, out.data["fund_id"]) == ("FundRegistered", "F-1", "F-1")
@@ -718,17 +718,23 @@ def test_fund_registered():
 @pytest.mark.parametrize("field", ["balance_fen", "per_case_cap_fen"])
 def test_fund_refuses_negative_amounts(field):
     with pytest.raises(ValueError):
-        Fund._create(Fund.Registered, id=uuid.uuid4(), fund_id="F-2",
-                     details=fund_details(**{field: -1}), meta=SYSTEM_META)
+        Fund.register("F-2", **fund_details(**{field: -1}), by=SYSTEM)
+
+
+def test_fund_registered_before_v2_still_loads():
+    mapper = event_mapper()
+    event = read_back(mapper, Fund.Registered, Fund.create_id("F-3"), 1,
+                      timestamp=STORED_AT, originator_topic=get_topic(Fund),
+                      fund_id="F-3", details=fund_details(), meta=SYSTEM_META)
+    fund = event.mutate(None)
+    assert fund.details == fund_details() and fund.region_code == "370502"
 
 
 def test_need_opened():
-    need = Need._create(
-        Need.Opened, id=aggregate_id("need", "N-1"), need_id="N-1", case_id=CASE_ID,
-        referral_id="R-1", need_category="medical", amount_asked_fen=500000, region_code=VILLAGE,
-        urgency="urgent", opened_at="2026-11-25T09:00:00+08:00", meta=SYSTEM_META,
-    )
+    need = Need.open_for("R-1", CASE_ID, "medical", 500000, VILLAGE, "urgent",
+                         "2026-11-25T09:00:00+08:00", SYSTEM)
     (event,) = need.collect_events()
+    assert need.need_id == "N-1" and need.id == Need.create_id("N-1")
     assert need.status == "open" and need.referral_id == "R-1"
     out = wire(event, "charity")
     assert (out.name, out.subject, out.data["need_id"]) == ("NeedOpened", CASE_ID, "N-1")
