@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate
 
@@ -70,6 +70,17 @@ class Meta:
 class LifelineAggregate(Aggregate):
     """Events carry `meta` (who, why, what caused it); aggregates are created through
     their own class methods, with ids from `create_id` where a natural key exists."""
+
+    # What a class's natural key names (e.g. "case"): `create_id(key...)` derives the
+    # aggregate id from it, so a repeated command or event collides in the store
+    # instead of making a second aggregate.
+    id_kind: ClassVar[str] = ""
+
+    @classmethod
+    def create_id(cls, *natural_key: str) -> uuid.UUID:
+        if not cls.id_kind:
+            raise NotImplementedError(f"{cls.__name__} has no natural key")
+        return aggregate_id(cls.id_kind, ":".join(natural_key))
 
     class Event(Aggregate.Event):
         meta: dict[str, str]

@@ -245,6 +245,14 @@ class Application:
             ),
         )
 
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], version: int) -> "Application":
+        """From ApplicationSubmitted data at an older `version`, as older domain events
+        stored it (they are upcast to the current version first)."""
+        from lifeline.contracts import registry
+
+        return cls.from_wire(registry.upcast_data("ApplicationSubmitted", version, data))
+
     def to_wire(self) -> dict[str, Any]:
         """The ApplicationSubmitted data (current version)."""
         hh = self.household
@@ -268,6 +276,18 @@ class Application:
             "clerk_id": self.clerk_id,
             "submitted_at": self.submitted_at,
         }
+
+
+class StoresApplication:
+    """Mixed into the events that store an Application (intake's Case.Submitted,
+    verification's Verification.Started): their v1 stored the ApplicationSubmitted v2
+    payload as a plain dict, read back here as the value."""
+
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["application"] = Application.from_stored(state["application"], version=2)
 
 
 # ----------------------------------------------------------------------------------------
@@ -356,6 +376,6 @@ VALUE_CLASSES: tuple[type, ...] = (Member, Household, BankAccount, Application, 
 VALUE_TRANSCODINGS = tuple(ValueTranscoding(cls) for cls in VALUE_CLASSES)
 
 __all__ = [
-    "Application", "BankAccount", "Benefit", "BenefitKind", "Household", "Member", "Refusal",
+    "Application", "BankAccount", "StoresApplication", "Benefit", "BenefitKind", "Household", "Member", "Refusal",
     "VALUE_CLASSES", "VALUE_TRANSCODINGS", "ValueTranscoding", "fen", "mask_name", "period",
 ]

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
-from lifeline.domain.aggregate import LifelineAggregate, Meta, aggregate_id
+from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.values import fen
 
 
 class Fund(LifelineAggregate):
     """A fund (救急难 special fund, 冠名基金, project fund) with its criteria and balance."""
 
-    @staticmethod
-    def create_id(fund_id: str) -> UUID:
-        return aggregate_id("fund", fund_id)
+    id_kind = "fund"
 
     class Registered(LifelineAggregate.Created):
         fund_id: str
@@ -72,9 +69,7 @@ class Fund(LifelineAggregate):
 class Need(LifelineAggregate):
     """What a household needs that the state does not cover (one case, one plan)."""
 
-    @staticmethod
-    def create_id(need_id: str) -> UUID:
-        return aggregate_id("need", need_id)
+    id_kind = "need"
 
     class Opened(LifelineAggregate.Created):
         need_id: str
@@ -99,13 +94,12 @@ class Need(LifelineAggregate):
         )
 
     def __init__(self, need_id: str, case_id: str, referral_id: str, need_category: str,
-                 amount_asked_fen: int, region_code: str, urgency: str, opened_at: str, meta: dict):
+                 amount_asked_fen: int, **recorded: Any):
+        # Region, urgency and times stay in the Opened event (and the read model): no rule
+        # of the need reads them yet.
         self.need_id = need_id
         self.case_id = case_id
         self.referral_id = referral_id
         self.need_category = need_category
         self.amount_asked_fen = amount_asked_fen
-        self.region_code = region_code
-        self.urgency = urgency
-        self.opened_at = opened_at
         self.status = "open"

@@ -7,11 +7,9 @@ No I/O here. Events are declared beside the methods that trigger them;
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
-from lifeline.contracts import registry
-from lifeline.domain.aggregate import LifelineAggregate, Meta, aggregate_id
-from lifeline.domain.values import Application, mask_name
+from lifeline.domain.aggregate import LifelineAggregate, Meta
+from lifeline.domain.values import Application, StoresApplication, mask_name
 
 # A case moves forward only; a late or repeated event never moves it back.
 CASE_STATUSES = ("submitted", "verified", "approved", "refused")
@@ -22,21 +20,11 @@ def later_status(current: str, new: str) -> str:
 
 
 class Case(LifelineAggregate):
-    @staticmethod
-    def create_id(case_id: str) -> UUID:
-        return aggregate_id("case", case_id)
+    id_kind = "case"
 
-    class Submitted(LifelineAggregate.Created):
+    class Submitted(StoresApplication, LifelineAggregate.Created):
         case_id: str
         application: Application
-
-        class_version = 2
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            # v1 stored the ApplicationSubmitted v2 payload as a plain dict.
-            wire = registry.upcast_data("ApplicationSubmitted", 2, state["application"])
-            state["application"] = Application.from_wire(wire)
 
     class VerificationNoted(LifelineAggregate.Event):
         case_id: str
@@ -97,9 +85,7 @@ class Case(LifelineAggregate):
 class Referral(LifelineAggregate):
     """A referral (转介) to a department or to charity, tracked until answered."""
 
-    @staticmethod
-    def create_id(referral_id: str) -> UUID:
-        return aggregate_id("referral", referral_id)
+    id_kind = "referral"
 
     class Raised(LifelineAggregate.Created):
         referral_id: str

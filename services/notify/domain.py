@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from uuid import UUID
 
-from lifeline.domain.aggregate import LifelineAggregate, Meta, aggregate_id
+from lifeline.domain.aggregate import LifelineAggregate, Meta
 
 LEGAL_NAMES = {
     "acceptance": "受理通知书",
@@ -17,10 +16,7 @@ LEGAL_NAMES = {
 
 
 class Notice(LifelineAggregate):
-    @staticmethod
-    def create_id(case_id: str, kind: str) -> UUID:
-        # One notice of each kind per case, however often its cause is delivered.
-        return aggregate_id("notice", f"{case_id}:{kind}")
+    id_kind = "notice"  # keyed (case, kind): one notice of each kind per case
 
     class Issued(LifelineAggregate.Created):
         notice_id: str

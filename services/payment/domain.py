@@ -7,9 +7,8 @@ recorded so the household's file is whole, and is never payable.
 
 from __future__ import annotations
 
-from uuid import UUID
 
-from lifeline.domain.aggregate import LifelineAggregate, Meta, aggregate_id
+from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.values import BankAccount, Benefit, fen
 
 
@@ -18,9 +17,7 @@ class NotPayable(Exception):
 
 
 class Entitlement(LifelineAggregate):
-    @staticmethod
-    def create_id(entitlement_id: str) -> UUID:
-        return aggregate_id("entitlement", entitlement_id)
+    id_kind = "entitlement"
 
     class Opened(LifelineAggregate.Created):
         """A monthly benefit, paid from `first_period` on."""
@@ -88,6 +85,7 @@ class Entitlement(LifelineAggregate):
     ):
         if monthly_amount_fen is not None and monthly_amount_fen < 0:
             raise ValueError("a monthly amount is never negative")
+        self.status = "active"
         self.entitlement_id = entitlement_id
         self.case_id = case_id
         self.benefit_id = benefit_id
@@ -97,7 +95,7 @@ class Entitlement(LifelineAggregate):
         self.monthly_amount_fen = monthly_amount_fen
         self.one_off_amount_fen = one_off_amount_fen
         self.fund_source = fund_source
-        self.status = "active"
+        self.bank_account = bank_account  # sealed: only a bank file unseals it
 
     @property
     def kind(self) -> str:

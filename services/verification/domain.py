@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from lifeline.contracts import registry
-from lifeline.domain.aggregate import LifelineAggregate, Meta, aggregate_id
-from lifeline.domain.values import Application, BankAccount, Benefit, Refusal
+from lifeline.domain.aggregate import LifelineAggregate, Meta
+from lifeline.domain.values import Application, BankAccount, Benefit, Refusal, StoresApplication
 from lifeline.rules.periods import first_payment_period, period_of, business_date
 from lifeline.rules.vocabulary import ONE_OFF_TYPES
 from services.verification.assessment import Assessment, DepartmentRecord
@@ -36,23 +35,12 @@ def deciding_body(by: Meta, region_code: str) -> str:
 
 
 class Verification(LifelineAggregate):
-    @staticmethod
-    def create_id(case_id: str) -> UUID:
-        # One check per case: a second ApplicationSubmitted for the same case collides.
-        return aggregate_id("verification", case_id)
+    id_kind = "verification"  # one check per case: a repeated application collides
 
-    class Started(LifelineAggregate.Created):
+    class Started(StoresApplication, LifelineAggregate.Created):
         verification_id: str
         case_id: str
         application: Application
-
-        class_version = 2
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            # v1 stored the ApplicationSubmitted v2 payload as a plain dict.
-            wire = registry.upcast_data("ApplicationSubmitted", 2, state["application"])
-            state["application"] = Application.from_wire(wire)
 
     class Requested(LifelineAggregate.Event):
         case_id: str
