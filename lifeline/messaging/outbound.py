@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lifeline.contracts import registry
+
 Mapper = Callable[[Any], dict[str, Any]]
 
 
@@ -29,6 +31,15 @@ class Outgoing:
 
 def case_of(event: Any) -> str:
     return event.case_id
+
+
+def _plain(value: Any) -> Any:
+    """JSON's own types: tuples become lists, mappings plain dicts (copied, never shared)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 class Outbound:
@@ -46,6 +57,19 @@ class Outbound:
             return fn
 
         return register
+
+    def copies(
+        self, event_class: type, public_name: str, subject: Callable[[Any], str] = case_of
+    ) -> None:
+        """Publish `event_class` as `public_name` with the fields its JSON Schema declares,
+        read from the domain event's attributes of the same names: for events whose wire
+        payload is the event itself, the schema is the one declaration."""
+        fields = tuple(registry.schema(public_name)["properties"])
+
+        def copy(event: Any) -> dict[str, Any]:
+            return {name: _plain(getattr(event, name)) for name in fields}
+
+        self.maps(event_class, public_name, subject)(copy)
 
     def __call__(self, event: Any) -> Outgoing | None:
         found = self._mappers.get(type(event))

@@ -19,6 +19,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from lifeline.rules.installed import Installed
+
 try:  # the package is a declared dependency, but the calendar must still work without it
     import chinese_calendar as _cc
 except ImportError:  # pragma: no cover
@@ -274,25 +276,10 @@ def load_calendar(directory: str | os.PathLike[str]) -> StatutoryCalendar:
     return cal
 
 
-_installed: StatutoryCalendar | None = None
-
-
-def install_calendar(cal: StatutoryCalendar | None) -> None:
-    """Make ``cal`` the process-wide calendar (a service's composition root does, at start, with
-    the operator's directory: see ``lifeline.rules.setup.install_rules``); ``None`` goes back to
-    the shipped one."""
-    global _installed
-    _installed = cal
-
-
-@lru_cache(maxsize=1)
-def shipped_calendar() -> StatutoryCalendar:
-    """The package plus the arrangements shipped in the repository's ``config/calendar``."""
-    return load_calendar(DEFAULT_CALENDAR_DIR)
-
-
-def default_calendar() -> StatutoryCalendar:
-    """The process-wide calendar: the installed one, or the shipped one before anything was
-    installed. It never reads the environment."""
-    cal = _installed
-    return cal if cal is not None else shipped_calendar()
+_CALENDAR: Installed[StatutoryCalendar] = Installed(lambda: load_calendar(DEFAULT_CALENDAR_DIR))
+# A service's composition root installs the operator's calendar at start
+# (lifeline.rules.setup.install_rules); before that, the package plus the arrangements shipped
+# in the repository's config/calendar.
+install_calendar = _CALENDAR.install
+shipped_calendar = _CALENDAR.shipped
+default_calendar = _CALENDAR.get

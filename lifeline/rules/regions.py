@@ -10,8 +10,9 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+
+from lifeline.rules.installed import Installed
 
 # Province-level prefixes of GB/T 2260 (incl. Taiwan 71, Hong Kong 81, Macao 82).
 PROVINCES: dict[str, str] = {
@@ -215,28 +216,14 @@ def load_region_register(directory: str | os.PathLike[str]) -> RegionRegister:
     return RegionRegister(divisions)
 
 
-_installed: RegionRegister | None = None
+_REGISTER: Installed[RegionRegister] = Installed(lambda: load_region_register(DEFAULT_REGIONS_DIR))
+# A service's composition root installs the operator's register at start
+# (lifeline.rules.setup.install_rules); before that, the packaged register plus the rows
+# shipped in the repository's config/regions.
+install_region_register = _REGISTER.install
+shipped_region_register = _REGISTER.shipped
+region_register = _REGISTER.get
 
-
-def install_region_register(register: RegionRegister | None) -> None:
-    """Make ``register`` the process-wide register (a service's composition root does, at start,
-    with the operator's directory: see ``lifeline.rules.setup.install_rules``); ``None`` goes
-    back to the shipped one."""
-    global _installed
-    _installed = register
-
-
-@lru_cache(maxsize=1)
-def shipped_region_register() -> RegionRegister:
-    """The packaged register plus the rows shipped in the repository's ``config/regions``."""
-    return load_region_register(DEFAULT_REGIONS_DIR)
-
-
-def region_register() -> RegionRegister:
-    """The process-wide register: the installed one, or the shipped one before anything was
-    installed. It never reads the environment."""
-    register = _installed
-    return register if register is not None else shipped_region_register()
 
 
 def is_known_county(code: str) -> bool:

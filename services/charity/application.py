@@ -48,11 +48,7 @@ class CharityApplication(ServiceApplication):
 
 def project(event: Any, tx: SideTx) -> None:
     if isinstance(event, Need.Opened):
-        tx.put("need", event.need_id, {
-            "need_id": event.need_id, "case_id": event.case_id, "referral_id": event.referral_id,
-            "need_category": event.need_category, "amount_asked_fen": event.amount_asked_fen,
-            "region_code": event.region_code, "urgency": event.urgency,
-            "opened_at": event.opened_at, "status": "open",
-        }, ref=event.case_id)
+        # The document is the published NeedOpened, plus where the need stands.
+        tx.put("need", event.need_id, {**OUTBOUND(event).data, "status": "open"}, ref=event.case_id)
     elif isinstance(event, Fund.Registered):
         tx.put("fund", event.fund_id, OUTBOUND(event).data, ref=event.region_code)

@@ -16,10 +16,6 @@ def build(settings: Settings, clock: Clock, env: dict[str, str]) -> IntakeApplic
 
 
 SPEC = ServiceSpec(
-    name="intake",
-    title="Lifeline intake (一门受理)",
-    build=build,
-    project=project,
-    router=api.router,
-    consumes=CONSUMES,
+    name="intake", title="Lifeline intake (一门受理)", build=build,
+    project=project, router=api.router, consumes=CONSUMES,
 )

@@ -52,10 +52,7 @@ class NotifyApplication(ServiceApplication):
 
 def project(event: Any, tx: SideTx) -> None:
     if isinstance(event, Notice.Issued):
-        tx.put("notice", event.notice_id, {
-            "notice_id": event.notice_id, "case_id": event.case_id, "kind": event.kind,
-            "legal_name": event.legal_name, "channel": event.channel,
-            "recipient_masked": event.recipient_masked, "region_code": event.region_code,
-            "body": event.body, "cause_event_id": event.cause_event_id,
-            "issued_at": event.issued_at, "delivery": "pending",
-        }, ref=event.case_id)
+        # The document is the published NoticeIssued, plus the region (for scoping reads) and
+        # where its delivery stands.
+        doc = {**OUTBOUND(event).data, "region_code": event.region_code, "delivery": "pending"}
+        tx.put("notice", event.notice_id, doc, ref=event.case_id)

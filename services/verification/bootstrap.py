@@ -16,10 +16,6 @@ def build(settings: Settings, clock: Clock, env: dict[str, str]) -> Verification
 
 
 SPEC = ServiceSpec(
-    name="verification",
-    title="Lifeline verification (审核确认)",
-    build=build,
-    project=project,
-    router=api.router,
-    consumes=CONSUMES,
+    name="verification", title="Lifeline verification (审核确认)", build=build,
+    project=project, router=api.router, consumes=CONSUMES,
 )

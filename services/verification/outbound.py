@@ -11,14 +11,8 @@ from services.verification.domain import Verification
 OUTBOUND = Outbound()
 
 
-@OUTBOUND.maps(Verification.Requested, "VerificationRequested")
-def verification_requested(e: Verification.Requested) -> dict[str, Any]:
-    # To the partner topic, keyed by department (topics.key_for).
-    return {
-        "request_id": e.request_id, "verification_id": e.verification_id, "case_id": e.case_id,
-        "department": e.department, "id_numbers": list(e.id_numbers), "region_code": e.region_code,
-        "requested_at": e.requested_at, "due_at": e.due_at,
-    }
+# To the partner topic, keyed by department (topics.key_for).
+OUTBOUND.copies(Verification.Requested, "VerificationRequested")
 
 
 @OUTBOUND.maps(Verification.Completed, "VerificationCompleted")
