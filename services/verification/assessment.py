@@ -262,86 +262,17 @@ def assess(household: Household, records: Mapping[str, DepartmentRecord], policy
     """Assess a household against the policy in force on ``decision_date`` (a date, or an
     aware moment read in Asia/Shanghai)."""
     decision_date = decision_day(decision_date)
-    if county_of(household.region_code) != policy.county_code:
-        raise PolicyError(f"county_code: household region {household.region_code} is not in "
-                          f"county {policy.county_code}", field="county_code")
-    if policy.effective_from > decision_date:
-        raise PolicyError(f"effective_from: policy of {policy.effective_from} is not in force on "
-                          f"{decision_date}", field="effective_from")
+    _check_policy(household, policy, decision_date)
     kind = household.assistance_type
     reasons: list[Reason] = []
     area = household.area
     standard = policy.standard_for(area)
 
-    # -- who counts ------------------------------------------------------------------------
-    counted = [m for m in household.members if m.counted]
-    obligors = [m for m in household.members if not m.co_resident and m.support_obligor]
-    if not counted:
-        raise ValueError("a household needs at least one co-resident member")
-    not_counted = [m for m in household.members if not m.counted]
-    reasons.append(Reason(
-        "MEMBERS_COUNTED", "household.members",
-        f"共同生活家庭成员{len(counted)}人计入；非共同生活人员{len(not_counted)}人不计入人数",
-        {"counted": len(counted), "not_counted": len(not_counted),
-         "support_obligors": len(obligors)}))
-
-    # -- departments -----------------------------------------------------------------------
-    mandatory = policy.departments_for(kind)
-    answered = tuple(sorted(code for code, rec in records.items() if rec.answered))
-    missing = tuple(d for d in mandatory if d not in answered)
-
-    per_person: dict[str, _Figures] = {m.id_number: _Figures() for m in household.members}
-    unknown_rows = 0
-    for code in answered:
-        for row in records[code].members:
-            figs = per_person.get(str(row["id_number"]).strip().upper())
-            if figs is None:
-                unknown_rows += 1
-                continue
-            figs.add(row)
-    if unknown_rows:
-        reasons.append(Reason("RECORD_FOR_UNKNOWN_PERSON", "verification.records",
-                              f"部门记录中有{unknown_rows}条不属于申请家庭成员，未计入",
-                              {"rows": unknown_rows}, "warning"))
-
-    # -- income ----------------------------------------------------------------------------
+    counted, obligors = _who_counts(household, reasons)
+    answered, missing, per_person = _department_figures(household, records, policy, reasons)
     fam = _sum(per_person[m.id_number] for m in counted)
-    support = sum(m.support_paid_fen for m in obligors)
-    verified_net = max(0, fam.net) + support
-    declared = household.declared_monthly_income_fen
-    income_total = max(verified_net, declared)
-    reasons.append(Reason(
-        "INCOME_NET", "income.net_of_tax_and_social_insurance",
-        "家庭月收入按扣除个人所得税和社会保险缴费后计算；核对收入与申报收入取较高者",
-        {"gross_fen": fam.income, "income_tax_fen": fam.tax,
-         "social_insurance_fen": fam.social_insurance, "support_received_fen": support,
-         "verified_net_fen": verified_net, "declared_fen": declared,
-         "income_used_fen": income_total}))
-    if verified_net > declared:
-        reasons.append(Reason("INCOME_UNDER_DECLARED", "income.declared_vs_verified",
-                              "核对收入高于申报收入（预警）",
-                              {"verified_net_fen": verified_net, "declared_fen": declared},
-                              "warning"))
-    for ob in obligors:
-        ob_net = max(0, per_person[ob.id_number].net)
-        if Fraction(ob_net) >= policy.obligor_warning_multiple * standard:
-            reasons.append(Reason(
-                "OBLIGOR_CAN_SUPPORT", "income.support_obligor",
-                "非共同生活的法定赡养（抚养、扶养）义务人收入较高，请核实赡养费（预警）",
-                {"obligor": mask_resident_id(ob.id_number), "obligor_net_fen": ob_net,
-                 "support_paid_fen": ob.support_paid_fen,
-                 "threshold_fen": int(policy.obligor_warning_multiple * standard)}, "warning"))
-
-    # -- assets ----------------------------------------------------------------------------
-    assets_total = max(fam.assets, household.declared_assets_fen)
-    asset_limit_total = policy.asset_limit_fen * len(counted)
-    assets_ok = assets_total <= asset_limit_total
-    reasons.append(Reason(
-        "ASSETS_WITHIN_LIMIT" if assets_ok else "ASSETS_OVER_LIMIT", "assets.limit",
-        "家庭财产符合规定" if assets_ok else "家庭财产超过规定限额",
-        {"assets_verified_fen": fam.assets, "assets_declared_fen": household.declared_assets_fen,
-         "assets_total_fen": assets_total, "limit_per_capita_fen": policy.asset_limit_fen,
-         "limit_total_fen": asset_limit_total}, "info" if assets_ok else "blocking"))
+    income_total = _income_used(household, policy, standard, fam, obligors, per_person, reasons)
+    assets_total, asset_limit_total, assets_ok = _assets(household, policy, fam, len(counted), reasons)
 
     n = len(counted)
     pci = per_capita_income(income_total, n)
@@ -370,7 +301,6 @@ def assess(household: Household, records: Mapping[str, DepartmentRecord], policy
 
     outcome, recommended, tier, monthly, one_off, size, pci_out = result
     level = approval_level(one_off, policy) if one_off else None
-
     if missing:
         # Never eligible on an incomplete report; missing data is never read as zero.
         reasons.append(Reason(
@@ -392,6 +322,101 @@ def assess(household: Household, records: Mapping[str, DepartmentRecord], policy
         county_code=policy.county_code, policy_effective_from=policy.effective_from,
         decision_date=decision_date, assets_within_limit=assets_ok,
         asset_limit_total_fen=asset_limit_total)
+
+
+def _check_policy(household: Household, policy: CountyPolicy, decision_date: date) -> None:
+    if county_of(household.region_code) != policy.county_code:
+        raise PolicyError(f"county_code: household region {household.region_code} is not in "
+                          f"county {policy.county_code}", field="county_code")
+    if policy.effective_from > decision_date:
+        raise PolicyError(f"effective_from: policy of {policy.effective_from} is not in force on "
+                          f"{decision_date}", field="effective_from")
+
+
+def _who_counts(household: Household, reasons: list[Reason]) -> tuple[list[Member], list[Member]]:
+    """Counted (co-resident) members, and legal supporters living apart."""
+    counted = [m for m in household.members if m.counted]
+    obligors = [m for m in household.members if not m.co_resident and m.support_obligor]
+    if not counted:
+        raise ValueError("a household needs at least one co-resident member")
+    not_counted = [m for m in household.members if not m.counted]
+    reasons.append(Reason(
+        "MEMBERS_COUNTED", "household.members",
+        f"共同生活家庭成员{len(counted)}人计入；非共同生活人员{len(not_counted)}人不计入人数",
+        {"counted": len(counted), "not_counted": len(not_counted),
+         "support_obligors": len(obligors)}))
+    return counted, obligors
+
+
+def _department_figures(
+    household: Household, records: Mapping[str, DepartmentRecord], policy: CountyPolicy,
+    reasons: list[Reason],
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, _Figures]]:
+    """Departments answered and missing, and each person's figures from those that answered."""
+    mandatory = policy.departments_for(household.assistance_type)
+    answered = tuple(sorted(code for code, rec in records.items() if rec.answered))
+    missing = tuple(d for d in mandatory if d not in answered)
+    per_person: dict[str, _Figures] = {m.id_number: _Figures() for m in household.members}
+    unknown_rows = 0
+    for code in answered:
+        for row in records[code].members:
+            figs = per_person.get(str(row["id_number"]).strip().upper())
+            if figs is None:
+                unknown_rows += 1
+                continue
+            figs.add(row)
+    if unknown_rows:
+        reasons.append(Reason("RECORD_FOR_UNKNOWN_PERSON", "verification.records",
+                              f"部门记录中有{unknown_rows}条不属于申请家庭成员，未计入",
+                              {"rows": unknown_rows}, "warning"))
+    return answered, missing, per_person
+
+
+def _income_used(household: Household, policy: CountyPolicy, standard: int, fam: _Figures,
+                 obligors: list[Member], per_person: dict[str, _Figures],
+                 reasons: list[Reason]) -> int:
+    """Net household income with support received; the declared figure when it is higher."""
+    support = sum(m.support_paid_fen for m in obligors)
+    verified_net = max(0, fam.net) + support
+    declared = household.declared_monthly_income_fen
+    income_total = max(verified_net, declared)
+    reasons.append(Reason(
+        "INCOME_NET", "income.net_of_tax_and_social_insurance",
+        "家庭月收入按扣除个人所得税和社会保险缴费后计算；核对收入与申报收入取较高者",
+        {"gross_fen": fam.income, "income_tax_fen": fam.tax,
+         "social_insurance_fen": fam.social_insurance, "support_received_fen": support,
+         "verified_net_fen": verified_net, "declared_fen": declared,
+         "income_used_fen": income_total}))
+    if verified_net > declared:
+        reasons.append(Reason("INCOME_UNDER_DECLARED", "income.declared_vs_verified",
+                              "核对收入高于申报收入（预警）",
+                              {"verified_net_fen": verified_net, "declared_fen": declared},
+                              "warning"))
+    for ob in obligors:
+        ob_net = max(0, per_person[ob.id_number].net)
+        if Fraction(ob_net) >= policy.obligor_warning_multiple * standard:
+            reasons.append(Reason(
+                "OBLIGOR_CAN_SUPPORT", "income.support_obligor",
+                "非共同生活的法定赡养（抚养、扶养）义务人收入较高，请核实赡养费（预警）",
+                {"obligor": mask_resident_id(ob.id_number), "obligor_net_fen": ob_net,
+                 "support_paid_fen": ob.support_paid_fen,
+                 "threshold_fen": int(policy.obligor_warning_multiple * standard)}, "warning"))
+    return income_total
+
+
+def _assets(household: Household, policy: CountyPolicy, fam: _Figures, counted: int,
+            reasons: list[Reason]) -> tuple[int, int, bool]:
+    """Assets used (the higher of verified and declared), the household's limit, within it?"""
+    assets_total = max(fam.assets, household.declared_assets_fen)
+    asset_limit_total = policy.asset_limit_fen * counted
+    assets_ok = assets_total <= asset_limit_total
+    reasons.append(Reason(
+        "ASSETS_WITHIN_LIMIT" if assets_ok else "ASSETS_OVER_LIMIT", "assets.limit",
+        "家庭财产符合规定" if assets_ok else "家庭财产超过规定限额",
+        {"assets_verified_fen": fam.assets, "assets_declared_fen": household.declared_assets_fen,
+         "assets_total_fen": assets_total, "limit_per_capita_fen": policy.asset_limit_fen,
+         "limit_total_fen": asset_limit_total}, "info" if assets_ok else "blocking"))
+    return assets_total, asset_limit_total, assets_ok
 
 
 @dataclass

@@ -352,30 +352,11 @@ def _ratio(value: Any, where: str, errors: list[str], lo: Fraction, hi: Fraction
     return result
 
 
-def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyPolicy | None:
-    at = f"counties[{i}]"
-    start = len(errors)
-    code = raw["county_code"]
-    if not is_known_county(code):
-        errors.append(f"{at}.county_code: unknown county code {code!r} "
-                      f"(not a county-level code in the GB/T 2260 register)")
-    try:
-        effective = date.fromisoformat(raw["effective_from"])
-    except ValueError:
-        errors.append(f"{at}.effective_from: must be a date YYYY-MM-DD")
-        effective = date.min
-
-    std = raw["standards"]
-    urban, rural = std["urban_fen"], std["rural_fen"]
-    for key in ("urban_fen", "rural_fen"):
-        if std[key] == 0:
-            errors.append(f"{at}.standards.{key}: must be > 0")
-    multiplier = _ratio(raw["low_income_multiplier"], f"{at}.low_income_multiplier", errors,
-                        Fraction(1), Fraction(3))
-
-    method = raw.get("payment_method", "gap")
+def _tiers(at: str, raw_tiers: list[Mapping[str, Any]], method: str, urban: int, rural: int,
+           errors: list[str]) -> tuple[list[Tier], list[Tier]]:
+    """The full (全额) class, if any, and the banded tiers in table order; errors appended."""
     tiers: list[Tier] = []
-    for j, t in enumerate(raw["tiers"]):
+    for j, t in enumerate(raw_tiers):
         where = f"{at}.tiers[{j}]"
         full = bool(t.get("full", False))
         if full or "min_gap_ratio" not in t:
@@ -415,6 +396,49 @@ def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyP
                                   f"({banded[j].code} after {banded[j - 1].code})")
         if banded[-1].min_gap_ratio != 0:
             errors.append(f"{at}.tiers: the last banded tier must have min_gap_ratio 0")
+    return [t for t in tiers if t.full], banded
+
+
+def _review(at: str, raw: Mapping[str, Any], errors: list[str]) -> ReviewPolicy:
+    """Review cycles and grace periods; what the file leaves out keeps ReviewPolicy's default."""
+    given = {**raw.get("review", {}), **raw.get("grace_periods", {})}
+    given["pensioner_upper_multiple"] = _ratio(
+        given.get("pensioner_upper_multiple", "2"), f"{at}.grace_periods.pensioner_upper_multiple",
+        errors, Fraction(1), Fraction(5))
+    review = ReviewPolicy(**given)
+    for name in ("graduate_employed", "epidemic"):
+        lo = getattr(review, f"{name}_min_months")
+        hi = getattr(review, f"{name}_max_months")
+        dflt = getattr(review, f"{name}_default_months")
+        if not lo <= dflt <= hi:
+            errors.append(f"{at}.grace_periods.{name}_default_months: must be between "
+                          f"{name}_min_months ({lo}) and {name}_max_months ({hi})")
+    return review
+
+
+def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyPolicy | None:
+    at = f"counties[{i}]"
+    start = len(errors)
+    code = raw["county_code"]
+    if not is_known_county(code):
+        errors.append(f"{at}.county_code: unknown county code {code!r} "
+                      f"(not a county-level code in the GB/T 2260 register)")
+    try:
+        effective = date.fromisoformat(raw["effective_from"])
+    except ValueError:
+        errors.append(f"{at}.effective_from: must be a date YYYY-MM-DD")
+        effective = date.min
+
+    std = raw["standards"]
+    urban, rural = std["urban_fen"], std["rural_fen"]
+    for key in ("urban_fen", "rural_fen"):
+        if std[key] == 0:
+            errors.append(f"{at}.standards.{key}: must be > 0")
+    multiplier = _ratio(raw["low_income_multiplier"], f"{at}.low_income_multiplier", errors,
+                        Fraction(1), Fraction(3))
+
+    method = raw.get("payment_method", "gap")
+    full_tiers, banded = _tiers(at, raw["tiers"], method, urban, rural, errors)
 
     top = raw["min_top_up"]
     for key, limit in (("urban_fen", urban), ("rural_fen", rural)):
@@ -424,35 +448,7 @@ def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyP
     if em["township_cap_fen"] > em["county_cap_fen"]:
         errors.append(f"{at}.emergency.township_cap_fen: must be <= county_cap_fen")
 
-    rv, gp = raw.get("review", {}), raw.get("grace_periods", {})
-    d = ReviewPolicy()
-    review = ReviewPolicy(
-        stable_months=rv.get("stable_months", d.stable_months),
-        irregular_months=rv.get("irregular_months", d.irregular_months),
-        pensioner_months=gp.get("pensioner_months", d.pensioner_months),
-        pensioner_upper_multiple=_ratio(gp.get("pensioner_upper_multiple", "2"),
-                                        f"{at}.grace_periods.pensioner_upper_multiple", errors,
-                                        Fraction(1), Fraction(5)),
-        graduate_employed_min_months=gp.get("graduate_employed_min_months",
-                                            d.graduate_employed_min_months),
-        graduate_employed_max_months=gp.get("graduate_employed_max_months",
-                                            d.graduate_employed_max_months),
-        graduate_employed_default_months=gp.get("graduate_employed_default_months",
-                                                d.graduate_employed_default_months),
-        public_employment_months=gp.get("public_employment_months", d.public_employment_months),
-        disabled_employment_months=gp.get("disabled_employment_months",
-                                          d.disabled_employment_months),
-        epidemic_min_months=gp.get("epidemic_min_months", d.epidemic_min_months),
-        epidemic_max_months=gp.get("epidemic_max_months", d.epidemic_max_months),
-        epidemic_default_months=gp.get("epidemic_default_months", d.epidemic_default_months),
-    )
-    for name in ("graduate_employed", "epidemic"):
-        lo = getattr(review, f"{name}_min_months")
-        hi = getattr(review, f"{name}_max_months")
-        dflt = getattr(review, f"{name}_default_months")
-        if not lo <= dflt <= hi:
-            errors.append(f"{at}.grace_periods.{name}_default_months: must be between "
-                          f"{name}_min_months ({lo}) and {name}_max_months ({hi})")
+    review = _review(at, raw, errors)
     obligor = _ratio(raw.get("obligor_warning_multiple", "2"), f"{at}.obligor_warning_multiple",
                      errors, Fraction(1), Fraction(10))
     if len(errors) > start:
@@ -467,7 +463,7 @@ def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyP
         low_income_multiplier=multiplier,
         asset_limit_fen=raw["asset_limits"]["per_capita_fen"],
         payment_method=method,
-        tiers=tuple([t for t in tiers if t.full] + banded),
+        tiers=(*full_tiers, *banded),
         min_top_up_urban_fen=top["urban_fen"],
         min_top_up_rural_fen=top["rural_fen"],
         emergency=EmergencyCaps(em["township_cap_fen"], em["county_cap_fen"],
