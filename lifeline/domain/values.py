@@ -163,6 +163,22 @@ class Household:
 
 
 @dataclass(frozen=True)
+class HouseholdProfile:
+    """What a referral may tell departments and the charity federation about a household:
+    masked, nothing that identifies a person."""
+
+    region_code: str
+    members_count: int
+    name_masked: str
+    assistance_type: str
+
+    @classmethod
+    def of(cls, application: "Application") -> "HouseholdProfile":
+        return cls(application.region_code, len(application.household.members),
+                   mask_name(application.household.applicant.name), application.assistance_type)
+
+
+@dataclass(frozen=True)
 class BankAccount:
     """Where benefits are paid. The number travels sealed (encrypted); only the masked
     form is shown, and only payment's bank file unseals it."""
@@ -372,10 +388,12 @@ class ValueTranscoding(Transcoding):
         return self.type(**data)
 
 
-VALUE_CLASSES: tuple[type, ...] = (Member, Household, BankAccount, Application, Benefit, Refusal)
+VALUE_CLASSES: tuple[type, ...] = (
+    Member, Household, HouseholdProfile, BankAccount, Application, Benefit, Refusal,
+)
 VALUE_TRANSCODINGS = tuple(ValueTranscoding(cls) for cls in VALUE_CLASSES)
 
 __all__ = [
-    "Application", "BankAccount", "StoresApplication", "Benefit", "BenefitKind", "Household", "Member", "Refusal",
+    "Application", "BankAccount", "HouseholdProfile", "StoresApplication", "Benefit", "BenefitKind", "Household", "Member", "Refusal",
     "VALUE_CLASSES", "VALUE_TRANSCODINGS", "ValueTranscoding", "fen", "mask_name", "period",
 ]

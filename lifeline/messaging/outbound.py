@@ -11,6 +11,7 @@ producer's code.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,10 @@ def case_of(event: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """JSON's own types: tuples become lists, mappings plain dicts (copied, never shared)."""
+    """JSON's own types: value objects and mappings become plain dicts, tuples lists
+    (copied, never shared)."""
+    if dataclasses.is_dataclass(value):
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

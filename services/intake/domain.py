@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
-from lifeline.domain.values import Application, StoresApplication, mask_name
+from lifeline.domain.values import Application, HouseholdProfile, StoresApplication
 
 # A case moves forward only; a late or repeated event never moves it back.
 CASE_STATUSES = ("submitted", "verified", "approved", "refused")
@@ -96,37 +96,32 @@ class Referral(LifelineAggregate):
         urgency: str
         due_date: str
         consent_to_share: bool
-        household_profile: dict[str, Any]  # the masked profile the referral feed carries
+        household_profile: HouseholdProfile  # masked: the referral feed carries it
         raised_at: str
 
         class_version = 2
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state.update(state.pop("details"))
+            state.update(state.pop("details"))  # v1 kept the request in one dict
+            state["household_profile"] = HouseholdProfile(**state["household_profile"])
 
     @classmethod
     def raise_for(cls, case: Case, referral_id: str, target: str, need_category: str,
                   amount_asked_fen: int, urgency: str, due_date: str, consent_to_share: bool,
                   raised_at: str, by: Meta) -> "Referral":
-        applicant = case.application.household.applicant
-        profile = {
-            "region_code": case.region_code,
-            "members_count": len(case.application.household.members),
-            "name_masked": mask_name(applicant.name),
-            "assistance_type": case.application.assistance_type,
-        }
         return cls._create(
             cls.Raised, id=cls.create_id(referral_id), referral_id=referral_id,
             case_id=case.case_id, target=target, need_category=need_category,
             amount_asked_fen=amount_asked_fen, urgency=urgency, due_date=due_date,
-            consent_to_share=consent_to_share, household_profile=profile, raised_at=raised_at,
+            consent_to_share=consent_to_share, household_profile=HouseholdProfile.of(case.application),
+            raised_at=raised_at,
             meta=by.as_dict(),
         )
 
     def __init__(self, referral_id: str, case_id: str, target: str, need_category: str,
                  amount_asked_fen: int, urgency: str, due_date: str, consent_to_share: bool,
-                 household_profile: dict[str, Any], raised_at: str, meta: dict):
+                 household_profile: HouseholdProfile, raised_at: str, meta: dict):
         self.referral_id = referral_id
         self.case_id = case_id
         self.target = target

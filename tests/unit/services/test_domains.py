@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.domain.aggregate import Meta, aggregate_id
-from lifeline.domain.values import Application, BankAccount, Benefit, Refusal, mask_name
+from lifeline.domain.values import Application, BankAccount, Benefit, HouseholdProfile, Refusal, mask_name
 from lifeline.messaging.outbox import to_cloud_events
 from lifeline.rules.periods import SHANGHAI
 from services.charity.domain import Fund, Need
@@ -227,12 +227,13 @@ def test_referral_raised_goes_to_the_referral_feed_masked():
         "charity", "medical", 500000, "urgent")
     assert (event.due_date, event.consent_to_share, event.raised_at) == (
         "2026-12-10", True, "2026-11-25T09:00:00+08:00")
-    assert event.household_profile == {
-        "region_code": VILLAGE, "members_count": 2, "name_masked": "王**", "assistance_type": "dibao"}
+    assert event.household_profile == HouseholdProfile(
+        region_code=VILLAGE, members_count=2, name_masked="王**", assistance_type="dibao")
     out = wire(event, "intake")
     assert out.name == "ReferralRaised" and out.subject == CASE_ID
     assert routes(event, "intake") == [(T.TOPICS["intake"], CASE_ID), (T.REFERRALS, CASE_ID)]
-    assert out.data["household_profile"]["name_masked"] == "王**"
+    assert out.data["household_profile"] == {
+        "region_code": VILLAGE, "members_count": 2, "name_masked": "王**", "assistance_type": "dibao"}
     text = json.dumps(out.data, ensure_ascii=False)
     assert "王小明" not in text and not any(i in text for i in IDS)
 
