@@ -6,6 +6,8 @@
   lifeline token --role R --region CODE
   lifeline replay SERVICE          rebuild read models into a fresh store and compare
   lifeline republish SERVICE --from N
+  lifeline clock set MOMENT | advance DURATION | show | reset
+                                   move the shared test clock (LIFELINE_TEST_CLOCK=1 only)
 """
 
 from __future__ import annotations
@@ -119,6 +121,48 @@ def cmd_republish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clock(args: argparse.Namespace) -> int:
+    """Move the one clock every process of a test Lifeline reads (LIFELINE_TEST_CLOCK=1).
+
+    Prints the resulting moment (ISO 8601, Asia/Shanghai) on stdout. Refused unless
+    the test clock is switched on, so never in production (the settings refuse
+    LIFELINE_TEST_CLOCK there).
+    """
+    from lifeline.domain.clock import SharedClock
+    from lifeline.runtime.service import clock_for
+
+    settings = Settings.from_env()
+    if not settings.test_clock:
+        where = "in production" if settings.environment == "production" else "without LIFELINE_TEST_CLOCK=1"
+        print(f"lifeline clock: refused {where}: the processes read the system time, not the shared "
+              "test clock; start every process of a development or test Lifeline with "
+              "LIFELINE_TEST_CLOCK=1 to move its time", file=sys.stderr)
+        return 2
+    clock = clock_for(settings)
+    assert isinstance(clock, SharedClock)
+    try:
+        if args.action == "set":
+            moment = clock.set(args.moment)
+        elif args.action == "advance":
+            moment = clock.advance(args.duration)
+        elif args.action == "reset":
+            clock.reset()
+            moment = clock.now()
+        else:
+            moment = clock.now()
+    except (ValueError, TypeError, KeyError) as exc:  # a malformed or naive moment, a bad duration, a bad file
+        hint = {
+            "set": "; MOMENT is ISO 8601 with an offset, e.g. 2026-12-31T23:59:59+08:00",
+            "advance": "",  # parse_duration names the accepted forms
+        }.get(args.action, f"; {clock.path} is unreadable, `lifeline clock reset` removes it")
+        print(f"lifeline clock {args.action}: {exc}{hint}", file=sys.stderr)
+        return 2
+    print(moment.isoformat())
+    if not clock.path.exists():
+        print(f"(system time: the shared clock {clock.path} is not set)", file=sys.stderr)
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from lifeline.http.auth import mint_token
     from lifeline.dev.embedded import EmbeddedBroker, EmbeddedRedis
@@ -226,6 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("service", choices=SERVICES)
     p.add_argument("--from", dest="from_position", type=int, default=1)
     p.set_defaults(func=cmd_republish)
+    p = sub.add_parser("clock", help="move the shared test clock (LIFELINE_TEST_CLOCK=1 only)")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("set", help="freeze the shared clock at MOMENT")
+    a.add_argument("moment", help="ISO 8601 with an offset, e.g. 2026-12-31T23:59:59+08:00")
+    a = actions.add_parser("advance", help="move the shared clock forward (from now when it is not set)")
+    a.add_argument("duration", help="7d, 3h, 30m or 10s")
+    actions.add_parser("show", help="print the moment every process reads now")
+    actions.add_parser("reset", help="remove the shared clock: the processes read the system time again")
+    p.set_defaults(func=cmd_clock)
     args = parser.parse_args(argv)
     from lifeline.rules.calendar import CalendarError
     from lifeline.rules.regions import RegisterError

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -211,6 +212,26 @@ class Lifeline:
             [sys.executable, "-m", "lifeline.cli", *args], env=self.env,
             capture_output=True, text=True, timeout=120,
         )
+
+    # --- the shared test clock (a Lifeline started with LIFELINE_TEST_CLOCK=1) ----------
+    def clock(self, *args: str) -> datetime:
+        """`lifeline clock ARGS` on this Lifeline's data dir; the moment every process now reads."""
+        r = self.cli("clock", *args)
+        if r.returncode != 0:
+            raise RuntimeError(f"lifeline clock {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+        return datetime.fromisoformat(r.stdout.strip())
+
+    def clock_set(self, moment: str | datetime) -> datetime:
+        """Freeze every process's time at `moment` (ISO 8601 with an offset)."""
+        return self.clock("set", moment.isoformat() if isinstance(moment, datetime) else moment)
+
+    def clock_advance(self, duration: str) -> datetime:
+        """Move every process's time forward: 7d, 3h, 30m or 10s."""
+        return self.clock("advance", duration)
+
+    def clock_reset(self) -> datetime:
+        """Every process reads the system time again."""
+        return self.clock("reset")
 
 
 def wait_for(fn: Callable[[], T], timeout: float = 45, interval: float = 0.25, what: str = "condition") -> T:

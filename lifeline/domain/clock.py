@@ -58,15 +58,18 @@ class SharedClock:
 
     def __init__(self, path: Path):
         self.path = path
-        self._cache: tuple[float, datetime] | None = None
+        self._cache: tuple[tuple[int, int], datetime] | None = None
 
     def now(self) -> datetime:
         try:
-            mtime = self.path.stat().st_mtime_ns
+            stat = self.path.stat()
         except FileNotFoundError:
             return datetime.now(SHANGHAI)
-        if self._cache is None or self._cache[0] != mtime:
-            self._cache = (mtime, _moment(json.loads(self.path.read_text())["moment"]))
+        # `set` replaces the file, so a new inode marks a new moment even when two writes
+        # fall within the file system's timestamp granularity.
+        version = (stat.st_ino, stat.st_mtime_ns)
+        if self._cache is None or self._cache[0] != version:
+            self._cache = (version, _moment(json.loads(self.path.read_text())["moment"]))
         return self._cache[1]
 
     def set(self, moment: datetime | str) -> datetime:

@@ -1,10 +1,16 @@
-"""One running Lifeline (five services + simulator, separate processes) per module."""
+"""One running Lifeline (five services + simulator, separate processes) per module.
+
+`lifeline` reads the system time; `clocked_lifeline` is started with LIFELINE_TEST_CLOCK=1,
+so a test can move the time of all its processes at once.
+"""
 
 from __future__ import annotations
 
 import itertools
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -25,17 +31,37 @@ def new_people(n: int, region: str = "370502") -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def lifeline(infra):
+@contextmanager
+def running_lifeline(infra, extra_env: dict[str, str] | None = None) -> Iterator[Lifeline]:
+    """A fresh Lifeline (own namespace and data dir), every process started and ready."""
     namespace = f"e{uuid.uuid4().hex[:6]}."
     data_dir = Path(tempfile.mkdtemp(prefix="lifeline-e2e-"))
     data_dir.chmod(0o755)
-    system = Lifeline(infra, namespace, data_dir)
+    system = Lifeline(infra, namespace, data_dir, extra_env=extra_env)
     system.start()
     try:
         yield system
     finally:
         system.stop()
+
+
+@pytest.fixture(scope="module")
+def lifeline(infra):
+    with running_lifeline(infra) as system:
+        yield system
+
+
+@pytest.fixture(scope="module")
+def clocked_lifeline(infra):
+    """A Lifeline whose processes all read one shared clock (LIFELINE_TEST_CLOCK=1).
+
+    Until a test sets it the clock is the system time; `clocked_lifeline.clock_set(moment)`,
+    `.clock_advance("7d")` and `.clock_reset()` move it for every process at once (through
+    `lifeline clock`). A test that sets it resets it when done: the Lifeline is shared by
+    the module.
+    """
+    with running_lifeline(infra, extra_env={"LIFELINE_TEST_CLOCK": "1"}) as system:
+        yield system
 
 
 def set_records(lifeline: Lifeline, department: str, id_number: str, **figures: int) -> None:

@@ -1,5 +1,7 @@
 """docs/RULES.md stays true: every rule row names a source, a default, a function that exists and a
-test that exists, and every Chinese quotation attributed to a seed is in that seed."""
+test that exists, where the rule runs (a route, a consumer or a start-up step that exists) and the
+end-to-end test that drives it there (or the open issue that will wire it), and every Chinese
+quotation attributed to a seed is in that seed."""
 from __future__ import annotations
 
 import ast
@@ -47,13 +49,13 @@ RULE_ROWS = [(f"{h} / {r['Rule'][:40]}", r) for h, rows in _tables() for r in ro
 def test_doc_has_rule_tables():
     assert len(RULE_ROWS) >= 45
     headings = {h for h, rows in _tables() if rows and "Enforced by" in rows[0]}
-    assert len(headings) == 7          # sections 1-7 all use the five-column layout
+    assert len(headings) == 7          # sections 1-7 all use the six-column layout
 
 
 @pytest.mark.parametrize("where, row", RULE_ROWS, ids=[w for w, _ in RULE_ROWS])
 def test_every_rule_names_source_default_function_and_test(where, row):
-    assert set(row) == {"Rule", "Source", "Default", "Enforced by", "Test"} or \
-        set(row) == {"Rule", "Source", "Default (example county)", "Enforced by", "Test"}
+    assert set(row) == {"Rule", "Source", "Default", "Enforced by", "Test", "Runs in"} or \
+        set(row) == {"Rule", "Source", "Default (example county)", "Enforced by", "Test", "Runs in"}
     assert row["Source"], "no source"
     assert row.get("Default", row.get("Default (example county)")), "no default"
     assert CODE_REF.search(row["Enforced by"]), "no `module:function` in Enforced by"
@@ -90,6 +92,142 @@ def _tests_in(filename: str) -> frozenset[str]:
 def test_named_test_exists(filename, name):
     assert (HERE / filename).is_file(), filename
     assert name in _tests_in(filename)
+
+
+# --- Runs in: where a running Lifeline applies the rule, and the end-to-end test that drives it --
+E2E_DIR = REPO / "tests" / "e2e"
+SERVICES = ("intake", "verification", "payment", "charity", "notify")
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+OPEN_ISSUES = frozenset({9, 10, 11, 12, 13, 14, 15, 16, 17})
+ROUTE = re.compile(r"(\w+) (GET|POST|PUT|PATCH|DELETE) (/\S*)")
+CONSUMER = re.compile(r"(\w+) ← (\w+)")
+START = re.compile(r"start: lifeline serve(?: (\w+))?")
+E2E = re.compile(r"e2e/(test_\w+\.py)::(test_\w+)(?:\[([^\]]+)\])?")
+NOT_WIRED = re.compile(r"not wired yet \(issue (\d+)\)")
+# What each start-up step runs: (file, function it must call).
+START_STEPS = {
+    None: (REPO / "lifeline" / "runtime" / "service.py", "install_rules"),        # every service
+    "verification": (REPO / "services" / "verification" / "bootstrap.py", "default_policy_book"),
+}
+
+
+def _runs_in(cell: str) -> dict[str, list]:
+    """The places and end-to-end tests a *Runs in* cell names; ValueError on anything else."""
+    found: dict[str, list] = {"route": [], "consumer": [], "start": [], "e2e": [], "issue": []}
+    for token in re.findall(r"`([^`]*)`", cell):
+        for kind, pattern in (("route", ROUTE), ("consumer", CONSUMER), ("start", START), ("e2e", E2E)):
+            if m := pattern.fullmatch(token):
+                found[kind].append(m.groups())
+                break
+        else:
+            raise ValueError(f"not a route, consumer, start-up step or e2e test: `{token}`")
+    found["issue"] = [int(n) for n in NOT_WIRED.findall(cell)]
+    rest = NOT_WIRED.sub("", re.sub(r"`[^`]*`", "", cell))
+    if rest.strip(" ,;"):
+        raise ValueError(f"unparsed text in Runs in: {rest.strip()!r}")
+    return found
+
+
+@pytest.mark.parametrize("where, row", RULE_ROWS, ids=[w for w, _ in RULE_ROWS])
+def test_every_rule_says_where_it_runs(where, row):
+    cell = row.get("Runs in", "")
+    assert cell, "no Runs in cell"
+    found = _runs_in(cell)
+    places = found["route"] + found["consumer"] + found["start"]
+    if found["issue"]:
+        assert set(found["issue"]) <= OPEN_ISSUES, f"not an open issue: {found['issue']}"
+        assert len(found["issue"]) == 1, "one issue wires it"
+        assert not found["e2e"], "a rule not wired yet has no end-to-end test to name"
+    else:
+        assert found["e2e"], "names neither an e2e test nor `not wired yet (issue N)`"
+        assert places, "names an e2e test but no route, consumer or start-up step"
+
+
+RUNS_IN = [_runs_in(r["Runs in"]) for _, r in RULE_ROWS if r.get("Runs in")]
+ROUTES = sorted({g for f in RUNS_IN for g in f["route"]})
+CONSUMERS = sorted({g for f in RUNS_IN for g in f["consumer"]})
+STARTS = sorted({g for f in RUNS_IN for g in f["start"]}, key=str)
+E2E_TESTS = sorted({g for f in RUNS_IN for g in f["e2e"]}, key=str)
+
+
+@lru_cache(maxsize=None)
+def _routes(service: str) -> frozenset[tuple[str, str]]:
+    """(METHOD, path) of every route a service's api.py declares, with its APIRouter prefix,
+    read from the source (building the router needs a runtime)."""
+    tree = ast.parse((REPO / "services" / service / "api.py").read_text(encoding="utf-8"))
+    prefixes = {
+        kw.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "APIRouter"
+        for kw in node.keywords
+        if kw.arg == "prefix" and isinstance(kw.value, ast.Constant)
+    }
+    assert len(prefixes) <= 1, f"{service}: several router prefixes {prefixes}"
+    prefix = next(iter(prefixes), "")
+    routes = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for deco in node.decorator_list:
+            if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)
+                    and deco.func.attr in HTTP_METHODS):
+                continue
+            path = deco.args[0] if deco.args else next(
+                (kw.value for kw in deco.keywords if kw.arg == "path"), None)
+            if isinstance(path, ast.Constant) and isinstance(path.value, str):
+                routes.add((deco.func.attr.upper(), prefix + path.value))
+    return frozenset(routes)
+
+
+def test_route_parser_reads_the_apis():
+    assert ("POST", "/v1/applications") in _routes("intake")
+    assert ("GET", "/v1/verifications/{case_id}") in _routes("verification")
+
+
+@pytest.mark.parametrize("service, method, path", ROUTES, ids=[" ".join(r) for r in ROUTES])
+def test_named_route_exists(service, method, path):
+    assert service in SERVICES, f"unknown service {service}"
+    assert (method, path) in _routes(service), f"{service} has no {method} {path}: {sorted(_routes(service))}"
+
+
+@pytest.mark.parametrize("service, event", CONSUMERS, ids=[f"{s} <- {e}" for s, e in CONSUMERS])
+def test_named_consumer_exists(service, event):
+    assert service in SERVICES, f"unknown service {service}"
+    handlers = importlib.import_module(f"services.{service}.consumers").HANDLERS
+    assert event in handlers, f"{service} consumes {sorted(handlers)}, not {event}"
+
+
+@pytest.mark.parametrize("step", STARTS, ids=[s[0] or "every service" for s in STARTS])
+def test_named_start_step_exists(step):
+    (service,) = step
+    assert service in START_STEPS, f"no start-up step known for {service}"
+    path, function = START_STEPS[service]
+    calls = {node.func.id for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    assert function in calls, f"{path.relative_to(REPO)} no longer calls {function}"
+
+
+@lru_cache(maxsize=None)
+def _e2e(filename: str) -> tuple[dict[str, ast.AST], frozenset[str]]:
+    """The module-level test functions of an e2e file, and every string literal in it (where a
+    parametrized case's id is spelt)."""
+    tree = ast.parse((E2E_DIR / filename).read_text(encoding="utf-8"))
+    functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    strings = frozenset(n.value for n in ast.walk(tree)
+                        if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    return functions, strings
+
+
+@pytest.mark.parametrize("filename, name, case", E2E_TESTS,
+                         ids=[f"{f}::{n}" + (f"[{c}]" if c else "") for f, n, c in E2E_TESTS])
+def test_named_e2e_test_exists(filename, name, case):
+    assert (E2E_DIR / filename).is_file(), filename
+    functions, strings = _e2e(filename)
+    assert name in functions, f"no {name} in tests/e2e/{filename}"
+    if case is not None:
+        decorators = [ast.unparse(d) for d in functions[name].decorator_list]
+        assert any("parametrize" in d for d in decorators), f"{name} is not parametrized"
+        assert case in strings, f"no case {case!r} in tests/e2e/{filename}"
 
 
 def _norm(text: str) -> str:
