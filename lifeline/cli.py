@@ -20,7 +20,8 @@ import subprocess
 import sys
 import time
 
-from lifeline.settings import SERVICES, Settings, SettingsError
+from lifeline.errors import ConfigurationError
+from lifeline.settings import SERVICES, Settings
 
 
 def service_spec(name: str):
@@ -280,12 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     actions.add_parser("reset", help="remove the shared clock: the processes read the system time again")
     p.set_defaults(func=cmd_clock)
     args = parser.parse_args(argv)
-    from lifeline.rules.calendar import CalendarError
-    from lifeline.rules.regions import RegisterError
-
     try:
         return args.func(args)
-    except (SettingsError, CalendarError, RegisterError) as exc:
+    except ConfigurationError as exc:
         # Configuration the operator must fix: say what and where, without a traceback.
         print(f"lifeline {args.command}: {exc}", file=sys.stderr)
         return 2

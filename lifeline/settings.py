@@ -26,6 +26,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from lifeline.errors import ConfigurationError
+
 SERVICES = ("intake", "verification", "payment", "charity", "notify")
 
 DEFAULT_PORTS = {
@@ -46,7 +48,7 @@ DEFAULT_CALENDAR_DIR = REPO_ROOT / "config" / "calendar"
 DEFAULT_REGIONS_DIR = REPO_ROOT / "config" / "regions"
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """The environment holds a value Lifeline cannot use; the message names the variable."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from lifeline.errors import ConfigurationError
 from lifeline.rules.installed import Installed
 
 try:  # the package is a declared dependency, but the calendar must still work without it
@@ -30,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CALENDAR_DIR = REPO_ROOT / "config" / "calendar"
 
 
-class CalendarError(ValueError):
+class CalendarError(ConfigurationError):
     """An arrangement file that cannot be used; the message names the field."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lifeline.errors import ConfigurationError
 from lifeline.rules.installed import Installed
 
 # Province-level prefixes of GB/T 2260 (incl. Taiwan 71, Hong Kong 81, Macao 82).
@@ -139,7 +140,7 @@ REGISTER_FILE = Path(__file__).with_name("data") / "gb2260.tsv"
 DEFAULT_REGIONS_DIR = Path(__file__).resolve().parents[2] / "config" / "regions"
 
 
-class RegisterError(ValueError):
+class RegisterError(ConfigurationError):
     """A register file that cannot be read; names the file and line."""
 
 

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Literal, Mapping
 import jsonschema
 import yaml
 
+from lifeline.errors import ConfigurationError
 from lifeline.rules.departments import DEPARTMENTS
 from lifeline.settings import DEFAULT_POLICY_FILE, Settings
 from lifeline.rules.regions import InvalidRegionCode, county_of, is_known_county
@@ -38,7 +39,7 @@ def ratio_text(value: Fraction) -> str:
     return format(d.normalize(), "f")
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigurationError):
     """A policy file or lookup that cannot be used. ``field`` is the first offending field."""
 
     def __init__(self, message: str, *, field: str = "", errors: Iterable[str] = ()) -> None:
@@ -516,6 +517,7 @@ class PolicyBook:
                 seen[key] = i
                 versions.append(built)
         if errors:
+            errors = list(dict.fromkeys(errors))  # one line per problem, however often met
             first_field = errors[0].split(":", 1)[0]
             prefix = f"{origin}: " if origin else ""
             raise PolicyError(prefix + "; ".join(errors), field=first_field, errors=errors)

@@ -596,6 +596,7 @@ def test_a_bad_rules_file_stops_the_service_at_start(infra):
         shutil.rmtree(root, ignore_errors=True)
     for name, proc in results.items():
         said = proc.stdout + proc.stderr
-        assert proc.returncode != 0, f"{name}: started with a bad file:\n{said}"
+        assert proc.returncode == 2, f"{name}: not a clean configuration error (exit 2):\n{said}"
+        assert "Traceback" not in said, f"{name}: a traceback instead of a message:\n{said}"
         assert BAD_FILES[name][4] in said, f"{name}:\n{said}"
         assert BAD_FILES[name][2] in said, f"{name}: the file is not named:\n{said}"
