@@ -10,24 +10,103 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from eventsourcing.persistence import InterfaceError as StoreInterfaceError
 from eventsourcing.persistence import OperationalError as StoreOperationalError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lifeline.contracts.envelope import ContractError
 from lifeline.http.auth import Principal, ensure_region
-from lifeline.http.problems import BodySizeLimit, Problem, install_problem_handlers
+from lifeline.http.problems import PROBLEM_JSON, BodySizeLimit, Problem, install_problem_handlers
 from lifeline.ops.metrics import HTTP_REQUESTS, REGISTRY
 from lifeline.runtime.service import ServiceRuntime, ServiceSpec
 from lifeline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# --- documented response shapes --------------------------------------------------------
+class ProblemError(BaseModel):
+    """One entry of a 422's ``errors`` (lifeline.http.problems.validation_errors)."""
+
+    pointer: str | None = Field(None, description="JSON pointer into the body, e.g. #/members/0/id_number")
+    parameter: str | None = Field(None, description="the query or path parameter at fault")
+    header: str | None = Field(None, description="the header at fault")
+    in_: str | None = Field(None, alias="in", description="query, path, header or cookie")
+    detail: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, sent as application/problem+json (lifeline.http.problems)."""
+
+    # Open-ended on purpose: RFC 9457 extension members (errors, allowed_roles, max_bytes, ...)
+    # differ from one problem to the next.
+    model_config = ConfigDict(extra="allow", title="Problem")
+    type: str = Field(description="about:blank or https://lifeline.example/problems/<slug>")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = Field(None, description="the request path")
+    errors: list[ProblemError] | None = Field(None, description="422 validation failures, values never echoed")
+
+
+PROBLEM_REF = "#/components/schemas/Problem"
+_PROBLEM_TEXT = {
+    400: "Malformed request (e.g. an invalid Idempotency-Key or Content-Length)",
+    401: "No valid bearer token",
+    403: "Role not allowed, or the resource lies outside the caller's region",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Request body too large",
+    422: "The request does not match the expected shape or the event contract",
+    503: "A backing store is unreachable; retry after Retry-After",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for errors, all application/problem+json (see ProblemDetails)."""
+    return {
+        status: {
+            "description": _PROBLEM_TEXT.get(status, "Error"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}},
+        }
+        for status in statuses
+    }
+
+
+def _problem_schemas() -> dict[str, Any]:
+    """ProblemDetails and what it refers to, as OpenAPI components."""
+    schema = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {**defs, "Problem": schema}
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    service: str = Field(description="the service's name, e.g. intake")
+
+
+class ReadinessChecks(BaseModel):
+    event_store: str = Field(description='"ok" or "error: ..."')
+    kafka: str = Field(description='"ok" or "starting"')
+    redis: str = Field(description='"ok" or "error: ..."')
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: ReadinessChecks
+
+
+class MetricsResponse(PlainTextResponse):
+    """Prometheus text exposition format."""
+
+    media_type = "text/plain; version=0.0.4"
 
 
 def found_in_region(
@@ -69,6 +148,16 @@ def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRunti
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # Routes refer to the problem+json schema by $ref; put it among the components once.
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(_problem_schemas())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(ContractError)
     async def contract_error(request: Request, exc: ContractError):
@@ -95,18 +184,21 @@ def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRunti
         return response
 
     @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": spec.name}
+    async def healthz() -> Health:
+        return Health(status="ok", service=spec.name)
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get(
+        "/readyz", tags=["operations"], response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready: a check is not ok"}},
+    )
     async def readyz():
         checks = await runtime.readiness()
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=MetricsResponse)
     async def metrics():
-        return PlainTextResponse(generate_latest(REGISTRY), media_type="text/plain; version=0.0.4")
+        return MetricsResponse(generate_latest(REGISTRY))
 
     app.include_router(spec.router(runtime))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

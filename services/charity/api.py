@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.domain.aggregate import Meta
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
+from lifeline.rules.vocabulary import URGENCIES
 from lifeline.runtime.service import ServiceRuntime
-from lifeline.http.app import found_in_region, idempotent_id
+from lifeline.http.app import found_in_region, idempotent_id, problem_responses
 from services.charity.application import CharityApplication, FundNotFound
 
 FUND_WRITERS = ("charity_federation", "county_officer", "admin")
@@ -20,12 +21,25 @@ READERS = (*CASE_READERS, "charity_federation")
 NeedCategory = Literal[
     "medical", "education", "housing", "employment", "living", "disaster", "care", "psychological"
 ]
+FundKind = Literal["special", "named", "project"]
+CaseId = Annotated[str, Query(min_length=3, max_length=64)]
 
 
 class FundIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True,
+        json_schema_extra={"examples": [{
+            "name": "东营区慈善总会救急难专项基金",
+            "kind": "special",
+            "need_categories": ["medical", "education", "living"],
+            "region_code": "370502",
+            "balance_fen": 50000000,
+            "per_case_cap_fen": 1000000,
+            "valid_until": "2027-12-31",
+        }]},
+    )
     name: str = Field(min_length=2, max_length=100)
-    kind: Literal["special", "named", "project"]
+    kind: FundKind
     need_categories: list[NeedCategory] = Field(min_length=1)
     region_code: str = Field(pattern=r"^\d{6}(\d{3}(\d{3})?)?$")
     balance_fen: int = Field(ge=0, le=10**12)
@@ -33,11 +47,55 @@ class FundIn(BaseModel):
     valid_until: date | None = None
 
 
+# --- responses ---------------------------------------------------------------------
+class FundRegisteredOut(BaseModel):
+    fund_id: str = Field(examples=["F-5C4B3A2918F7E6D5C4B3"])
+
+
+class FundOut(BaseModel):
+    """A fund: its id, the registered details, the aggregate's version."""
+
+    fund_id: str
+    name: str
+    kind: FundKind
+    need_categories: list[NeedCategory]
+    region_code: str
+    balance_fen: int
+    per_case_cap_fen: int
+    valid_until: str | None = Field(description="ISO 8601 date, or null when open-ended")
+    registered_at: str = Field(description="ISO 8601 timestamp")
+    version: int
+
+
+class NeedDoc(BaseModel):
+    """A need as charity's read model keeps it (application.project)."""
+
+    # Declared in the order the side store returns a document's keys (sorted), so the JSON
+    # answered is the stored document, byte for byte.
+    amount_asked_fen: int
+    case_id: str
+    need_category: NeedCategory
+    need_id: str
+    opened_at: str = Field(description="ISO 8601 timestamp")
+    referral_id: str
+    region_code: str
+    status: Literal["open"]
+    urgency: Literal[URGENCIES]
+
+
+class Needs(BaseModel):
+    case_id: str
+    items: list[NeedDoc] = Field(description="those within the caller's region")
+
+
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
     app: CharityApplication = runtime.app  # type: ignore[assignment]
 
-    @api.post("/funds", status_code=201, tags=["funds"])
+    @api.post(
+        "/funds", status_code=201, tags=["funds"], response_model=FundRegisteredOut,
+        responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
+    )
     async def register_fund(
         body: FundIn, request: Request, principal: Principal = runtime.auth.require(*FUND_WRITERS)
     ):
@@ -56,14 +114,20 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
         return await runtime.idempotent(request, principal.user_id, handle)
 
-    @api.get("/funds/{fund_id}", tags=["funds"])
+    @api.get(
+        "/funds/{fund_id}", tags=["funds"], response_model=FundOut,
+        responses=problem_responses(401, 403, 404, 422, 503),
+    )
     async def get_fund(fund_id: str, principal: Principal = runtime.auth.require(*READERS)):
         fund = await asyncio.to_thread(found_in_region, app.get_fund, fund_id, FundNotFound, "Fund", principal)
         return {"fund_id": fund.fund_id, **fund.details, "version": fund.version}
 
-    @api.get("/needs", tags=["needs"])
+    @api.get(
+        "/needs", tags=["needs"], response_model=Needs,
+        responses=problem_responses(401, 403, 422, 503),
+    )
     async def list_needs(
-        case_id: str = Query(min_length=3, max_length=64),
+        case_id: CaseId,
         principal: Principal = runtime.auth.require(*READERS),
     ):
         return await runtime.items_of_case("need", case_id, principal)

@@ -13,7 +13,7 @@ from lifeline.stores.application import DuplicateRequest
 from lifeline.domain.aggregate import Meta
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
 from lifeline.runtime.service import ServiceRuntime
-from lifeline.http.app import found_in_region, idempotent_id
+from lifeline.http.app import found_in_region, idempotent_id, problem_responses
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.regions import InvalidRegionCode, validate_division_in_force
 from lifeline.rules.vocabulary import (
@@ -29,6 +29,7 @@ from lifeline.rules.vocabulary import (
     WORK_ABILITY,
 )
 from services.intake.application import CaseNotFound, IntakeApplication, case_view
+from services.intake.domain import CASE_STATUSES
 
 WRITERS = ("clerk", "caseworker", "county_officer", "admin")
 
@@ -36,12 +37,29 @@ AssistanceType = Literal[ASSISTANCE_TYPES]
 NeedCategory = Literal[NEED_CATEGORIES]
 Urgency = Literal[URGENCIES]
 
+# The example people: valid GB 11643 numbers of county 370502 (东营区), made with
+# lifeline.rules.ids.make_resident_id (tests/unit/test_openapi.py makes them again).
+APPLICANT_ID = "370502196803150258"   # 王建国, born 1968-03-15, male
+SPOUSE_ID = "37050219700722074X"      # 李秀英, born 1970-07-22, female (check digit X)
+CHILD_ID = "370502200809010108"       # 王小雨, born 2008-09-01, female
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+def strict(*examples: dict) -> ConfigDict:
+    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
+    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
 
 
-class MemberIn(Strict):
+APPLICANT_EXAMPLE = {
+    "id_number": APPLICANT_ID, "name": "王建国", "relation": "self",
+    "disability_grade": 2, "disability_kind": "physical", "serious_illness": False,
+    "work_ability": "partial", "co_resident": True, "support_obligor": False, "support_paid_fen": 0,
+}
+BANK_ACCOUNT_EXAMPLE = {"channel": "RCC", "account_number": "6228480012345678901", "account_name": "王建国"}
+
+
+class MemberIn(BaseModel):
+    model_config = strict(APPLICANT_EXAMPLE, {"id_number": CHILD_ID, "name": "王小雨", "relation": "child"})
+
     id_number: str = Field(min_length=18, max_length=18)
     name: str = Field(min_length=1, max_length=50)
     relation: Literal[RELATIONS]
@@ -64,13 +82,37 @@ class MemberIn(Strict):
             raise ValueError(f"invalid resident ID number: {exc}") from exc
 
 
-class BankAccountIn(Strict):
+class BankAccountIn(BaseModel):
+    model_config = strict(BANK_ACCOUNT_EXAMPLE)
+
     channel: Literal[tuple(BANK_CHANNELS)]
     account_number: str = Field(pattern=r"^\d{12,30}$", description="sealed at once; shown masked")
     account_name: str = Field(min_length=1, max_length=64)
 
 
-class ApplicationIn(Strict):
+class ApplicationIn(BaseModel):
+    model_config = strict({
+        "assistance_type": "dibao",
+        "channel": "window",
+        "region_code": "370502101001",
+        "area": "urban",
+        "members": [
+            APPLICANT_EXAMPLE,
+            {"id_number": SPOUSE_ID, "name": "李秀英", "relation": "spouse", "serious_illness": True,
+             "work_ability": "none"},
+            {"id_number": CHILD_ID, "name": "王小雨", "relation": "child"},
+        ],
+        "declared_monthly_income_fen": 120000,
+        "declared_assets_fen": 800000,
+        "declared_medical_expense_fen": 60000,
+        "declared_education_expense_fen": 20000,
+        "requested_amount_fen": 0,
+        "single_person_member_id": None,
+        "bank_account": BANK_ACCOUNT_EXAMPLE,
+        "authorisation_signed": True,
+        "urgency": "normal",
+    })
+
     assistance_type: AssistanceType
     channel: Literal[CHANNELS]
     region_code: str = Field(pattern=r"^\d{9}(\d{3})?$", description="township (9) or village (12) code")
@@ -111,7 +153,16 @@ class ApplicationIn(Strict):
         return self
 
 
-class ReferralIn(Strict):
+class ReferralIn(BaseModel):
+    model_config = strict({
+        "target": "charity",
+        "need_category": "medical",
+        "amount_asked_fen": 500000,
+        "urgency": "urgent",
+        "due_date": "2026-06-30",
+        "consent_to_share": True,
+    })
+
     target: str
     need_category: NeedCategory
     amount_asked_fen: int = Field(ge=0, le=10**10)
@@ -127,6 +178,51 @@ class ReferralIn(Strict):
         return value
 
 
+# --- responses ---------------------------------------------------------------------
+class ApplicationAccepted(BaseModel):
+    case_id: str = Field(examples=["C-3F2A9C1B7E5D4A6B8C0D"])
+    status: Literal["submitted"]
+
+
+class ReferralRaisedOut(BaseModel):
+    referral_id: str = Field(examples=["R-9B1C2D3E4F5A6B7C8D9E"])
+    case_id: str
+
+
+class ReferralDoc(BaseModel):
+    """A referral as intake's read model keeps it (application.project)."""
+
+    # Declared in the order the side store returns a document's keys (sorted), so the JSON
+    # answered is the stored document, byte for byte.
+    case_id: str
+    due_date: str = Field(description="ISO 8601 date", examples=["2026-06-30"])
+    need_category: NeedCategory
+    referral_id: str
+    status: Literal["raised"]
+    target: str = Field(description="'charity' or a department code")
+
+
+class CaseOut(BaseModel):
+    """application.case_view and the case's referrals."""
+
+    case_id: str
+    status: Literal[CASE_STATUSES]
+    region_code: str
+    assistance_type: AssistanceType
+    channel: Literal[CHANNELS]
+    members_count: int
+    urgency: Urgency
+    clerk_id: str
+    submitted_at: str = Field(description="ISO 8601 timestamp")
+    bank_account_ref: str = Field(description="bank channel and masked number", examples=["RCC:***************8901"])
+    verification_outcome: str | None = Field(description="eligible, ineligible or needs_appraisal once verified")
+    per_capita_income_fen: int | None
+    benefit_id: str | None
+    decision_reason: str | None
+    version: int
+    referrals: list[ReferralDoc]
+
+
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
     app: IntakeApplication = runtime.app  # type: ignore[assignment]
@@ -134,7 +230,10 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     def case_or_404(case_id: str, principal: Principal):
         return found_in_region(app.get_case, case_id, CaseNotFound, "Case", principal)
 
-    @api.post("/applications", status_code=201, tags=["applications"])
+    @api.post(
+        "/applications", status_code=201, tags=["applications"], response_model=ApplicationAccepted,
+        responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
+    )
     async def submit_application(
         body: ApplicationIn, request: Request, principal: Principal = runtime.auth.require(*WRITERS)
     ):
@@ -154,7 +253,10 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
         return await runtime.idempotent(request, principal.user_id, handle)
 
-    @api.get("/cases/{case_id}", tags=["cases"])
+    @api.get(
+        "/cases/{case_id}", tags=["cases"], response_model=CaseOut,
+        responses=problem_responses(401, 403, 404, 422, 503),
+    )
     async def get_case(case_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
         case = await asyncio.to_thread(case_or_404, case_id, principal)
         views = await runtime.views()
@@ -162,7 +264,10 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             referrals = tx.find("referral", case_id)
         return {**case_view(case), "referrals": referrals}
 
-    @api.post("/cases/{case_id}/referrals", status_code=201, tags=["referrals"])
+    @api.post(
+        "/cases/{case_id}/referrals", status_code=201, tags=["referrals"], response_model=ReferralRaisedOut,
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
+    )
     async def raise_referral(
         case_id: str, body: ReferralIn, request: Request,
         principal: Principal = runtime.auth.require(*WRITERS),

@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Annotated, Literal
 
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from lifeline.http.app import problem_responses
 from lifeline.http.auth import CASE_READERS, Principal
+from lifeline.rules.vocabulary import ASSISTANCE_TYPES, FUND_SOURCES
 from lifeline.runtime.service import ServiceRuntime
+
+CaseId = Annotated[str, Query(min_length=3, max_length=64)]
+
+
+class EntitlementDoc(BaseModel):
+    """An entitlement as payment's read model keeps it (application.project)."""
+
+    # Declared in the order the side store returns a document's keys (sorted), so the JSON
+    # answered is the stored document, byte for byte.
+    benefit_id: str
+    benefit_type: Literal[ASSISTANCE_TYPES]
+    case_id: str
+    entitlement_id: str
+    first_period: str = Field(description="YYYY-MM", examples=["2026-05"])
+    # The defaults read documents projected before benefits had kinds (all were monthly).
+    fund_source: Literal[FUND_SOURCES] | None = None
+    kind: Literal["monthly", "one_off", "recognition"] = "monthly"
+    monthly_amount_fen: int | None
+    one_off_amount_fen: int | None = None
+    opened_at: str = Field(description="ISO 8601 timestamp")
+    payable: bool = Field(True, description="false for a recognition (低收入家庭认定): nothing is paid")
+    region_code: str
+    status: Literal["active"]
+
+
+class Entitlements(BaseModel):
+    case_id: str
+    items: list[EntitlementDoc] = Field(description="those within the caller's region")
 
 
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
 
-    @api.get("/entitlements", tags=["entitlements"])
+    @api.get(
+        "/entitlements", tags=["entitlements"], response_model=Entitlements,
+        responses=problem_responses(401, 403, 422, 503),
+    )
     async def list_entitlements(
-        case_id: str = Query(min_length=3, max_length=64),
+        case_id: CaseId,
         principal: Principal = runtime.auth.require(*CASE_READERS),
     ):
         return await runtime.items_of_case("entitlement", case_id, principal)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from lifeline.domain.aggregate import Meta
 from lifeline.http.auth import CASE_READERS, Principal
 from lifeline.http.problems import Problem
 from lifeline.runtime.service import ServiceRuntime
-from lifeline.http.app import found_in_region
+from lifeline.http.app import found_in_region, problem_responses
+from lifeline.rules.departments import DEPARTMENTS
+from lifeline.rules.vocabulary import ASSISTANCE_TYPES, FUND_SOURCES
+from services.verification.assessment import Outcome
 from services.verification.application import (
     DecisionNotAllowed,
     VerificationApplication,
@@ -24,9 +27,131 @@ DECIDERS = ("reviewer", "county_officer", "admin")
 
 
 class DecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True,
+        json_schema_extra={"examples": [
+            {"decision": "approve",
+             "reason": "经入户调查和信息核对，家庭人均收入低于当地最低生活保障标准，财产状况符合规定，同意纳入低保。"},
+            {"decision": "refuse",
+             "reason": "经信息核对，家庭人均收入高于当地低保标准，不符合最低生活保障条件。"},
+        ]},
+    )
     decision: Literal["approve", "refuse"]
     reason: str = Field(min_length=1, max_length=2000)
+
+
+# --- responses ---------------------------------------------------------------------
+Department = Literal[tuple(DEPARTMENTS)]
+
+
+class AssetsSummary(BaseModel):
+    total_fen: int
+    within_limit: bool
+
+
+class AssessmentWarning(BaseModel):
+    rule: str
+    code: str
+    message: str = Field(description="the warning (预警) in Chinese")
+
+
+class AssessmentRecord(BaseModel):
+    """The assessment record (application.assessment_record) stored in VerificationCompleted."""
+
+    # Open-ended on purpose: the record is an audit document kept in the event as it was
+    # written when the check completed; fields a later version adds come through as they are.
+    model_config = ConfigDict(extra="allow")
+    outcome: Outcome
+    recommended_assistance_type: Literal[ASSISTANCE_TYPES] | None
+    tier: str | None
+    monthly_amount_fen: int
+    standard_applied_fen: int
+    per_capita_income_fen: int
+    household_size: int
+    assets_summary: AssetsSummary
+    warnings: list[AssessmentWarning]
+    departments_answered: list[Department]
+    departments_missing: list[Department]
+    detail: dict[str, Any] = Field(description="the full assessment: figures, reasons, policy applied")
+
+
+class BenefitOut(BaseModel):
+    """lifeline.domain.values.Benefit: what the review group approved."""
+
+    kind: Literal["monthly", "one_off", "recognition"]
+    benefit_id: str
+    benefit_type: Literal[ASSISTANCE_TYPES]
+    tier: str | None
+    monthly_amount_fen: int | None
+    one_off_amount_fen: int | None
+    fund_source: Literal[FUND_SOURCES] | None
+    first_period: str = Field(description="YYYY-MM", examples=["2026-05"])
+    approval_level: Literal["township", "county"]
+    approving_body: str
+    approved_at: str = Field(description="ISO 8601 timestamp")
+
+
+class RefusalOut(BaseModel):
+    """lifeline.domain.values.Refusal (不予批准)."""
+
+    reason: str
+    refusing_body: str
+    refused_at: str = Field(description="ISO 8601 timestamp")
+
+
+class VerificationOut(BaseModel):
+    """application.verification_view."""
+
+    case_id: str
+    verification_id: str
+    state: Literal["requested", "completed", "approved", "refused"]
+    region_code: str
+    departments_requested: list[Department]
+    departments_answered: list[Department]
+    departments_missing: list[Department]
+    assessment: AssessmentRecord | None
+    benefit: BenefitOut | None
+    refusal: RefusalOut | None
+    version: int
+
+
+class Approved(BaseModel):
+    """An approval: the case, then application.decision_view (the benefit)."""
+
+    case_id: str
+    decision: Literal["approve"]
+    verification_id: str
+    kind: Literal["monthly", "one_off", "recognition"]
+    benefit_id: str
+    benefit_type: Literal[ASSISTANCE_TYPES]
+    tier: str | None
+    monthly_amount_fen: int | None
+    one_off_amount_fen: int | None
+    fund_source: Literal[FUND_SOURCES] | None
+    first_period: str = Field(description="YYYY-MM", examples=["2026-05"])
+    approval_level: Literal["township", "county"]
+    approving_body: str
+    approved_at: str = Field(description="ISO 8601 timestamp")
+
+
+class Refused(BaseModel):
+    """A refusal: the case, then application.decision_view (the refusal)."""
+
+    case_id: str
+    decision: Literal["refuse"]
+    verification_id: str
+    reason: str
+    refusing_body: str
+    refused_at: str = Field(description="ISO 8601 timestamp")
+
+
+class DecisionOut(RootModel[Annotated[Approved | Refused, Field(discriminator="decision")]]):
+    """What a decision answers: the approval with its benefit, or the refusal."""
+
+
+class CompletionOut(BaseModel):
+    case_id: str
+    assessment: AssessmentRecord
 
 
 def router(runtime: ServiceRuntime) -> APIRouter:
@@ -36,11 +161,17 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     def load(case_id: str, principal: Principal):
         return found_in_region(app.get_verification, case_id, VerificationNotFound, "Verification", principal)
 
-    @api.get("/verifications/{case_id}", tags=["verifications"])
+    @api.get(
+        "/verifications/{case_id}", tags=["verifications"], response_model=VerificationOut,
+        responses=problem_responses(401, 403, 404, 422, 503),
+    )
     async def get_verification(case_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
         return verification_view(await asyncio.to_thread(load, case_id, principal))
 
-    @api.post("/verifications/{case_id}/decision", tags=["verifications"])
+    @api.post(
+        "/verifications/{case_id}/decision", tags=["verifications"], response_model=DecisionOut,
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
+    )
     async def decide(
         case_id: str, body: DecisionIn, request: Request,
         principal: Principal = runtime.auth.require(*DECIDERS),
@@ -59,7 +190,10 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
         return await runtime.idempotent(request, principal.user_id, handle)
 
-    @api.post("/verifications/{case_id}/complete", tags=["verifications"])
+    @api.post(
+        "/verifications/{case_id}/complete", tags=["verifications"], response_model=CompletionOut,
+        responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
+    )
     async def complete(
         case_id: str, request: Request, principal: Principal = runtime.auth.require(*DECIDERS)
     ):
