@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -41,14 +42,7 @@ class Meta:
         return {"user_id": self.user_id, "role": self.role, "org_code": self.org_code}
 
     def as_dict(self) -> dict[str, str]:
-        return {
-            "user_id": self.user_id,
-            "role": self.role,
-            "org_code": self.org_code,
-            "correlation_id": self.correlation_id,
-            "causation_id": self.causation_id,
-            "reason": self.reason,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def of(cls, principal: Any, reason: str = "") -> "Meta":

@@ -9,15 +9,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
 
 from eventsourcing.persistence import InterfaceError as StoreInterfaceError
 from eventsourcing.persistence import OperationalError as StoreOperationalError
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -121,6 +121,50 @@ def found_in_region(
     return found
 
 
+# The problem+json answers routes document, by what they do.
+READ_ERRORS = problem_responses(401, 403, 404, 422, 503)        # read one resource
+LIST_ERRORS = problem_responses(401, 403, 422, 503)             # list a case's documents
+CREATE_ERRORS = problem_responses(400, 401, 403, 409, 413, 422, 503)   # POST a new resource
+COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 503)  # POST to one
+
+CaseId = Annotated[str, Query(min_length=3, max_length=64)]
+
+
+def add_case_items_route(
+    api: APIRouter, runtime: ServiceRuntime, path: str, kind: str, doc: type[BaseModel],
+    readers: tuple[str, ...],
+) -> None:
+    """`GET path?case_id=`: a case's read-model documents of one kind, within the caller's
+    region (payment's entitlements, charity's needs, notify's notices)."""
+    # The answer's model, named after the path (Entitlements, Needs, Notices).
+    listing = create_model(
+        path.strip("/").capitalize(), case_id=(str, ...),
+        items=(list[doc], Field(description="those within the caller's region")),
+    )
+
+    async def list_items(case_id: CaseId, principal: Principal = runtime.auth.require(*readers)):
+        return await runtime.items_of_case(kind, case_id, principal)
+
+    api.add_api_route(
+        path, list_items, methods=["GET"], name=f"list_{kind}s", tags=[path.strip("/")],
+        response_model=listing, responses=LIST_ERRORS,
+    )
+
+
+def lifespan_of(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]):
+    """A FastAPI lifespan that starts a process's background parts and stops them after."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await start()
+        try:
+            yield
+        finally:
+            await stop()
+
+    return lifespan
+
+
 def idempotent_id(prefix: str, principal_id: str, key: str | None) -> str | None:
     """A business id derived from the Idempotency-Key: even if Redis forgot the
     key, the event store refuses a second aggregate with the same id."""
@@ -133,18 +177,10 @@ def idempotent_id(prefix: str, principal_id: str, key: str | None) -> str | None
 def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRuntime | None = None) -> FastAPI:
     runtime = runtime or ServiceRuntime(spec, settings)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI):
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
-
     app = FastAPI(
         title=spec.title or f"Lifeline {spec.name}",
         version="1.0.0",
-        lifespan=lifespan,
+        lifespan=lifespan_of(runtime.start, runtime.stop),
     )
     app.state.runtime = runtime
     install_problem_handlers(app)

@@ -35,6 +35,7 @@ from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import ContractError
 from lifeline.domain.clock import clock_for
 from lifeline.messaging.kafka import Bus, all_topics
+from lifeline.http.app import lifespan_of
 from lifeline.http.problems import install_problem_handlers
 from lifeline.settings import Settings
 
@@ -202,15 +203,7 @@ class PartnerSimulator:
 def create_app(settings: Settings) -> FastAPI:
     sim = PartnerSimulator(settings)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI):
-        await sim.start()
-        try:
-            yield
-        finally:
-            await sim.stop()
-
-    app = FastAPI(title="Lifeline partner-department simulator", lifespan=lifespan)
+    app = FastAPI(title="Lifeline partner-department simulator", lifespan=lifespan_of(sim.start, sim.stop))
     app.state.simulator = sim
     install_problem_handlers(app)
 

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.domain.aggregate import Meta
+from lifeline.http.app import (
+    CREATE_ERRORS,
+    READ_ERRORS,
+    add_case_items_route,
+    found_in_region,
+    idempotent_id,
+)
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
 from lifeline.rules.vocabulary import URGENCIES
 from lifeline.runtime.service import ServiceRuntime
-from lifeline.http.app import found_in_region, idempotent_id, problem_responses
 from services.charity.application import CharityApplication, FundNotFound
 
 FUND_WRITERS = ("charity_federation", "county_officer", "admin")
@@ -22,9 +28,6 @@ NeedCategory = Literal[
     "medical", "education", "housing", "employment", "living", "disaster", "care", "psychological"
 ]
 FundKind = Literal["special", "named", "project"]
-CaseId = Annotated[str, Query(min_length=3, max_length=64)]
-
-
 class FundIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True,
@@ -83,18 +86,13 @@ class NeedDoc(BaseModel):
     urgency: Literal[URGENCIES]
 
 
-class Needs(BaseModel):
-    case_id: str
-    items: list[NeedDoc] = Field(description="those within the caller's region")
-
-
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
     app: CharityApplication = runtime.app  # type: ignore[assignment]
 
     @api.post(
         "/funds", status_code=201, tags=["funds"], response_model=FundRegisteredOut,
-        responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
+        responses=CREATE_ERRORS,
     )
     async def register_fund(
         body: FundIn, request: Request, principal: Principal = runtime.auth.require(*FUND_WRITERS)
@@ -116,20 +114,12 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     @api.get(
         "/funds/{fund_id}", tags=["funds"], response_model=FundOut,
-        responses=problem_responses(401, 403, 404, 422, 503),
+        responses=READ_ERRORS,
     )
     async def get_fund(fund_id: str, principal: Principal = runtime.auth.require(*READERS)):
         fund = await asyncio.to_thread(found_in_region, app.get_fund, fund_id, FundNotFound, "Fund", principal)
         return {"fund_id": fund.fund_id, **fund.details, "version": fund.version}
 
-    @api.get(
-        "/needs", tags=["needs"], response_model=Needs,
-        responses=problem_responses(401, 403, 422, 503),
-    )
-    async def list_needs(
-        case_id: CaseId,
-        principal: Principal = runtime.auth.require(*READERS),
-    ):
-        return await runtime.items_of_case("need", case_id, principal)
+    add_case_items_route(api, runtime, "/needs", "need", NeedDoc, READERS)
 
     return api

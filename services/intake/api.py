@@ -13,7 +13,13 @@ from lifeline.stores.application import DuplicateRequest
 from lifeline.domain.aggregate import Meta
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
 from lifeline.runtime.service import ServiceRuntime
-from lifeline.http.app import found_in_region, idempotent_id, problem_responses
+from lifeline.http.app import (
+    COMMAND_ERRORS,
+    CREATE_ERRORS,
+    READ_ERRORS,
+    found_in_region,
+    idempotent_id,
+)
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.regions import InvalidRegionCode, validate_division_in_force
 from lifeline.rules.vocabulary import (
@@ -232,7 +238,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     @api.post(
         "/applications", status_code=201, tags=["applications"], response_model=ApplicationAccepted,
-        responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
+        responses=CREATE_ERRORS,
     )
     async def submit_application(
         body: ApplicationIn, request: Request, principal: Principal = runtime.auth.require(*WRITERS)
@@ -255,7 +261,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     @api.get(
         "/cases/{case_id}", tags=["cases"], response_model=CaseOut,
-        responses=problem_responses(401, 403, 404, 422, 503),
+        responses=READ_ERRORS,
     )
     async def get_case(case_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
         case = await asyncio.to_thread(case_or_404, case_id, principal)
@@ -266,7 +272,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     @api.post(
         "/cases/{case_id}/referrals", status_code=201, tags=["referrals"], response_model=ReferralRaisedOut,
-        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
+        responses=COMMAND_ERRORS,
     )
     async def raise_referral(
         case_id: str, body: ReferralIn, request: Request,

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from lifeline.http.app import problem_responses
-from lifeline.http.auth import CASE_READERS, Principal
+from lifeline.http.app import add_case_items_route
+from lifeline.http.auth import CASE_READERS
 from lifeline.runtime.service import ServiceRuntime
 from services.notify.domain import LEGAL_NAMES
-
-CaseId = Annotated[str, Query(min_length=3, max_length=64)]
-
 
 class NoticeDoc(BaseModel):
     """A notice as notify's read model keeps it (application.project)."""
@@ -33,22 +30,9 @@ class NoticeDoc(BaseModel):
     region_code: str
 
 
-class Notices(BaseModel):
-    case_id: str
-    items: list[NoticeDoc] = Field(description="those within the caller's region")
-
-
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
 
-    @api.get(
-        "/notices", tags=["notices"], response_model=Notices,
-        responses=problem_responses(401, 403, 422, 503),
-    )
-    async def list_notices(
-        case_id: CaseId,
-        principal: Principal = runtime.auth.require(*CASE_READERS),
-    ):
-        return await runtime.items_of_case("notice", case_id, principal)
+    add_case_items_route(api, runtime, "/notices", "notice", NoticeDoc, CASE_READERS)
 
     return api

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from lifeline.http.app import problem_responses
-from lifeline.http.auth import CASE_READERS, Principal
+from lifeline.http.app import add_case_items_route
+from lifeline.http.auth import CASE_READERS
 from lifeline.rules.vocabulary import ASSISTANCE_TYPES, FUND_SOURCES
 from lifeline.runtime.service import ServiceRuntime
-
-CaseId = Annotated[str, Query(min_length=3, max_length=64)]
-
 
 class EntitlementDoc(BaseModel):
     """An entitlement as payment's read model keeps it (application.project)."""
@@ -36,22 +33,9 @@ class EntitlementDoc(BaseModel):
     status: Literal["active"]
 
 
-class Entitlements(BaseModel):
-    case_id: str
-    items: list[EntitlementDoc] = Field(description="those within the caller's region")
-
-
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
 
-    @api.get(
-        "/entitlements", tags=["entitlements"], response_model=Entitlements,
-        responses=problem_responses(401, 403, 422, 503),
-    )
-    async def list_entitlements(
-        case_id: CaseId,
-        principal: Principal = runtime.auth.require(*CASE_READERS),
-    ):
-        return await runtime.items_of_case("entitlement", case_id, principal)
+    add_case_items_route(api, runtime, "/entitlements", "entitlement", EntitlementDoc, CASE_READERS)
 
     return api

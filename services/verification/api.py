@@ -12,7 +12,7 @@ from lifeline.domain.aggregate import Meta
 from lifeline.http.auth import CASE_READERS, Principal
 from lifeline.http.problems import Problem
 from lifeline.runtime.service import ServiceRuntime
-from lifeline.http.app import found_in_region, problem_responses
+from lifeline.http.app import COMMAND_ERRORS, READ_ERRORS, found_in_region
 from lifeline.rules.departments import DEPARTMENTS
 from lifeline.rules.vocabulary import ASSISTANCE_TYPES, FUND_SOURCES
 from services.verification.assessment import Outcome
@@ -115,34 +115,20 @@ class VerificationOut(BaseModel):
     version: int
 
 
-class Approved(BaseModel):
-    """An approval: the case, then application.decision_view (the benefit)."""
+class Approved(BenefitOut):
+    """An approval: the case and the benefit (application.decision_view)."""
 
     case_id: str
     decision: Literal["approve"]
     verification_id: str
-    kind: Literal["monthly", "one_off", "recognition"]
-    benefit_id: str
-    benefit_type: Literal[ASSISTANCE_TYPES]
-    tier: str | None
-    monthly_amount_fen: int | None
-    one_off_amount_fen: int | None
-    fund_source: Literal[FUND_SOURCES] | None
-    first_period: str = Field(description="YYYY-MM", examples=["2026-05"])
-    approval_level: Literal["township", "county"]
-    approving_body: str
-    approved_at: str = Field(description="ISO 8601 timestamp")
 
 
-class Refused(BaseModel):
-    """A refusal: the case, then application.decision_view (the refusal)."""
+class Refused(RefusalOut):
+    """A refusal: the case and the refusal (application.decision_view)."""
 
     case_id: str
     decision: Literal["refuse"]
     verification_id: str
-    reason: str
-    refusing_body: str
-    refused_at: str = Field(description="ISO 8601 timestamp")
 
 
 class DecisionOut(RootModel[Annotated[Approved | Refused, Field(discriminator="decision")]]):
@@ -163,14 +149,14 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     @api.get(
         "/verifications/{case_id}", tags=["verifications"], response_model=VerificationOut,
-        responses=problem_responses(401, 403, 404, 422, 503),
+        responses=READ_ERRORS,
     )
     async def get_verification(case_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
         return verification_view(await asyncio.to_thread(load, case_id, principal))
 
     @api.post(
         "/verifications/{case_id}/decision", tags=["verifications"], response_model=DecisionOut,
-        responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
+        responses=COMMAND_ERRORS,
     )
     async def decide(
         case_id: str, body: DecisionIn, request: Request,
@@ -192,7 +178,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     @api.post(
         "/verifications/{case_id}/complete", tags=["verifications"], response_model=CompletionOut,
-        responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
+        responses=COMMAND_ERRORS,
     )
     async def complete(
         case_id: str, request: Request, principal: Principal = runtime.auth.require(*DECIDERS)

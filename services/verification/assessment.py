@@ -200,37 +200,25 @@ def approval_level(amount_fen: int, policy: CountyPolicy) -> str:
 # --------------------------------------------------------------------------------------------
 # Assessment
 # --------------------------------------------------------------------------------------------
-@dataclass
-class _Figures:
-    income: int = 0
-    tax: int = 0
-    social_insurance: int = 0
-    assets: int = 0
-    medical: int = 0
-    education: int = 0
+class _Figures(dict[str, int]):
+    """A person's (or the household's) monthly figures in fen, by record field."""
+
+    def __missing__(self, key: str) -> int:
+        return 0
 
     def add(self, row: Mapping[str, Any]) -> None:
-        self.income += row.get("monthly_income_fen", 0)
-        self.tax += row.get("income_tax_fen", 0)
-        self.social_insurance += row.get("social_insurance_fen", 0)
-        self.assets += row.get("assets_fen", 0)
-        self.medical += row.get("medical_expense_fen", 0)
-        self.education += row.get("education_expense_fen", 0)
+        for key in RECORD_FIELDS:
+            self[key] += row.get(key, 0)
 
     @property
     def net(self) -> int:
-        return self.income - self.tax - self.social_insurance
+        return self["monthly_income_fen"] - self["income_tax_fen"] - self["social_insurance_fen"]
 
 
 def _sum(figs: Iterable[_Figures]) -> _Figures:
     total = _Figures()
     for f in figs:
-        total.income += f.income
-        total.tax += f.tax
-        total.social_insurance += f.social_insurance
-        total.assets += f.assets
-        total.medical += f.medical
-        total.education += f.education
+        total.add(f)
     return total
 
 
@@ -383,8 +371,8 @@ def _income_used(household: Household, policy: CountyPolicy, standard: int, fam:
     reasons.append(Reason(
         "INCOME_NET", "income.net_of_tax_and_social_insurance",
         "家庭月收入按扣除个人所得税和社会保险缴费后计算；核对收入与申报收入取较高者",
-        {"gross_fen": fam.income, "income_tax_fen": fam.tax,
-         "social_insurance_fen": fam.social_insurance, "support_received_fen": support,
+        {"gross_fen": fam["monthly_income_fen"], "income_tax_fen": fam["income_tax_fen"],
+         "social_insurance_fen": fam["social_insurance_fen"], "support_received_fen": support,
          "verified_net_fen": verified_net, "declared_fen": declared,
          "income_used_fen": income_total}))
     if verified_net > declared:
@@ -407,13 +395,13 @@ def _income_used(household: Household, policy: CountyPolicy, standard: int, fam:
 def _assets(household: Household, policy: CountyPolicy, fam: _Figures, counted: int,
             reasons: list[Reason]) -> tuple[int, int, bool]:
     """Assets used (the higher of verified and declared), the household's limit, within it?"""
-    assets_total = max(fam.assets, household.declared_assets_fen)
+    assets_total = max(fam["assets_fen"], household.declared_assets_fen)
     asset_limit_total = policy.asset_limit_fen * counted
     assets_ok = assets_total <= asset_limit_total
     reasons.append(Reason(
         "ASSETS_WITHIN_LIMIT" if assets_ok else "ASSETS_OVER_LIMIT", "assets.limit",
         "家庭财产符合规定" if assets_ok else "家庭财产超过规定限额",
-        {"assets_verified_fen": fam.assets, "assets_declared_fen": household.declared_assets_fen,
+        {"assets_verified_fen": fam["assets_fen"], "assets_declared_fen": household.declared_assets_fen,
          "assets_total_fen": assets_total, "limit_per_capita_fen": policy.asset_limit_fen,
          "limit_total_fen": asset_limit_total}, "info" if assets_ok else "blocking"))
     return assets_total, asset_limit_total, assets_ok
@@ -561,15 +549,15 @@ def _zhichu(ctx: _Ctx, fam: _Figures, pci: int, n: int, income_total: int, withi
     hh = ctx.household
     # Declared rigid costs count where the departments know less (e.g. treatment outside
     # insurance), but only as a warning (预警) that calls for evidence and appraisal.
-    medical = max(fam.medical, hh.declared_medical_expense_fen)
-    education = max(fam.education, hh.declared_education_expense_fen)
+    medical = max(fam["medical_expense_fen"], hh.declared_medical_expense_fen)
+    education = max(fam["education_expense_fen"], hh.declared_education_expense_fen)
     rigid = medical + education
-    if medical > fam.medical or education > fam.education:
+    if medical > fam["medical_expense_fen"] or education > fam["education_expense_fen"]:
         ctx.reasons.append(Reason(
             "DECLARED_EXPENSE_ABOVE_RECORDS", "income.rigid_expenditure",
             "申报的刚性支出高于部门核对数据，需提供票据并经民主评议（预警）",
-            {"medical_verified_fen": fam.medical, "medical_declared_fen": hh.declared_medical_expense_fen,
-             "education_verified_fen": fam.education,
+            {"medical_verified_fen": fam["medical_expense_fen"], "medical_declared_fen": hh.declared_medical_expense_fen,
+             "education_verified_fen": fam["education_expense_fen"],
              "education_declared_fen": hh.declared_education_expense_fen}, "warning"))
     adjusted_total = max(0, income_total - rigid)
     adj_pci = per_capita_income(adjusted_total, n)

@@ -15,24 +15,21 @@ OUTBOUND = Outbound()
 OUTBOUND.copies(Verification.Requested, "VerificationRequested")
 
 
+# The assessment record's fields VerificationCompleted carries under the same names.
+FROM_ASSESSMENT = (
+    "per_capita_income_fen", "household_size", "assets_summary", "warnings", "outcome",
+    "recommended_assistance_type", "tier", "standard_applied_fen", "departments_answered",
+    "departments_missing",
+)
+
+
 @OUTBOUND.maps(Verification.Completed, "VerificationCompleted")
 def verification_completed(e: Verification.Completed) -> dict[str, Any]:
     a = e.assessment
     return {
-        "case_id": e.case_id,
-        "verification_id": e.verification_id,
-        "per_capita_income_fen": a["per_capita_income_fen"],
-        "household_size": a["household_size"],
-        "assets_summary": a["assets_summary"],
-        "warnings": a["warnings"],
-        "outcome": a["outcome"],
-        "recommended_assistance_type": a["recommended_assistance_type"],
-        "tier": a["tier"],
-        "recommended_amount_fen": a["monthly_amount_fen"],
-        "standard_applied_fen": a["standard_applied_fen"],
-        "departments_answered": a["departments_answered"],
-        "departments_missing": a["departments_missing"],
-        "completed_at": e.completed_at,
+        "case_id": e.case_id, "verification_id": e.verification_id,
+        **{name: a[name] for name in FROM_ASSESSMENT},
+        "recommended_amount_fen": a["monthly_amount_fen"], "completed_at": e.completed_at,
     }
 
 

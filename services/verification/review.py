@@ -71,6 +71,16 @@ class GraceDecision:
     figures: dict[str, int | str] = field(default_factory=dict)
 
 
+def _ranged_grace(rp: ReviewPolicy, reason: str, months: int | None, code: str,
+                  message_zh: str) -> GraceDecision:
+    """A grace whose length the officer chooses within the policy's range (default if unsaid)."""
+    lo, hi = getattr(rp, f"{reason}_min_months"), getattr(rp, f"{reason}_max_months")
+    chosen = getattr(rp, f"{reason}_default_months") if months is None else months
+    _in_range(chosen, lo, hi, reason)
+    return GraceDecision(reason, True, chosen, code, message_zh,
+                         {"months": chosen, "min_months": lo, "max_months": hi})
+
+
 def grace_period(reason: GraceReason, *, policy: CountyPolicy | ReviewPolicy | None = None,
                  per_capita_income_fen: int | None = None, standard_fen: int | None = None,
                  months: int | None = None) -> GraceDecision:
@@ -96,12 +106,8 @@ def grace_period(reason: GraceReason, *, policy: CountyPolicy | ReviewPolicy | N
         return GraceDecision(reason, False, 0, code,
                              "家庭月人均收入不在低保标准1倍以上2倍以下，不适用养老金延退", figs)
     if reason == "graduate_employed":
-        chosen = rp.graduate_employed_default_months if months is None else months
-        _in_range(chosen, rp.graduate_employed_min_months, rp.graduate_employed_max_months, reason)
-        return GraceDecision(reason, True, chosen, "GRACE_GRADUATE_EMPLOYED",
-                             "共同生活的家庭成员高中或者大学毕业后实现就业，给予延退期",
-                             {"months": chosen, "min_months": rp.graduate_employed_min_months,
-                              "max_months": rp.graduate_employed_max_months})
+        return _ranged_grace(rp, reason, months, "GRACE_GRADUATE_EMPLOYED",
+                             "共同生活的家庭成员高中或者大学毕业后实现就业，给予延退期")
     if reason == "public_employment":
         return GraceDecision(reason, True, rp.public_employment_months, "GRACE_PUBLIC_EMPLOYMENT",
                              "公共服务机构推荐就业的就业困难家庭，就业稳定后给予延退期",
@@ -112,12 +118,7 @@ def grace_period(reason: GraceReason, *, policy: CountyPolicy | ReviewPolicy | N
                              "公共就业服务机构推荐就业的残疾对象，就业稳定后给予延退期",
                              {"months": rp.disabled_employment_months})
     if reason == "epidemic":
-        chosen = rp.epidemic_default_months if months is None else months
-        _in_range(chosen, rp.epidemic_min_months, rp.epidemic_max_months, reason)
-        return GraceDecision(reason, True, chosen, "GRACE_EPIDEMIC",
-                             "受疫情影响较大，视情给予延退期",
-                             {"months": chosen, "min_months": rp.epidemic_min_months,
-                              "max_months": rp.epidemic_max_months})
+        return _ranged_grace(rp, reason, months, "GRACE_EPIDEMIC", "受疫情影响较大，视情给予延退期")
     raise ValueError(f"unknown grace reason {reason!r}; expected one of {GRACE_REASONS}")
 
 

@@ -97,34 +97,22 @@ def public(event, outbound):
 
 
 def _running(app_class):
-    app = make(app_class)
-    yield app
-    app.close()
+    """A fixture: a fresh application of `app_class` on an in-memory store."""
+
+    @pytest.fixture
+    def running():
+        app = make(app_class)
+        yield app
+        app.close()
+
+    return running
 
 
-@pytest.fixture
-def verification():
-    yield from _running(VerificationApplication)
-
-
-@pytest.fixture
-def payment():
-    yield from _running(PaymentApplication)
-
-
-@pytest.fixture
-def notify():
-    yield from _running(NotifyApplication)
-
-
-@pytest.fixture
-def intake():
-    yield from _running(IntakeApplication)
-
-
-@pytest.fixture
-def charity():
-    yield from _running(CharityApplication)
+verification = _running(VerificationApplication)
+payment = _running(PaymentApplication)
+notify = _running(NotifyApplication)
+intake = _running(IntakeApplication)
+charity = _running(CharityApplication)
 
 
 def test_memory_env_mirrors_the_service_store_settings(tmp_path):
