@@ -4,7 +4,7 @@ Frozen and validated on construction, so an aggregate never holds a half-valid
 value. They are stored inside domain events through `VALUE_TRANSCODINGS` (one
 generic transcoding per class), and the public ones map to and from their wire
 payloads in exactly one place each (`from_wire` / `to_wire`), checked field by
-field against the JSON Schemas by `tests/unit/test_values_contract.py`.
+field against the JSON Schemas by `tests/unit/test_producers.py`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 from eventsourcing.persistence import Transcoding
 
-from lifeline.rules.ids import InvalidResidentId, mask_resident_id, parse_resident_id
+from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.periods import parse_period
 from lifeline.rules.vocabulary import (
+    APPROVAL_LEVELS,
     AREAS,
     ASSISTANCE_TYPES,
     BANK_CHANNELS,
+    BENEFIT_KINDS,
     CHANNELS,
     DISABILITY_KINDS,
     RELATIONS,
@@ -102,10 +104,6 @@ class Member:
     @property
     def counted(self) -> bool:
         return self.co_resident
-
-    @property
-    def masked_id(self) -> str:
-        return mask_resident_id(self.id_number)
 
     @property
     def severe_for_single_person(self) -> bool:
@@ -309,9 +307,6 @@ class StoresApplication:
 # ----------------------------------------------------------------------------------------
 # Decisions
 # ----------------------------------------------------------------------------------------
-BenefitKind = Literal["monthly", "one_off", "recognition"]
-
-
 @dataclass(frozen=True)
 class Benefit:
     """What a review group approved: a monthly benefit (gap or tier), one-off relief
@@ -329,12 +324,10 @@ class Benefit:
     approving_body: str
     approved_at: str
 
-    KINDS: ClassVar[tuple[str, ...]] = ("monthly", "one_off", "recognition")
-
     def __post_init__(self) -> None:
-        _one_of(self.kind, self.KINDS, "benefit kind")
+        _one_of(self.kind, BENEFIT_KINDS, "benefit kind")
         _one_of(self.benefit_type, ASSISTANCE_TYPES, "benefit_type")
-        _one_of(self.approval_level, ("township", "county"), "approval_level")
+        _one_of(self.approval_level, APPROVAL_LEVELS, "approval_level")
         period(self.first_period, "first_period")
         monthly, one_off = self.monthly_amount_fen, self.one_off_amount_fen
         if self.kind == "monthly":
@@ -394,6 +387,6 @@ VALUE_CLASSES: tuple[type, ...] = (
 VALUE_TRANSCODINGS = tuple(ValueTranscoding(cls) for cls in VALUE_CLASSES)
 
 __all__ = [
-    "Application", "BankAccount", "HouseholdProfile", "StoresApplication", "Benefit", "BenefitKind", "Household", "Member", "Refusal",
+    "Application", "BankAccount", "HouseholdProfile", "StoresApplication", "Benefit", "Household", "Member", "Refusal",
     "VALUE_CLASSES", "VALUE_TRANSCODINGS", "ValueTranscoding", "fen", "mask_name", "period",
 ]

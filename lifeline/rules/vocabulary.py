@@ -32,5 +32,9 @@ BANK_CHANNELS: dict[str, str] = {
     "PSBC": "中国邮政储蓄银行",
     "RCC": "农村信用合作社",
 }
+# What an approval gives (Benefit.kind): money every month, money once, or a recognition
+# (低收入家庭认定) without money; and who may approve it (graded approval).
+BENEFIT_KINDS = ("monthly", "one_off", "recognition")
+APPROVAL_LEVELS = ("township", "county")
 # Where one-off relief is paid from.
 FUND_SOURCES = ("temporary_relief_budget", "township_reserve_fund")

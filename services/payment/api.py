@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from lifeline.http.app import add_case_items_route
 from lifeline.http.auth import CASE_READERS
-from lifeline.rules.vocabulary import ASSISTANCE_TYPES, FUND_SOURCES
+from lifeline.rules.vocabulary import ASSISTANCE_TYPES, BENEFIT_KINDS, FUND_SOURCES
 from lifeline.runtime.service import ServiceRuntime
 
 class EntitlementDoc(BaseModel):
@@ -24,7 +24,7 @@ class EntitlementDoc(BaseModel):
     first_period: str = Field(description="YYYY-MM", examples=["2026-05"])
     # The defaults read documents projected before benefits had kinds (all were monthly).
     fund_source: Literal[FUND_SOURCES] | None = None
-    kind: Literal["monthly", "one_off", "recognition"] = "monthly"
+    kind: Literal[BENEFIT_KINDS] = "monthly"
     monthly_amount_fen: int | None
     one_off_amount_fen: int | None = None
     opened_at: str = Field(description="ISO 8601 timestamp")

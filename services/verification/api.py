@@ -14,7 +14,7 @@ from lifeline.http.problems import Problem
 from lifeline.runtime.service import ServiceRuntime
 from lifeline.http.app import COMMAND_ERRORS, READ_ERRORS, found_in_region
 from lifeline.rules.departments import DEPARTMENTS
-from lifeline.rules.vocabulary import ASSISTANCE_TYPES, FUND_SOURCES
+from lifeline.rules.vocabulary import APPROVAL_LEVELS, ASSISTANCE_TYPES, BENEFIT_KINDS, FUND_SOURCES
 from services.verification.assessment import Outcome
 from services.verification.application import (
     DecisionNotAllowed,
@@ -78,7 +78,7 @@ class AssessmentRecord(BaseModel):
 class BenefitOut(BaseModel):
     """lifeline.domain.values.Benefit: what the review group approved."""
 
-    kind: Literal["monthly", "one_off", "recognition"]
+    kind: Literal[BENEFIT_KINDS]
     benefit_id: str
     benefit_type: Literal[ASSISTANCE_TYPES]
     tier: str | None
@@ -86,7 +86,7 @@ class BenefitOut(BaseModel):
     one_off_amount_fen: int | None
     fund_source: Literal[FUND_SOURCES] | None
     first_period: str = Field(description="YYYY-MM", examples=["2026-05"])
-    approval_level: Literal["township", "county"]
+    approval_level: Literal[APPROVAL_LEVELS]
     approving_body: str
     approved_at: str = Field(description="ISO 8601 timestamp")
 

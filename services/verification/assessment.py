@@ -19,7 +19,7 @@ from typing import Any, Iterable, Literal, Mapping
 from lifeline.domain.values import Household, Member
 from lifeline.domain.values import fen as _fen
 from lifeline.rules.departments import DEPARTMENTS
-from lifeline.rules.ids import InvalidResidentId, mask_resident_id, parse_resident_id
+from lifeline.rules.ids import mask_resident_id
 from lifeline.rules.periods import business_date
 from lifeline.rules.regions import county_of
 from services.verification.policy import CountyPolicy, PolicyError, ratio_text
@@ -220,13 +220,6 @@ def _sum(figs: Iterable[_Figures]) -> _Figures:
     for f in figs:
         total.add(f)
     return total
-
-
-def _age(member: Member, on: date) -> int | None:
-    try:
-        return parse_resident_id(member.id_number, today=on).age_on(on)
-    except InvalidResidentId:
-        return None
 
 
 def _masked(members: Iterable[Member]) -> str:
@@ -499,7 +492,7 @@ def _tekun(ctx: _Ctx, counted: list[Member], obligors: list[Member], pci: int, n
            below: bool, within_low: bool, assets_ok: bool, figs: dict) -> _Result:
     problems: list[str] = []
     for m in counted:
-        age = _age(m, ctx.decision_date)
+        age = m.age_on(ctx.decision_date)
         # 特困: 无劳动能力的老年人(60+)、残疾人、未成年人(<18, seed 002 延长至18周岁)
         covered = (age is not None and (age >= 60 or age < 18)) or m.disability_grade is not None
         if m.work_ability != "none" or not covered:

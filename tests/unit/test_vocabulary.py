@@ -1,0 +1,90 @@
+"""The contract's closed vocabularies are defined once (lifeline/rules/vocabulary.py): every
+enum in every current JSON Schema lists exactly the values of the vocabulary it names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lifeline.contracts import registry
+from lifeline.rules import vocabulary as V
+from lifeline.rules.departments import DEPARTMENTS
+from services.notify.domain import LEGAL_NAMES
+
+# (event, JSON path of an enum) → the vocabulary it must equal (None allowed where nullable).
+VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
+    ("ApplicationSubmitted", "$.assistance_type"): V.ASSISTANCE_TYPES,
+    ("ApplicationSubmitted", "$.channel"): V.CHANNELS,
+    ("ApplicationSubmitted", "$.area"): V.AREAS,
+    ("ApplicationSubmitted", "$.members[].relation"): V.RELATIONS,
+    ("ApplicationSubmitted", "$.members[].disability_kind"): (*V.DISABILITY_KINDS, None),
+    ("ApplicationSubmitted", "$.members[].work_ability"): V.WORK_ABILITY,
+    ("ApplicationSubmitted", "$.bank_account.channel"): tuple(V.BANK_CHANNELS),
+    ("ApplicationSubmitted", "$.urgency"): V.URGENCIES,
+    ("BenefitApproved", "$.household.area"): V.AREAS,
+    ("BenefitApproved", "$.kind"): V.BENEFIT_KINDS,
+    ("BenefitApproved", "$.benefit_type"): V.ASSISTANCE_TYPES,
+    ("BenefitApproved", "$.fund_source"): (*V.FUND_SOURCES, None),
+    ("BenefitApproved", "$.bank_account.channel"): tuple(V.BANK_CHANNELS),
+    ("BenefitApproved", "$.approval_level"): V.APPROVAL_LEVELS,
+    ("DepartmentRecordsReported", "$.department"): tuple(DEPARTMENTS),
+    ("EntitlementOpened", "$.benefit_type"): V.ASSISTANCE_TYPES,
+    ("FundRegistered", "$.kind"): ("special", "named", "project"),
+    ("FundRegistered", "$.need_categories[]"): V.NEED_CATEGORIES,
+    ("NeedOpened", "$.need_category"): V.NEED_CATEGORIES,
+    ("NeedOpened", "$.urgency"): V.URGENCIES,
+    ("NoticeIssued", "$.kind"): tuple(LEGAL_NAMES),
+    ("NoticeIssued", "$.legal_name"): tuple(LEGAL_NAMES.values()),
+    ("NoticeIssued", "$.channel"): ("sms", "letter", "in_app"),
+    ("ReferralRaised", "$.target"): V.REFERRAL_TARGETS,
+    ("ReferralRaised", "$.need_category"): V.NEED_CATEGORIES,
+    ("ReferralRaised", "$.urgency"): V.URGENCIES,
+    ("ReferralRaised", "$.household_profile.assistance_type"): (*V.ASSISTANCE_TYPES, None),
+    ("VerificationCompleted", "$.outcome"): ("eligible", "ineligible", "needs_appraisal"),
+    ("VerificationCompleted", "$.recommended_assistance_type"): (*V.ASSISTANCE_TYPES, None),
+    ("VerificationCompleted", "$.departments_answered[]"): tuple(DEPARTMENTS),
+    ("VerificationCompleted", "$.departments_missing[]"): tuple(DEPARTMENTS),
+    ("VerificationRequested", "$.department"): tuple(DEPARTMENTS),
+}
+
+
+def _resolve(root: dict, node: dict) -> dict:
+    if "$ref" not in node:
+        return node
+    for part in node["$ref"].removeprefix("#/").split("/"):
+        root = root[part]
+    return root
+
+
+def _enums(root: dict, schema: dict, path: str = "$") -> Iterator[tuple[str, list]]:
+    for key, sub in schema.get("properties", {}).items():
+        sub = _resolve(root, sub)
+        if "enum" in sub:
+            yield f"{path}.{key}", sub["enum"]
+        yield from _enums(root, sub, f"{path}.{key}")
+        for alt in sub.get("oneOf", []):
+            yield from _enums(root, _resolve(root, alt), f"{path}.{key}")
+        if "items" in sub:
+            items = _resolve(root, sub["items"])
+            if "enum" in items:
+                yield f"{path}.{key}[]", items["enum"]
+            yield from _enums(root, items, f"{path}.{key}[]")
+
+
+FOUND = sorted(
+    ((name, path), tuple(enum))
+    for name in registry.CURRENT_VERSIONS
+    for path, enum in _enums(registry.schema(name), registry.schema(name))
+)
+
+
+def test_every_enum_is_a_named_vocabulary():
+    assert {where for where, _ in FOUND} == set(VOCABULARY_OF)
+
+
+@pytest.mark.parametrize(("where", "enum"), FOUND, ids=[f"{n}{p}" for (n, p), _ in FOUND])
+def test_schema_enum_equals_its_vocabulary(where, enum):
+    assert len(set(enum)) == len(enum)
+    assert set(enum) == set(VOCABULARY_OF[where])  # the order carries no meaning
