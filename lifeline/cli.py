@@ -95,7 +95,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     install_rules(settings)  # the rules the service itself would run with
     app = spec.application(settings)
     live = SideStore(settings, spec.name)
-    Projection(app, live, spec.project).catch_up()
+    live_views = Projection(app, live, spec.project, spec.views_version)
+    live_views.ensure_version()
+    live_views.catch_up()
     rebuilt = rebuild(app, spec.project)
     diffs = compare(live, rebuilt)
     events = app.recorder.max_notification_id() or 0

@@ -172,12 +172,32 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
+    @field_validator("faults")
+    @classmethod
+    def _faults_spec(cls, value: str) -> str:
+        for item in filter(None, (s.strip() for s in value.split(","))):
+            parts = item.split(":")
+            if len(parts) > 3 or not parts[0] or (len(parts) == 3 and not parts[2].isdigit()):
+                raise ValueError(f"{item!r} is not point:Event[:nth] (nth a whole number)")
+        return value
+
     @model_validator(mode="after")
     def _no_test_switches_in_production(self) -> "Settings":
-        if self.environment == "production" and self.test_clock:
+        if self.environment != "production":
+            return self
+        if self.test_clock:
             raise ValueError(
                 "LIFELINE_TEST_CLOCK=true is refused with LIFELINE_ENVIRONMENT=production: a shared, "
                 "movable test clock must never decide real deadlines; unset LIFELINE_TEST_CLOCK")
+        if self.faults:
+            raise ValueError(
+                "LIFELINE_FAULTS is refused with LIFELINE_ENVIRONMENT=production: it kills the "
+                "process on purpose; unset LIFELINE_FAULTS")
+        if not self.cipher_key:
+            raise ValueError(
+                "LIFELINE_CIPHER_KEY is required with LIFELINE_ENVIRONMENT=production: it encrypts "
+                "the stored events and seals bank account numbers, and every replica of every "
+                "service must share it")
         return self
 
     # --- sources ---------------------------------------------------------------------------

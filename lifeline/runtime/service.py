@@ -49,6 +49,9 @@ class ServiceSpec:
     router: Callable[["ServiceRuntime"], APIRouter]
     consumes: list[str] = field(default_factory=list)
     title: str = ""
+    # Raise it when `project` changes what it writes: the read models are rebuilt from the
+    # log at the next start (Projection.ensure_version).
+    views_version: int = 1
 
     def application(self, settings: Settings, clock: Clock | None = None) -> ServiceApplication:
         """The service's application on its configured event store."""
@@ -81,7 +84,7 @@ class ServiceRuntime:
         self.clock = clock or clock_for(settings)
         self.app = spec.application(settings, self.clock)
         self.side = SideStore(settings, spec.name)
-        self.projection = Projection(self.app, self.side, spec.project)
+        self.projection = Projection(self.app, self.side, spec.project, spec.views_version)
         self.bus = Bus(settings, client_id=f"lifeline-{spec.name}")
         self.relay = OutboxRelay(self.app, self.side, self.bus) if relay else None
         self.consumer = (
@@ -97,6 +100,7 @@ class ServiceRuntime:
 
     # --- lifecycle -----------------------------------------------------
     async def start(self) -> None:
+        await asyncio.to_thread(self.projection.ensure_version)
         await self.bus.start()
         await self.bus.ensure_topics(all_topics())
         if self.consumer is not None:

@@ -112,6 +112,7 @@ class PartnerSimulator:
         """The DepartmentRecordsReported CloudEvent answering one request."""
         data = request.data
         department = data["department"]
+        now = self.clock.now()
         event = registry.new_event(
             "DepartmentRecordsReported",
             {
@@ -121,10 +122,11 @@ class PartnerSimulator:
                 "members": [
                     {"id_number": n, **self.figures(department, n)} for n in data["id_numbers"]
                 ],
-                "reported_at": self.clock.now().isoformat(),
+                "reported_at": now.isoformat(),
             },
             subject=data["case_id"],
             source=f"partner/{department}",
+            time=now.isoformat(timespec="milliseconds"),
             sequence=request.sequence,
             actor={"user_id": f"adapter:{department}", "role": "partner", "org_code": department},
             correlationid=request.correlationid or request.id,

@@ -16,13 +16,26 @@ from lifeline.stores.sidestore import SideStore, SideTx
 
 Projector = Callable[[Any, SideTx], None]
 POSITION = "views"
+VERSION = "views_version"
 
 
 class Projection:
-    def __init__(self, app: ServiceApplication, side: SideStore, project: Projector):
+    def __init__(self, app: ServiceApplication, side: SideStore, project: Projector, version: int = 1):
         self.app = app
         self.side = side
         self.project = project
+        self.version = version
+
+    def ensure_version(self) -> bool:
+        """Documents projected by another version of `project` are rebuilt from the log:
+        cleared here, projected again by the next catch-up. True when that happened."""
+        with self.side.transaction() as tx:
+            if tx.position(VERSION) == self.version:
+                return False
+            tx.clear_documents()
+            tx.set_position(POSITION, 0)
+            tx.set_position(VERSION, self.version)
+            return True
 
     def catch_up(self, batch_size: int = 500) -> int:
         moved = 0

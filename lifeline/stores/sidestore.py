@@ -94,6 +94,9 @@ class SideTx:
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def clear_documents(self) -> None:
+        self._x("DELETE FROM {t}docs")
+
     def all(self, kind: str | None = None) -> list[tuple[str, str, str, dict[str, Any]]]:
         if kind is None:
             rows = self._x("SELECT kind, key, ref, doc FROM {t}docs ORDER BY kind, key").fetchall()

@@ -22,13 +22,12 @@ class EntitlementDoc(BaseModel):
     case_id: str
     entitlement_id: str
     first_period: str = Field(description="YYYY-MM", examples=["2026-05"])
-    # The defaults read documents projected before benefits had kinds (all were monthly).
-    fund_source: Literal[FUND_SOURCES] | None = None
-    kind: Literal[BENEFIT_KINDS] = "monthly"
+    fund_source: Literal[FUND_SOURCES] | None
+    kind: Literal[BENEFIT_KINDS]
     monthly_amount_fen: int | None
-    one_off_amount_fen: int | None = None
+    one_off_amount_fen: int | None
     opened_at: str = Field(description="ISO 8601 timestamp")
-    payable: bool = Field(True, description="false for a recognition (低收入家庭认定): nothing is paid")
+    payable: bool = Field(description="false for a recognition (低收入家庭认定): nothing is paid")
     region_code: str
     status: Literal["active"]
 

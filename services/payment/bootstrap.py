@@ -17,4 +17,5 @@ def build(settings: Settings, clock: Clock, env: dict[str, str]) -> PaymentAppli
 SPEC = ServiceSpec(
     name="payment", title="Lifeline payment (社会化发放)", build=build,
     project=project, router=api.router, consumes=CONSUMES,
+    views_version=2,  # 2: entitlements have a kind (monthly, one-off, recognition)
 )

@@ -7,13 +7,10 @@ recorded so the household's file is whole, and is never payable.
 
 from __future__ import annotations
 
+from typing import Any
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.values import BankAccount, Benefit, fen
-
-
-class NotPayable(Exception):
-    """A recognition has no money to pay."""
 
 
 class Entitlement(LifelineAggregate):
@@ -29,8 +26,15 @@ class Entitlement(LifelineAggregate):
         monthly_amount_fen: int
         first_period: str
         bank_account_ref: str
+        bank_account: BankAccount | None  # sealed: the payment run's bank file unseals it
         region_code: str
         opened_at: str
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["bank_account"] = None  # v1 knew the account by its reference only
 
     class OneOffRecorded(LifelineAggregate.Created):
         """One-off relief to pay once, in `first_period`, from `fund_source`."""
@@ -42,6 +46,7 @@ class Entitlement(LifelineAggregate):
         one_off_amount_fen: int
         fund_source: str
         first_period: str
+        bank_account_ref: str
         bank_account: BankAccount | None
         region_code: str
         opened_at: str
@@ -68,21 +73,24 @@ class Entitlement(LifelineAggregate):
             first_period=benefit.first_period, region_code=region_code, opened_at=opened_at,
             meta=by.as_dict(),
         )
+        if benefit.kind == "recognition":
+            return cls._create(cls.RecognitionRecorded, **common)
+        # Both kinds of money keep where to pay it.
+        account = dict(bank_account=bank_account, bank_account_ref=bank_account_ref)
         if benefit.kind == "monthly":
             return cls._create(cls.Opened, monthly_amount_fen=fen(benefit.monthly_amount_fen, "monthly"),
-                               bank_account_ref=bank_account_ref, **common)
-        if benefit.kind == "one_off":
-            return cls._create(cls.OneOffRecorded, one_off_amount_fen=fen(benefit.one_off_amount_fen, "one-off"),
-                               fund_source=benefit.fund_source, bank_account=bank_account, **common)
-        return cls._create(cls.RecognitionRecorded, **common)
+                               **account, **common)
+        return cls._create(cls.OneOffRecorded, one_off_amount_fen=fen(benefit.one_off_amount_fen, "one-off"),
+                           fund_source=benefit.fund_source, **account, **common)
 
     def __init__(
         self, entitlement_id: str, case_id: str, benefit_id: str, benefit_type: str,
-        first_period: str, region_code: str, opened_at: str, meta: dict,
+        first_period: str, region_code: str, meta: dict,
         monthly_amount_fen: int | None = None, one_off_amount_fen: int | None = None,
         fund_source: str | None = None, bank_account: BankAccount | None = None,
-        bank_account_ref: str = "",
+        bank_account_ref: str = "", **recorded: Any,
     ):
+        # The opening time stays in the event (and the read model): no rule reads it.
         if monthly_amount_fen is not None and monthly_amount_fen < 0:
             raise ValueError("a monthly amount is never negative")
         self.status = "active"
@@ -96,6 +104,7 @@ class Entitlement(LifelineAggregate):
         self.one_off_amount_fen = one_off_amount_fen
         self.fund_source = fund_source
         self.bank_account = bank_account  # sealed: only a bank file unseals it
+        self.bank_account_ref = bank_account_ref
 
     @property
     def kind(self) -> str:

@@ -14,7 +14,7 @@ from lifeline.http.problems import Problem
 from lifeline.runtime.service import ServiceRuntime
 from lifeline.http.app import COMMAND_ERRORS, READ_ERRORS, found_in_region
 from lifeline.rules.departments import DEPARTMENTS
-from lifeline.rules.vocabulary import APPROVAL_LEVELS, ASSISTANCE_TYPES, BENEFIT_KINDS, FUND_SOURCES
+from lifeline.rules.vocabulary import APPROVAL_LEVELS, AREAS, ASSISTANCE_TYPES, BENEFIT_KINDS, FUND_SOURCES
 from services.verification.assessment import Outcome
 from services.verification.application import (
     DecisionNotAllowed,
@@ -115,20 +115,31 @@ class VerificationOut(BaseModel):
     version: int
 
 
+class HouseholdOut(BaseModel):
+    members_count: int
+    region_code: str
+    area: Literal[AREAS]
+
+
 class Approved(BenefitOut):
-    """An approval: the case and the benefit (application.decision_view)."""
+    """An approval: the BenefitApproved it publishes (application.decision_view), the
+    account by its masked reference only."""
 
     case_id: str
     decision: Literal["approve"]
     verification_id: str
+    household: HouseholdOut
+    bank_account_ref: str = Field(examples=["RCC:***************0001"])
+    reason: str
 
 
 class Refused(RefusalOut):
-    """A refusal: the case and the refusal (application.decision_view)."""
+    """A refusal: the BenefitRefused it publishes (application.decision_view)."""
 
     case_id: str
     decision: Literal["refuse"]
     verification_id: str
+    region_code: str
 
 
 class DecisionOut(RootModel[Annotated[Approved | Refused, Field(discriminator="decision")]]):

@@ -114,14 +114,16 @@ class VerificationApplication(ServiceApplication):
         """Approve or refuse; the rules in force on the decision date decide, on the records
         as they stand (a standard raised since the check was completed applies)."""
         v = self.get_verification(case_id)
+        v.check_decidable()  # before assessing: a decided or incomplete check is 409 at once
         now = self.clock.now()
         if decision == "approve":
             result = self._assess(v, now)
             v.decide(result, assessment_record(result), now, meta, reason)
         else:
             v.refuse(now, meta, reason)
+        decided = v.pending_events[-1]
         self._save_or_conflict(v)
-        return decision_view(v)
+        return decision_view(decided)
 
     def _complete(self, v: Verification, meta: Meta) -> None:
         now = self.clock.now()
@@ -143,12 +145,12 @@ class VerificationApplication(ServiceApplication):
         return self.load(Verification.create_id(case_id), VerificationNotFound(case_id))
 
 
-def decision_view(v: Verification) -> dict[str, Any]:
-    """What a decision answers: the benefit approved or the refusal, as published."""
-    if v.benefit is not None:
-        return {"verification_id": v.verification_id, **dataclasses.asdict(v.benefit)}
-    assert v.refusal is not None
-    return {"verification_id": v.verification_id, **dataclasses.asdict(v.refusal)}
+def decision_view(decided: Verification.Approved | Verification.Refused) -> dict[str, Any]:
+    """What a decision answers: the BenefitApproved or BenefitRefused it publishes, without
+    the sealed account number (the masked reference stays)."""
+    data = dict(OUTBOUND(decided).data)
+    data.pop("bank_account", None)
+    return data
 
 
 def verification_view(v: Verification) -> dict[str, Any]:

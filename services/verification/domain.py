@@ -194,7 +194,7 @@ class Verification(LifelineAggregate):
         低保 and 特困 are monthly from the month after the decision. An amount above the
         township's cap needs the county (graded approval).
         """
-        self._check_decidable()
+        self.check_decidable()
         if assessment.outcome == "ineligible":
             raise DecisionNotAllowed("the check found the household ineligible; refuse or re-check")
         if assessment.outcome != "eligible":
@@ -236,7 +236,7 @@ class Verification(LifelineAggregate):
         return benefit
 
     def refuse(self, decided_at: datetime, by: Meta, reason: str) -> Refusal:
-        self._check_decidable()
+        self.check_decidable()
         refusal = Refusal(reason, deciding_body(by, self.region_code), decided_at.isoformat())
         self.trigger_event(
             self.Refused, case_id=self.case_id, verification_id=self.verification_id,
@@ -244,7 +244,8 @@ class Verification(LifelineAggregate):
         )
         return refusal
 
-    def _check_decidable(self) -> None:
+    def check_decidable(self) -> None:
+        """DecisionNotAllowed unless the check is complete and not decided yet."""
         if self.state != "completed":
             raise DecisionNotAllowed(
                 f"verification is {self.state}: a decision needs a completed check and is taken once"

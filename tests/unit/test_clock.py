@@ -178,6 +178,7 @@ def test_clock_is_refused_unless_the_test_clock_is_on(env, monkeypatch, capsys):
 
 def test_clock_is_refused_in_production(env, monkeypatch, capsys):
     monkeypatch.setenv("LIFELINE_ENVIRONMENT", "production")
+    monkeypatch.setenv("LIFELINE_CIPHER_KEY", "a production secret")
     # The test clock switched on: the settings themselves refuse it.
     rc, out, err = run(capsys, "set", LAST_SECOND)
     assert rc == 2 and out == "" and "LIFELINE_TEST_CLOCK=true is refused" in err and "Traceback" not in err

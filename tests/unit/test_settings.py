@@ -85,7 +85,25 @@ def test_the_test_clock_is_refused_in_production():
     with pytest.raises(SettingsError, match="LIFELINE_TEST_CLOCK=true is refused with LIFELINE_ENVIRONMENT=production"):
         Settings.from_env({"LIFELINE_TEST_CLOCK": "true", "LIFELINE_ENVIRONMENT": "production"})
     assert Settings.from_env({"LIFELINE_TEST_CLOCK": "true"}).test_clock
-    assert Settings.from_env({"LIFELINE_ENVIRONMENT": "production"}).environment == "production"
+    production = {"LIFELINE_ENVIRONMENT": "production", "LIFELINE_CIPHER_KEY": "a secret"}
+    assert Settings.from_env(production).environment == "production"
+
+
+def test_production_needs_the_cipher_key_and_refuses_deliberate_faults():
+    with pytest.raises(SettingsError, match="LIFELINE_CIPHER_KEY is required"):
+        Settings.from_env({"LIFELINE_ENVIRONMENT": "production"})
+    production = {"LIFELINE_ENVIRONMENT": "production", "LIFELINE_CIPHER_KEY": "a secret"}
+    with pytest.raises(SettingsError, match="LIFELINE_FAULTS is refused"):
+        Settings.from_env({**production, "LIFELINE_FAULTS": "relay_before_save:*"})
+    # In development the key may be empty (sealing then uses a secret under the data dir).
+    assert Settings.from_env({}).cipher_key == ""
+
+
+@pytest.mark.parametrize("spec", ["x:y:z", ":Event", "a:b:c:d"])
+def test_a_malformed_fault_spec_names_the_variable(spec):
+    with pytest.raises(SettingsError, match="LIFELINE_FAULTS"):
+        Settings.from_env({"LIFELINE_FAULTS": spec})
+    assert Settings.from_env({"LIFELINE_FAULTS": "relay_after_send:ApplicationSubmitted:2"}).faults
 
 
 def test_settings_are_frozen():

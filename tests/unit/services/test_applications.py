@@ -304,7 +304,9 @@ def test_approval_pays_from_the_month_after_the_decision(verification):
     assert view["first_period"] == "2026-12"  # decided on NOW, 2026-11-25
     v = verification.get_verification(case_id)
     assert v.state == "approved"
-    assert view == {"verification_id": v.verification_id, **dataclasses.asdict(v.benefit)}
+    # The answer is the published BenefitApproved without the sealed account number.
+    assert {k: view[k] for k in dataclasses.asdict(v.benefit)} == dataclasses.asdict(v.benefit)
+    assert "bank_account" not in view and ACCOUNT_NUMBER not in json.dumps(view)
     assert (view["kind"], view["benefit_type"], view["approval_level"]) == ("monthly", "dibao", "township")
     assert view["monthly_amount_fen"] == v.assessment["monthly_amount_fen"] > 0
     assert view["one_off_amount_fen"] is None and view["fund_source"] is None
@@ -316,11 +318,12 @@ def test_approval_pays_from_the_month_after_the_decision(verification):
     assert out.data == {
         "case_id": case_id, "verification_id": v.verification_id,
         "household": {"members_count": 2, "region_code": VILLAGE, "area": "urban"},
-        **{k: view[k] for k in view if k != "verification_id"},
+        **dataclasses.asdict(v.benefit),
         "bank_account_ref": v.application.bank_account.ref,
         "bank_account": dataclasses.asdict(v.application.bank_account),
         "reason": "符合低保条件",
     }
+    assert view == {k: out.data[k] for k in out.data if k != "bank_account"}
     assert ACCOUNT_NUMBER not in json.dumps(out.data)  # the number travels sealed
     assert approved.meta["reason"] == ""  # Meta as given by the caller
 
@@ -353,13 +356,13 @@ def test_an_ineligible_household_cannot_be_approved_but_can_be_refused(verificat
     assert log_length(verification) == before
     refusal = verification.decide(case_id, "refuse", "家庭月人均收入不低于当地低保标准", REVIEWER)
     v = verification.get_verification(case_id)
-    assert refusal == {"verification_id": v.verification_id, "reason": "家庭月人均收入不低于当地低保标准",
+    assert refusal == {"case_id": case_id, "verification_id": v.verification_id,
+                       "region_code": VILLAGE, "reason": "家庭月人均收入不低于当地低保标准",
                        "refusing_body": TOWNSHIP, "refused_at": NOW.isoformat()}
     (refused,) = stored(verification, Verification.Refused)
     out = public(refused, VERIFICATION_OUTBOUND)
     assert out.name == "BenefitRefused" and v.state == "refused"
-    assert out.data == {"case_id": case_id, "region_code": VILLAGE,
-                        **{k: refusal[k] for k in refusal}}
+    assert out.data == refusal
 
 
 def test_a_report_with_null_figures_completes_the_check(verification):

@@ -639,7 +639,7 @@ def entitlement_for(benefit: Benefit, account: BankAccount | None = ACCOUNT) -> 
 def entitlement_kwargs(**overrides) -> dict:
     kw = dict(
         entitlement_id="E-1", case_id=CASE_ID, benefit_id="B-1", benefit_type="dibao",
-        monthly_amount_fen=206000, first_period="2026-12", bank_account_ref="ACCT-0001",
+        monthly_amount_fen=206000, first_period="2026-12", bank_account_ref="ACCT-0001", bank_account=None,
         region_code=VILLAGE, opened_at=OPENED_AT, meta=SYSTEM_META,
     )
     kw.update(overrides)
@@ -791,3 +791,24 @@ def test_public_wire_forms_are_json():
         out = VERIFICATION_OUTBOUND(event)
         if out is not None:
             json.dumps(out.data, ensure_ascii=False)
+
+
+def test_every_payable_entitlement_keeps_the_sealed_account_to_pay_into():
+    account = BankAccount("RCC", "王小明", BankAccount.mask("6228480012345670001"), "c2VhbGVk" * 4)
+    for benefit in (a_benefit(), a_benefit(kind="one_off", monthly_amount_fen=None, tier=None,
+                                             one_off_amount_fen=200000,
+                                             fund_source="temporary_relief_budget")):
+        e = Entitlement.from_benefit(CASE_ID, benefit, account, account.ref, VILLAGE,
+                                     OPENED_AT, SYSTEM)
+        (event,) = e.collect_events()
+        assert (e.bank_account, e.bank_account_ref) == (account, account.ref), benefit.kind
+        assert event.mutate(None).bank_account == account
+
+
+def test_a_monthly_entitlement_stored_before_accounts_were_carried_still_loads():
+    state = {k: v for k, v in entitlement_kwargs().items() if k != "bank_account"}
+    event = read_back(event_mapper(), Entitlement.Opened, Entitlement.create_id("E-1"), 1,
+                      timestamp=STORED_AT, originator_topic=get_topic(Entitlement), **state)
+    e = event.mutate(None)
+    assert (e.bank_account, e.bank_account_ref, e.kind) == (None, "ACCT-0001", "monthly")
+    assert wire(event, "payment").data["bank_account_ref"] == "ACCT-0001"
