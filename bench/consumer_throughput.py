@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -45,7 +46,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from lifeline.contracts import registry  # noqa: E402
 from lifeline.contracts import topics as T  # noqa: E402
 from lifeline.messaging.consumer import EventConsumer  # noqa: E402
+from lifeline.domain.aggregate import Meta  # noqa: E402
 from lifeline.messaging.kafka import Bus  # noqa: E402
+from lifeline.messaging.outbox import to_cloud_events  # noqa: E402
+from services.intake.bootstrap import SPEC as INTAKE  # noqa: E402
 from services.notify.application import NotifyApplication  # noqa: E402
 from services.notify.bootstrap import SPEC as NOTIFY  # noqa: E402
 
@@ -60,14 +64,19 @@ ACTOR = {"user_id": "clerk-bench", "role": "clerk", "org_code": "370502101"}
 
 
 def build_events(n: int) -> list[tuple[bytes, bytes]]:
+    """ApplicationSubmitted events as intake produces them: its own use case and outbound
+    mapping, on a throw-away store (not timed)."""
     out = []
-    for i in range(n):
-        case_id = f"C-BENCH{i:013d}"
-        data = {**C.application_body(i), "case_id": case_id, "clerk_id": "clerk-bench",
-                "submitted_at": "2026-11-25T09:00:00+08:00"}
-        ev = registry.new_event("ApplicationSubmitted", data, subject=case_id,
-                                source="lifeline/intake", sequence=i + 1, actor=ACTOR)
-        out.append((case_id.encode(), ev.to_json()))
+    with tempfile.TemporaryDirectory(prefix="lifeline-bench-src-", dir="/tmp") as tmp:
+        intake = INTAKE.application(C.Settings.from_env({"LIFELINE_DATA_DIR": tmp}))
+        clerk = Meta("clerk-bench", "clerk", "370502101")
+        for i in range(n):
+            intake.submit_application(C.application_body(i), clerk, f"C-BENCH{i:013d}")
+        for note in intake.recorder.select_notifications(1, n):
+            for _topic, key, ce in to_cloud_events("intake", note.id, intake.mapper.to_domain_event(note),
+                                                   intake.outbound):
+                out.append((key.encode(), ce.to_json()))
+        intake.close()
     return out
 
 
