@@ -20,6 +20,8 @@ from typing import Any, Callable, Mapping
 from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError, best_match
 
+from lifeline.rules.ids import check_digit
+
 from .envelope import (
     Actor,
     CloudEvent,
@@ -56,16 +58,6 @@ for _name, _version in sorted(SCHEMA_FILES):
 FORMAT_CHECKER = FormatChecker()
 FORMAT_CHECKER.checks("date-time")(is_datetime_with_offset)
 
-_GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_GB11643_CHECK = "10X98765432"
-
-
-def gb11643_check_digit(first17: str) -> str:
-    """ISO 7064 MOD 11-2 check character of an 18-character resident ID number."""
-    total = sum(int(c) * w for c, w in zip(first17, _GB11643_WEIGHTS, strict=True))
-    return _GB11643_CHECK[total % 11]
-
-
 @FORMAT_CHECKER.checks("gb11643")
 def is_gb11643(value: object) -> bool:
     if not isinstance(value, str):
@@ -74,7 +66,7 @@ def is_gb11643(value: object) -> bool:
         len(value) == 18
         and value[:17].isascii()
         and value[:17].isdigit()
-        and gb11643_check_digit(value[:17]) == value[17]
+        and check_digit(value[:17]) == value[17]
     )
 
 
@@ -287,7 +279,7 @@ def accept(event: CloudEvent) -> CloudEvent:
 
 __all__ = [
     "CURRENT_VERSIONS", "FORMAT_CHECKER", "SCHEMA_DIR", "SCHEMA_FILES", "UPCASTERS",
-    "ContractError", "accept", "decode", "gb11643_check_digit", "load_all", "new_event",
+    "ContractError", "accept", "decode", "load_all", "new_event",
     "require_known", "schema", "upcast", "upcaster", "validate",
 ]
 

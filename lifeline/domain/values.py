@@ -16,8 +16,9 @@ from typing import Any
 
 from eventsourcing.persistence import Transcoding
 
-from lifeline.rules.ids import InvalidResidentId, parse_resident_id
+from lifeline.rules.ids import InvalidResidentId, check_digit, parse_resident_id
 from lifeline.rules.periods import parse_period
+from lifeline.rules.regions import validate_region_code
 from lifeline.rules.vocabulary import (
     APPROVAL_LEVELS,
     AREAS,
@@ -46,6 +47,16 @@ def period(value: Any, what: str = "period") -> str:
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
     return value
+
+
+def resident_id_form(number: str) -> str:
+    """An 18-character GB 11643 number with the right check digit (the API also checks its
+    region prefix against the register and its birth date; a stored value keeps its form)."""
+    if len(number) != 18 or not number[:17].isascii() or not number[:17].isdigit():
+        raise ValueError("a resident ID number is 17 digits and a check character")
+    if check_digit(number[:17]) != number[17]:
+        raise ValueError("resident ID number: wrong check digit")
+    return number
 
 
 def mask_name(name: str) -> str:
@@ -91,6 +102,7 @@ class Member:
     def __post_init__(self) -> None:
         # one spelling per person, so department rows match whatever case the X was typed in
         _set(self, "id_number", str(self.id_number).strip().upper())
+        resident_id_form(self.id_number)
         _one_of(self.relation, RELATIONS, "relation")
         _one_of(self.work_ability, WORK_ABILITY, "work_ability")
         if self.disability_grade is not None and self.disability_grade not in (1, 2, 3, 4):
@@ -143,6 +155,7 @@ class Household:
         if self.single_person_member_id is not None:
             _set(self, "single_person_member_id", str(self.single_person_member_id).strip().upper())
         _one_of(self.area, AREAS, "area")
+        validate_region_code(self.region_code)
         _one_of(self.assistance_type, ASSISTANCE_TYPES, "assistance_type")
         for name in ("declared_monthly_income_fen", "declared_assets_fen", "requested_amount_fen",
                      "declared_medical_expense_fen", "declared_education_expense_fen"):

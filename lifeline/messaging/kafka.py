@@ -10,14 +10,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from lifeline.contracts import topics as T
 from lifeline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def all_topics() -> list[str]:
-    return [*T.TOPICS.values(), T.PARTNER_REQUESTS, T.PARTNER_RECORDS, T.REFERRALS]
 
 
 class Bus:

@@ -19,11 +19,12 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from lifeline.contracts import topics as T
 from lifeline.domain.clock import Clock, clock_for
 from lifeline.http.auth import Authenticator, Principal
 from lifeline.http.idempotency import IdempotencyStore, idempotent_response
 from lifeline.messaging.consumer import EventConsumer
-from lifeline.messaging.kafka import Bus, all_topics
+from lifeline.messaging.kafka import Bus
 from lifeline.messaging.outbox import OutboxRelay
 from lifeline.ops.faults import install_faults
 from lifeline.ops.metrics import OUTBOX_POSITION
@@ -102,7 +103,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         await asyncio.to_thread(self.projection.ensure_version)
         await self.bus.start()
-        await self.bus.ensure_topics(all_topics())
+        await self.bus.ensure_topics(T.ALL_TOPICS)
         if self.consumer is not None:
             await self.consumer.start()
             self._tasks.append(asyncio.create_task(self.consumer.run(self._stop)))

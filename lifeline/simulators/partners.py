@@ -34,7 +34,7 @@ from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import ContractError
 from lifeline.domain.clock import clock_for
-from lifeline.messaging.kafka import Bus, all_topics
+from lifeline.messaging.kafka import Bus
 from lifeline.http.app import lifespan_of
 from lifeline.http.problems import install_problem_handlers
 from lifeline.settings import Settings
@@ -164,7 +164,7 @@ class PartnerSimulator:
 
     async def start(self) -> None:
         await self.bus.start()
-        await self.bus.ensure_topics(all_topics())
+        await self.bus.ensure_topics(T.ALL_TOPICS)
         self.consumer = AIOKafkaConsumer(
             self.bus.topic(T.PARTNER_REQUESTS),
             bootstrap_servers=self.settings.kafka_bootstrap,

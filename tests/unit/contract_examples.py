@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from lifeline.contracts.registry import gb11643_check_digit
+from lifeline.rules.ids import check_digit as gb11643_check_digit
 
 
 def make_id_number(first17: str) -> str:

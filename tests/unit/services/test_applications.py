@@ -610,11 +610,11 @@ def test_submit_twice_with_the_same_case_id_is_a_duplicate(intake):
     ("body", "error"),
     [
         # refused by the ApplicationSubmitted schema before anything is saved
-        (application_body([pid(11)[:-1] + ("0" if pid(11)[-1] != "0" else "1")]), ContractError),
-        (application_body(IDS, region_code="37050"), ContractError),
         (application_body(IDS, members=[]), ContractError),
         (application_body(IDS[1:], members=[{**application_body(IDS)["members"][1]}]), ContractError),
-        # refused by the value objects (Application, Household, BankAccount) on construction
+        # refused by the value objects (Application, Household, Member, BankAccount)
+        (application_body([pid(11)[:-1] + ("0" if pid(11)[-1] != "0" else "1")]), ValueError),
+        (application_body(IDS, region_code="37050"), ValueError),
         (application_body(IDS, authorisation_signed=False), ValueError),
         (application_body(IDS, declared_monthly_income_fen=-1), ValueError),
         (application_body(IDS, bank_account={"channel": "RCC", "account_number": ACCOUNT_NUMBER,
@@ -622,7 +622,7 @@ def test_submit_twice_with_the_same_case_id_is_a_duplicate(intake):
         (application_body(IDS, bank_account={"channel": "XYZ", "account_number": ACCOUNT_NUMBER,
                                              "account_name": APPLICANT_NAME}), ValueError),
     ],
-    ids=["check-digit", "region", "no-members", "no-applicant", "authorisation", "negative-income",
+    ids=["no-members", "no-applicant", "check-digit", "region", "authorisation", "negative-income",
          "no-account-name", "unknown-bank"],
 )
 def test_invalid_application_is_refused_and_nothing_is_stored(intake, body, error):
