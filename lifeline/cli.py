@@ -131,8 +131,7 @@ def cmd_clock(args: argparse.Namespace) -> int:
     the test clock is switched on, so never in production (the settings refuse
     LIFELINE_TEST_CLOCK there).
     """
-    from lifeline.domain.clock import SharedClock
-    from lifeline.runtime.service import clock_for
+    from lifeline.domain.clock import SharedClock, clock_for
 
     settings = Settings.from_env()
     if not settings.test_clock:

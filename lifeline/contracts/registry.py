@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError, best_match
 
-from lifeline.rules.ids import check_digit
+from lifeline.rules.ids import has_resident_id_form
 
 from .envelope import (
     Actor,
@@ -62,12 +62,7 @@ FORMAT_CHECKER.checks("date-time")(is_datetime_with_offset)
 def is_gb11643(value: object) -> bool:
     if not isinstance(value, str):
         return True  # type is checked by "type", not by format
-    return (
-        len(value) == 18
-        and value[:17].isascii()
-        and value[:17].isdigit()
-        and check_digit(value[:17]) == value[17]
-    )
+    return has_resident_id_form(value)
 
 
 # --- ECMA-262 patterns ---------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 from eventsourcing.persistence import Transcoding
 
-from lifeline.rules.ids import InvalidResidentId, check_digit, parse_resident_id
+from lifeline.rules.ids import InvalidResidentId, has_resident_id_form, parse_resident_id
 from lifeline.rules.periods import parse_period
 from lifeline.rules.regions import validate_region_code
 from lifeline.rules.vocabulary import (
@@ -52,10 +52,8 @@ def period(value: Any, what: str = "period") -> str:
 def resident_id_form(number: str) -> str:
     """An 18-character GB 11643 number with the right check digit (the API also checks its
     region prefix against the register and its birth date; a stored value keeps its form)."""
-    if len(number) != 18 or not number[:17].isascii() or not number[:17].isdigit():
-        raise ValueError("a resident ID number is 17 digits and a check character")
-    if check_digit(number[:17]) != number[17]:
-        raise ValueError("resident ID number: wrong check digit")
+    if not has_resident_id_form(number):
+        raise ValueError("a resident ID number is 17 digits and the right check character")
     return number
 
 

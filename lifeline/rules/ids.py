@@ -47,6 +47,13 @@ def check_digit(first17: str) -> str:
     return _CHECK[total % 11]
 
 
+def has_resident_id_form(text: str) -> bool:
+    """18 characters, 17 ASCII digits and the right ISO 7064 MOD 11-2 check character
+    (no register or birth-date check: see parse_resident_id)."""
+    return (len(text) == 18 and text[:17].isascii() and text[:17].isdigit()
+            and check_digit(text[:17]) == text[17])
+
+
 def parse_resident_id(text: str, *, today: date | None = None) -> ResidentId:
     """Validate and decode; a lower-case ``x`` check character is accepted and normalised."""
     if not isinstance(text, str):
@@ -74,8 +81,7 @@ def parse_resident_id(text: str, *, today: date | None = None) -> ResidentId:
         from lifeline.domain.clock import SystemClock  # rules stay importable without the domain
 
         today = SystemClock().now().date()
-    limit = today
-    if birth > limit:
+    if birth > today:
         raise InvalidResidentId(f"resident ID birth date {birth.isoformat()} is in the future")
     if birth < EARLIEST_BIRTH:
         raise InvalidResidentId(f"resident ID birth date {birth.isoformat()} is before 1900")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -9,7 +10,7 @@ from eventsourcing.application import ProcessingEvent
 
 from lifeline.domain.aggregate import Meta, new_id
 from lifeline.domain.clock import Clock
-from lifeline.domain.values import Application, BankAccount, Household, Member
+from lifeline.domain.values import Application, BankAccount
 from lifeline.stores.application import ServiceApplication
 from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideTx
@@ -37,20 +38,16 @@ class IntakeApplication(ServiceApplication):
         """Register an application as the clerk took it (the API's validated body)."""
         case_id = case_id or new_id("C")
         account = form["bank_account"]
-        application = Application(
-            case_id=case_id, channel=form["channel"], urgency=form["urgency"],
-            clerk_id=meta.user_id, submitted_at=self.clock.now().isoformat(),
-            authorisation_signed=form["authorisation_signed"],
-            bank_account=BankAccount(
-                channel=account["channel"], account_name=account["account_name"],
-                number_masked=BankAccount.mask(account["account_number"]),
-                number_sealed=self.sealer.seal(account["account_number"]),
-            ),
-            household=Household(
-                members=tuple(Member(**m) for m in form["members"]),
-                **{name: form[name] for name in HOUSEHOLD_FIELDS},
-            ),
+        sealed = BankAccount(
+            channel=account["channel"], account_name=account["account_name"],
+            number_masked=BankAccount.mask(account["account_number"]),
+            number_sealed=self.sealer.seal(account["account_number"]),
         )
+        # The form is the payload less what intake adds: one mapping (from_wire) builds both.
+        application = Application.from_wire({
+            **form, "case_id": case_id, "clerk_id": meta.user_id,
+            "submitted_at": self.clock.now().isoformat(), "bank_account": dataclasses.asdict(sealed),
+        })
         self.save_new(Case.register(application, meta), case_id)
         return case_id
 
@@ -87,13 +84,6 @@ class IntakeApplication(ServiceApplication):
     # --- queries ------------------------------------------------------------
     def get_case(self, case_id: str) -> Case:
         return self.load(Case.create_id(case_id), CaseNotFound(case_id))
-
-
-HOUSEHOLD_FIELDS = (
-    "area", "region_code", "assistance_type", "declared_monthly_income_fen", "declared_assets_fen",
-    "single_person_member_id", "requested_amount_fen", "declared_medical_expense_fen",
-    "declared_education_expense_fen",
-)
 
 
 def case_view(case: Case) -> dict[str, Any]:

@@ -8,9 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from lifeline import cli
-from lifeline.domain.clock import FixedClock, SharedClock, SystemClock, parse_duration
+from lifeline.domain.clock import FixedClock, SharedClock, SystemClock, clock_for, parse_duration
 from lifeline.rules.periods import SHANGHAI, first_payment_period
-from lifeline.runtime.service import clock_for
 from lifeline.settings import Settings
 
 LAST_SECOND = "2026-12-31T23:59:59+08:00"
