@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     # Declared after host and simulator_port: its default is derived from them.
     simulator_url: str = Field("", validate_default=True, description="empty: http://<host>:<simulator_port>")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="larger request bodies get 413")
+    max_upload_bytes: int = Field(
+        4 * 1024 * 1024, ge=1, description="the limit on a service's bulk-upload paths (a county's cadre register)")
 
     # --- operator files ----------------------------------------------------------
     policy_file: Path = Field(DEFAULT_POLICY_FILE, description="county standards and thresholds")
@@ -132,6 +134,13 @@ class Settings(BaseSettings):
         description="every process reads one shared clock that `lifeline clock set/advance` move; "
                     "refused in production")
     faults: str = Field("", description="test-only deliberate crashes (lifeline/ops/faults.py)")
+
+    # --- notify: the public notice board and the deadline watch --------------------------
+    reporting_hotline: str = Field("12345", min_length=1, max_length=40,
+                                   description="the reporting hotline the public notice board shows")
+    objections_per_hour: int = Field(10, ge=1, description="objections one client address may post per hour")
+    # A float, given as a whole number so README's default reads the same.
+    deadline_scan_seconds: float = Field(1, gt=0, description="how often the deadline watch scans")
 
     # --- partner simulator -----------------------------------------------------------
     simulator_silent: str = Field("", description="departments the simulator never answers, comma-separated")

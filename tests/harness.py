@@ -213,6 +213,76 @@ class Lifeline:
             capture_output=True, text=True, timeout=120,
         )
 
+    # --- the statutory procedure (docs/PROCEDURE.md) -----------------------------------
+    # Each step by the township's people: a clerk accepts, a caseworker surveys and proposes,
+    # a reviewer (another person: four eyes) decides.
+    def accept(self, case_id: str, region: str = "370502") -> dict:
+        """The clerk accepts the application (受理); the check starts."""
+        with self.client("intake", "clerk", region) as c:
+            r = c.post(f"/v1/cases/{case_id}/acceptance",
+                       json={"decision": "accept", "reason": "材料齐全，予以受理"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def verification(self, case_id: str) -> dict:
+        """The procedure as verification shows it (AssertionError until it knows the case,
+        which `wait_for` retries)."""
+        with self.client("verification", "auditor") as c:
+            r = c.get(f"/v1/verifications/{case_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def step(self, case_id: str, path: str, body: dict | None = None, role: str = "caseworker",
+             region: str = "370502") -> httpx.Response:
+        with self.client("verification", role, region) as c:
+            return c.post(f"/v1/verifications/{case_id}/{path}", json=body)
+
+    def through_procedure(self, case_id: str, proposal: str = "include", region: str = "370502") -> dict:
+        """Survey, initial review, public notice (and an appraisal when one is due) on a case
+        whose check is completed, then the shared clock moved to the notice's end: the case is
+        ready for a decision. Needs a Lifeline started with LIFELINE_TEST_CLOCK=1."""
+        view = self.prepare_decision(case_id, proposal, region)
+        if proposal == "refuse":
+            return view
+        self.pass_notices(view)
+        return view
+
+    def prepare_decision(self, case_id: str, proposal: str = "include", region: str = "370502",
+                         post: Callable[[str, dict | None], dict] | None = None) -> dict:
+        """Survey, initial review and (for an inclusion) public notice, with an appraisal when
+        one is due, on a case whose check is completed; the clock is not moved (see
+        `pass_notices`). Answers the procedure as the last step left it.
+
+        `post(path, body)` takes one step and answers the procedure's view; by default
+        `step` as the caseworker of `region`, which must answer 200."""
+        if post is None:
+            def post(path: str, body: dict | None) -> dict:
+                r = self.step(case_id, path, body, region=region)
+                assert r.status_code == 200, r.text
+                return r.json()
+        today = self.clock("show").date().isoformat()
+        post("survey", {
+            "surveyors": [{"name": "李卫东", "role": "village_cadre"}, {"name": "赵敏", "role": "township_staff"}],
+            "visited_on": today, "findings": "入户调查情况与申报一致"})
+        view = post("initial-review", {"proposal": proposal, "reason": "初审意见"})
+        if proposal == "refuse":
+            return view
+        view = post("public-notice", None)
+        if view["next_step"] and view["next_step"]["step"] == "democratic_appraisal":
+            view = post("appraisal", {
+                "held_on": today, "participants": 9, "votes_for": 7, "votes_against": 1,
+                "abstentions": 1, "opinion": "多数同意"})
+        return view
+
+    def pass_notices(self, *views: dict) -> datetime:
+        """Move the shared clock (forward only) to the end of the latest public notice of these
+        procedures' views; answers the clock's moment."""
+        now = self.clock("show")
+        ends = [datetime.fromisoformat(v["public_notice"]["ends_at"]) for v in views]
+        if ends and now < max(ends):
+            now = self.clock_set(max(ends))
+        return now
+
     # --- the shared test clock (a Lifeline started with LIFELINE_TEST_CLOCK=1) ----------
     def clock(self, *args: str) -> datetime:
         """`lifeline clock ARGS` on this Lifeline's data dir; the moment every process now reads."""

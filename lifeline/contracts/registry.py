@@ -310,6 +310,14 @@ def _application_submitted_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@upcaster("ApplicationSubmitted", 3)
+def _application_submitted_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    # v3 asked nobody whether they were a cadre or a cadre's close relative (备案): not declared.
+    out = dict(data)
+    out["members"] = [{**m, "cadre_relation": None} for m in data["members"]]
+    return out
+
+
 @upcaster("BenefitApproved", 1)
 def _benefit_approved_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)

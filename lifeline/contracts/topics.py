@@ -40,8 +40,8 @@ _BY_SERVICE: dict[str, tuple[str, ...]] = {
         "MaterialsRequested", "EmergencyReliefGranted", "ReferralRaised", "CaseClosed",
     ),
     "verification": (
-        "HouseholdSurveyRecorded", "PublicNoticePosted", "ObjectionRaised",
-        "DemocraticAppraisalHeld", "VerificationCompleted", "BenefitApproved", "BenefitRefused",
+        "HouseholdSurveyRecorded", "InitialReviewProposed", "PublicNoticePosted", "ObjectionRaised",
+        "DemocraticAppraisalHeld", "DeadlineSet", "DeadlineCleared", "VerificationCompleted", "BenefitApproved", "BenefitRefused",
         "BenefitAdjusted", "BenefitSuspended", "BenefitTerminated", "FraudRecorded",
     ),
     "payment": (
@@ -52,7 +52,10 @@ _BY_SERVICE: dict[str, tuple[str, ...]] = {
         "FundRegistered", "DonationReceived", "NeedOpened", "FundAllocated",
         "AllocationReleased", "AllocationDisbursed", "NeedFulfilled",
     ),
-    "notify": ("NoticeIssued", "NoticeDelivered", "NoticeFailed", "DeadlineWarning", "DeadlineBreached"),
+    "notify": (
+        "NoticeIssued", "NoticeDelivered", "NoticeFailed", "ObjectionReceived", "DeadlineWarning",
+        "DeadlineBreached",
+    ),
 }
 EVENT_TOPIC: dict[str, str] = {
     name: TOPICS[service] for service, names in _BY_SERVICE.items() for name in names

@@ -25,6 +25,7 @@ from lifeline.rules.vocabulary import (
     ASSISTANCE_TYPES,
     BANK_CHANNELS,
     BENEFIT_KINDS,
+    CADRE_RELATIONS,
     CHANNELS,
     DISABILITY_KINDS,
     RELATIONS,
@@ -58,8 +59,11 @@ def resident_id_form(number: str) -> str:
 
 
 def mask_name(name: str) -> str:
-    """张三丰 → 张**: the surname stays, the given name is hidden."""
-    return name[:1] + "*" * max(len(name) - 1, 1)
+    """张三丰 → 张*丰, 张三 → 张*: the first and (from three characters) the last character stay,
+    as public notices print names (公示: 姓名中间字以*代替)."""
+    if len(name) <= 2:
+        return name[:1] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
 def _one_of(value: Any, allowed: tuple[str, ...], what: str) -> str:
@@ -84,6 +88,10 @@ class Member:
     ``support_obligor=True, co_resident=False``) is verified but not counted; the support they
     pay (``support_paid_fen``) is household income. Someone living apart who is not an obligor
     (e.g. in military service or prison) is neither counted nor their income used.
+
+    ``cadre_relation`` (备案): declared at intake when the member is a cadre (村/社区/乡镇干部)
+    or a cadre's close relative (近亲属); None otherwise, and for applications registered
+    before ApplicationSubmitted v4.
     """
 
     id_number: str
@@ -96,6 +104,7 @@ class Member:
     co_resident: bool = True
     support_obligor: bool = False
     support_paid_fen: int = 0
+    cadre_relation: str | None = None
 
     def __post_init__(self) -> None:
         # one spelling per person, so department rows match whatever case the X was typed in
@@ -110,6 +119,8 @@ class Member:
         fen(self.support_paid_fen, "support_paid_fen")
         if self.support_paid_fen and not self.support_obligor:
             raise ValueError("support_paid_fen is paid by a support obligor only")
+        if self.cadre_relation is not None:
+            _one_of(self.cadre_relation, CADRE_RELATIONS, "cadre_relation")
 
     @property
     def counted(self) -> bool:
@@ -306,7 +317,10 @@ class Application:
 class StoresApplication:
     """Mixed into the events that store an Application (intake's Case.Submitted,
     verification's Verification.Started): their v1 stored the ApplicationSubmitted v2
-    payload as a plain dict, read back here as the value."""
+    payload as a plain dict, read back here as the value. From v2 on they store the value
+    itself, field by field (ValueTranscoding): a field added later with a default (a
+    Member's ``cadre_relation``, ApplicationSubmitted v4) is read from older rows as that
+    default, so it needs no class version of its own."""
 
     class_version = 2
 

@@ -237,5 +237,6 @@ def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRunti
         return MetricsResponse(generate_latest(REGISTRY))
 
     app.include_router(spec.router(runtime))
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       upload_paths=spec.upload_paths, max_upload_bytes=settings.max_upload_bytes)
     return app

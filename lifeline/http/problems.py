@@ -185,20 +185,26 @@ class BodySizeLimit:
     own response to the aborted read is discarded in favour of the 413.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024):
+    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024, *,
+                 upload_paths: tuple[str, ...] = (), max_upload_bytes: int = 4 * 1024 * 1024):
         self.app = app
         self.max_bytes = int(max_bytes)
+        # Bulk uploads (e.g. a county's cadre register) under these path prefixes get more.
+        self.upload_paths = tuple(upload_paths)
+        self.max_upload_bytes = int(max_upload_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = (self.max_upload_bytes if scope.get("path", "").startswith(self.upload_paths) and self.upload_paths
+                 else self.max_bytes)
         declared = _content_length(scope)
         if declared == -1:
             await problem_response(400, detail="Invalid Content-Length header.")(scope, receive, send)
             return
-        if declared is not None and declared > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared > limit:
+            await self._reject(scope, receive, send, limit)
             return
 
         received = 0
@@ -210,7 +216,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     exceeded = True
                     raise _BodyTooLarge()
             return message
@@ -229,12 +235,12 @@ class BodySizeLimit:
             if not exceeded or started:
                 raise
         if exceeded and not started:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
-            413, detail=f"The request body exceeds {self.max_bytes} bytes.",
-            slug="body-too-large", max_bytes=self.max_bytes,
+            413, detail=f"The request body exceeds {limit} bytes.",
+            slug="body-too-large", max_bytes=limit,
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)

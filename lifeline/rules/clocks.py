@@ -57,6 +57,8 @@ CLOCKS: dict[str, ClockSpec] = {c.name: c for c in (
     ClockSpec("whole_procedure_major_dispute", "working", 30, 3, "审核确认全程（重大异议，30个工作日）",
               "seed 002: 遇有重大异议…最长不得超过30个工作日"),
     ClockSpec("referral", "working", 5, 1, "转介办理", "SPEC §4: referred with a due date"),
+    ClockSpec("grievance", "working", 15, 3, "异议申诉办理",
+              "SPEC §4: each grievance gets a due date; default 15 working days (judgement)"),
     ClockSpec("emergency_post_approval", "working", 5, 1, "先行救助后补审批手续",
               "SPEC §4 先救助、后补手续; seed 004 后置审批; default 5 working days (judgement)"),
 )}

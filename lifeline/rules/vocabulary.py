@@ -38,3 +38,24 @@ BENEFIT_KINDS = ("monthly", "one_off", "recognition")
 APPROVAL_LEVELS = ("township", "county")
 # Where one-off relief is paid from.
 FUND_SOURCES = ("temporary_relief_budget", "township_reserve_fund")
+# 一证一书: the only materials an applicant may ever be asked for (everything else is obtained
+# by data sharing), by the code used in MaterialsRequested; the names are what notices print.
+REQUIRED_MATERIALS: dict[str, str] = {
+    "resident_id": "居民身份证",
+    "authorisation": "家庭经济状况核对授权书",
+}
+# The procedure (审核确认): who sits on a household survey (one must be a village-based cadre,
+# 驻村干部), what an initial review proposes, and how a deadline ends.
+SURVEYOR_ROLES = ("village_cadre", "township_staff", "village_committee", "other")
+PROPOSALS = ("include", "refuse")
+DEADLINE_OUTCOMES = ("met", "late", "cancelled")
+# Where an overdue case is escalated (督办): the office above the responsible one.
+ESCALATION_LEVELS = ("county", "prefecture", "province")
+# Grievances (异议、申诉): what is contested, how it ends, and on which evidence an upheld one
+# has the decision taken again.
+GRIEVANCE_SUBJECTS = ("verification_result", "refusal", "adjustment")
+GRIEVANCE_CHANNELS = ("window", "board")
+GRIEVANCE_OUTCOMES = ("upheld", "dismissed")
+REDECISION_EVIDENCE = ("original", "new")
+# 备案: a member who is a cadre (村/社区/乡镇干部) himself or a close relative (近亲属) of one.
+CADRE_RELATIONS = ("cadre", "close_relative")

@@ -53,6 +53,11 @@ class ServiceSpec:
     # Raise it when `project` changes what it writes: the read models are rebuilt from the
     # log at the next start (Projection.ensure_version).
     views_version: int = 1
+    # Background loops beside the consumer and the relay (e.g. notify's deadline watch): each
+    # is called with the runtime and the stop event and runs until that event is set.
+    workers: tuple[Callable[["ServiceRuntime", asyncio.Event], Awaitable[None]], ...] = ()
+    # Path prefixes of bulk uploads, allowed LIFELINE_MAX_UPLOAD_BYTES instead of MAX_BODY_BYTES.
+    upload_paths: tuple[str, ...] = ()
 
     def application(self, settings: Settings, clock: Clock | None = None) -> ServiceApplication:
         """The service's application on its configured event store."""
@@ -110,6 +115,8 @@ class ServiceRuntime:
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
         self._tasks.append(asyncio.create_task(self._project_forever()))
+        for worker in self.spec.workers:
+            self._tasks.append(asyncio.create_task(worker(self, self._stop)))
         self.started = True
 
     async def stop(self) -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from lifeline.stores.application import DuplicateRequest
 from lifeline.domain.aggregate import Meta
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
+from lifeline.http.problems import Problem
 from lifeline.runtime.service import ServiceRuntime
 from lifeline.http.app import (
     COMMAND_ERRORS,
@@ -26,22 +27,26 @@ from lifeline.rules.vocabulary import (
     AREAS,
     ASSISTANCE_TYPES,
     BANK_CHANNELS,
+    CADRE_RELATIONS,
     CHANNELS,
     DISABILITY_KINDS,
     NEED_CATEGORIES,
     REFERRAL_TARGETS,
     RELATIONS,
+    REQUIRED_MATERIALS,
     URGENCIES,
     WORK_ABILITY,
 )
 from services.intake.application import CaseNotFound, IntakeApplication, case_view
-from services.intake.domain import CASE_STATUSES
+from services.intake.domain import CASE_STATUSES, AcceptanceNotAllowed, AcceptanceRuleBroken
 
 WRITERS = ("clerk", "caseworker", "county_officer", "admin")
 
 AssistanceType = Literal[ASSISTANCE_TYPES]
 NeedCategory = Literal[NEED_CATEGORIES]
 Urgency = Literal[URGENCIES]
+AcceptanceDecision = Literal["accept", "refuse", "request_materials"]
+Material = Literal[tuple(REQUIRED_MATERIALS)]
 
 # The example people: valid GB 11643 numbers of county 370502 (东营区), made with
 # lifeline.rules.ids.make_resident_id (tests/unit/test_openapi.py makes them again).
@@ -59,12 +64,15 @@ APPLICANT_EXAMPLE = {
     "id_number": APPLICANT_ID, "name": "王建国", "relation": "self",
     "disability_grade": 2, "disability_kind": "physical", "serious_illness": False,
     "work_ability": "partial", "co_resident": True, "support_obligor": False, "support_paid_fen": 0,
+    "cadre_relation": None,
 }
 BANK_ACCOUNT_EXAMPLE = {"channel": "RCC", "account_number": "6228480012345678901", "account_name": "王建国"}
 
 
 class MemberIn(BaseModel):
-    model_config = strict(APPLICANT_EXAMPLE, {"id_number": CHILD_ID, "name": "王小雨", "relation": "child"})
+    model_config = strict(APPLICANT_EXAMPLE, {"id_number": CHILD_ID, "name": "王小雨", "relation": "child"},
+                          {"id_number": SPOUSE_ID, "name": "李秀英", "relation": "spouse",
+                           "cadre_relation": "close_relative"})
 
     id_number: str = Field(min_length=18, max_length=18)
     name: str = Field(min_length=1, max_length=50)
@@ -78,6 +86,8 @@ class MemberIn(BaseModel):
     co_resident: bool = Field(default=True, description="lives in the household (counted)")
     support_obligor: bool = Field(default=False, description="法定赡养、抚养、扶养义务人")
     support_paid_fen: int = Field(default=0, ge=0, le=10**9, description="monthly support paid by this obligor")
+    cadre_relation: Literal[CADRE_RELATIONS] | None = Field(
+        default=None, description="备案: cadre (村/社区/乡镇干部) or close_relative (近亲属) of one; null otherwise")
 
     @field_validator("id_number")
     @classmethod
@@ -184,10 +194,63 @@ class ReferralIn(BaseModel):
         return value
 
 
+class AcceptanceIn(BaseModel):
+    """The acceptance decision: 受理 (accept), 不予受理 (refuse) or 补正材料一次性告知
+    (request_materials, naming everything that is missing at once)."""
+
+    model_config = strict(
+        {"decision": "accept", "reason": "申请材料齐全，符合受理条件"},
+        {"decision": "request_materials", "reason": "缺少签字的家庭经济状况核对授权书",
+         "missing_materials": ["authorisation"]},
+        {"decision": "refuse", "reason": "申请人户籍及经常居住地均不在本辖区，告知向户籍所在地申请"},
+    )
+
+    decision: AcceptanceDecision
+    reason: str = Field(min_length=1, max_length=2000, description="why; printed in the notice")
+    # Any text is taken here so that the domain can refuse it by its rule's name (一证一书,
+    # one_id_one_authorisation); the document lists what is allowed.
+    missing_materials: list[
+        Annotated[str, Field(min_length=1, max_length=64, json_schema_extra={"enum": list(REQUIRED_MATERIALS)})]
+    ] | None = Field(
+        default=None, max_length=len(REQUIRED_MATERIALS) * 2, validate_default=True,
+        description="with request_materials only, and then required: what is missing, all at once "
+                    "(一次性告知); only resident_id (居民身份证) and authorisation (家庭经济状况核对授权书) "
+                    "may be asked for (一证一书); a second request names only what is still missing",
+    )
+
+    @field_validator("missing_materials")
+    @classmethod
+    def _only_with_request(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        decision = info.data.get("decision")
+        if decision is None:
+            return value  # the decision itself is wrong: that error is reported
+        if decision != "request_materials":
+            if value is not None:
+                raise ValueError("missing_materials is sent only with the decision request_materials")
+            return value
+        if not value:
+            raise ValueError("request_materials names what is missing: missing_materials is required")
+        if len(set(value)) != len(value):
+            raise ValueError("missing_materials names an item twice")
+        return value
+
+
 # --- responses ---------------------------------------------------------------------
 class ApplicationAccepted(BaseModel):
     case_id: str = Field(examples=["C-3F2A9C1B7E5D4A6B8C0D"])
     status: Literal["submitted"]
+
+
+class AcceptanceOut(BaseModel):
+    """application.IntakeApplication.decide_acceptance: the case after the decision."""
+
+    case_id: str = Field(examples=["C-3F2A9C1B7E5D4A6B8C0D"])
+    decision: AcceptanceDecision
+    status: Literal["accepted", "not_accepted", "materials_requested"]
+    accepted_at: str | None = Field(description="ISO 8601 timestamp, once accepted")
+    missing_materials: list[Material] = Field(description="what is still asked for")
+    repeat: bool = Field(description="materials had been asked for before: the notice names what is still missing")
+    version: int
 
 
 class ReferralRaisedOut(BaseModel):
@@ -220,6 +283,8 @@ class CaseOut(BaseModel):
     urgency: Urgency
     clerk_id: str
     submitted_at: str = Field(description="ISO 8601 timestamp")
+    accepted_at: str | None = Field(description="ISO 8601 timestamp, once accepted (受理)")
+    missing_materials: list[Material] = Field(description="materials still asked for (补正)")
     bank_account_ref: str = Field(description="bank channel and masked number", examples=["RCC:***************8901"])
     verification_outcome: str | None = Field(description="eligible, ineligible or needs_appraisal once verified")
     per_capita_income_fen: int | None
@@ -269,6 +334,38 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         with views.transaction() as tx:
             referrals = tx.find("referral", case_id)
         return {**case_view(case), "referrals": referrals}
+
+    @api.post(
+        "/cases/{case_id}/acceptance", tags=["cases"], response_model=AcceptanceOut,
+        responses=COMMAND_ERRORS,
+    )
+    async def decide_acceptance(
+        case_id: str, body: AcceptanceIn, request: Request,
+        principal: Principal = runtime.auth.require(*WRITERS),
+    ):
+        """受理, 不予受理 or 补正材料一次性告知: once per case (409 after it was decided); a broken
+        rule (一证一书, 一次性告知) is 422 naming it in `rule`."""
+        await asyncio.to_thread(case_or_404, case_id, principal)
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                answer = await asyncio.to_thread(
+                    app.decide_acceptance, case_id, body.decision, body.reason, body.missing_materials,
+                    Meta.of(principal, body.reason),
+                )
+            except AcceptanceNotAllowed as exc:
+                state = {"case_status": exc.case_status} if exc.case_status else {}
+                raise Problem(
+                    409, "Acceptance not allowed", str(exc), slug="acceptance-not-allowed", rule=exc.rule, **state,
+                ) from None
+            except AcceptanceRuleBroken as exc:
+                raise Problem(
+                    422, "Acceptance rule broken", str(exc), slug="acceptance-rule", rule=exc.rule,
+                ) from None
+            runtime.saved()
+            return 200, answer
+
+        return await runtime.idempotent(request, principal.user_id, handle)
 
     @api.post(
         "/cases/{case_id}/referrals", status_code=201, tags=["referrals"], response_model=ReferralRaisedOut,

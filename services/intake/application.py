@@ -1,4 +1,4 @@
-"""Intake use cases: register applications, raise referrals, follow the case."""
+"""Intake use cases: register applications, decide acceptance, raise referrals, follow the case."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import IntegrityError
 
 from lifeline.domain.aggregate import Meta, new_id
 from lifeline.domain.clock import Clock
@@ -15,7 +16,13 @@ from lifeline.stores.application import ServiceApplication
 from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideTx
 from services.intake.consumers import HANDLERS
-from services.intake.domain import Case, Referral, later_status
+from services.intake.domain import (
+    AcceptanceNotAllowed,
+    AcceptanceRuleBroken,
+    Case,
+    Referral,
+    later_status,
+)
 from services.intake.outbound import OUTBOUND
 
 
@@ -50,6 +57,43 @@ class IntakeApplication(ServiceApplication):
         })
         self.save_new(Case.register(application, meta), case_id)
         return case_id
+
+    def decide_acceptance(
+        self, case_id: str, decision: str, reason: str, missing_materials: list[str] | None, meta: Meta,
+    ) -> dict[str, Any]:
+        """受理 (accept), 不予受理 (refuse) or 补正材料 (request_materials, with what is missing).
+
+        AcceptanceNotAllowed (409) when acceptance was decided already or the case changed
+        meanwhile; AcceptanceRuleBroken (422) when the request breaks a rule. Nothing is
+        saved then."""
+        case = self.get_case(case_id)
+        at = self.clock.now().isoformat()
+        if decision == "request_materials":
+            case.request_materials(list(missing_materials or ()), reason, at, meta)
+        elif missing_materials:
+            raise AcceptanceRuleBroken(
+                "missing_materials_with_request_only",
+                "missing_materials is sent only with the decision request_materials",
+            )
+        elif decision == "accept":
+            case.accept(reason, at, meta)
+        elif decision == "refuse":
+            case.refuse_acceptance(reason, at, meta)
+        else:
+            raise ValueError(f"unknown acceptance decision {decision!r}")
+        decided = case.pending_events[-1]
+        try:
+            self.save(case)
+        except IntegrityError as exc:
+            # Someone else decided on this case meanwhile: decide again on the fresh state.
+            raise AcceptanceNotAllowed(
+                "changed_meanwhile", "the case changed meanwhile; reload and retry"
+            ) from exc
+        return {
+            "case_id": case.case_id, "decision": decision, "status": case.status,
+            "accepted_at": case.accepted_at, "missing_materials": list(case.missing_materials),
+            "repeat": isinstance(decided, Case.MaterialsRequested) and decided.repeat, "version": case.version,
+        }
 
     def raise_referral(
         self, case_id: str, request: dict[str, Any], meta: Meta, referral_id: str | None = None
@@ -98,6 +142,8 @@ def case_view(case: Case) -> dict[str, Any]:
         "urgency": app.urgency,
         "clerk_id": app.clerk_id,
         "submitted_at": app.submitted_at,
+        "accepted_at": case.accepted_at,
+        "missing_materials": list(case.missing_materials),
         "bank_account_ref": app.bank_account_ref,
         "verification_outcome": case.verification_outcome,
         "per_capita_income_fen": case.per_capita_income_fen,
@@ -123,6 +169,21 @@ def project(event: Any, tx: SideTx) -> None:
                 doc["status"] = later_status(doc["status"], "verified")
             else:
                 doc["status"] = later_status(doc["status"], event.decision)
+            tx.put("case", doc["case_id"], doc, ref=doc["region_code"])
+    elif isinstance(event, (Case.Accepted, Case.AcceptanceRefused, Case.MaterialsRequested)):
+        # Documents of cases without an acceptance decision keep their shape.
+        doc = tx.get("case", event.case_id)
+        if doc is not None:
+            if isinstance(event, Case.Accepted):
+                doc["status"] = later_status(doc["status"], "accepted")
+                doc["accepted_at"] = event.accepted_at
+                doc["missing_materials"] = []
+            elif isinstance(event, Case.AcceptanceRefused):
+                doc["status"] = later_status(doc["status"], "not_accepted")
+                doc["missing_materials"] = []
+            else:
+                doc["status"] = later_status(doc["status"], "materials_requested")
+                doc["missing_materials"] = list(event.missing_materials)
             tx.put("case", doc["case_id"], doc, ref=doc["region_code"])
     elif isinstance(event, Referral.Raised):
         tx.put("referral", event.referral_id, {

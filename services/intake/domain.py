@@ -9,14 +9,45 @@ from __future__ import annotations
 from typing import Any
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
-from lifeline.domain.values import Application, HouseholdProfile, StoresApplication
+from lifeline.domain.values import Application, HouseholdProfile, StoresApplication, mask_name
+from lifeline.rules.vocabulary import REQUIRED_MATERIALS
 
-# A case moves forward only; a late or repeated event never moves it back.
-CASE_STATUSES = ("submitted", "verified", "approved", "refused")
+# A case moves forward only; a late or repeated event never moves it back. Not accepted
+# (不予受理) ends the case: nothing moves it again.
+CASE_STATUSES = (
+    "submitted", "materials_requested", "accepted", "verified", "approved", "refused", "not_accepted",
+)
+# Where the acceptance decision (受理, 不予受理, 补正材料) may still be taken.
+ACCEPTANCE_OPEN = ("submitted", "materials_requested")
 
 
 def later_status(current: str, new: str) -> str:
+    if current == "not_accepted":
+        return current
     return new if CASE_STATUSES.index(new) > CASE_STATUSES.index(current) else current
+
+
+class AcceptanceNotAllowed(Exception):
+    """The case's state does not allow this decision on acceptance (409); `rule` names why,
+    `case_status` the state when that is the reason."""
+
+    def __init__(self, rule: str, message: str, case_status: str | None = None):
+        super().__init__(message)
+        self.rule = rule
+        self.case_status = case_status
+
+
+class AcceptanceRuleBroken(ValueError):
+    """The request breaks a rule of acceptance (422); `rule` names it
+    (one_id_one_authorisation 一证一书, missing_materials_at_once 一次性告知, ...)."""
+
+    def __init__(self, rule: str, message: str):
+        super().__init__(message)
+        self.rule = rule
+
+
+def _materials(codes: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(f"{code} ({REQUIRED_MATERIALS[code]})" for code in codes)
 
 
 class Case(LifelineAggregate):
@@ -47,6 +78,53 @@ class Case(LifelineAggregate):
             case.decision_reason = self.reason
             case.status = later_status(case.status, self.decision)
 
+    class Accepted(LifelineAggregate.Event):
+        """受理: the application is accepted; the statutory clocks start (ApplicationAccepted)."""
+
+        case_id: str
+        region_code: str
+        assistance_type: str
+        applicant_name_masked: str
+        members_count: int
+        reason: str
+        accepted_at: str
+
+        def apply(self, case: "Case") -> None:
+            case.status = later_status(case.status, "accepted")
+            case.accepted_at = self.accepted_at
+            case.missing_materials = []
+
+    class AcceptanceRefused(LifelineAggregate.Event):
+        """不予受理: the application is not accepted, with reasons (ApplicationRefused)."""
+
+        case_id: str
+        region_code: str
+        assistance_type: str
+        applicant_name_masked: str
+        reason: str
+        refused_at: str
+
+        def apply(self, case: "Case") -> None:
+            case.status = later_status(case.status, "not_accepted")
+            case.missing_materials = []
+
+    class MaterialsRequested(LifelineAggregate.Event):
+        """补正材料一次性告知: what is missing, all at once; a repeat names only what is still
+        missing (MaterialsRequested)."""
+
+        case_id: str
+        region_code: str
+        assistance_type: str
+        applicant_name_masked: str
+        missing_materials: list[str]
+        repeat: bool
+        reason: str
+        requested_at: str
+
+        def apply(self, case: "Case") -> None:
+            case.status = later_status(case.status, "materials_requested")
+            case.missing_materials = list(self.missing_materials)
+
     @classmethod
     def register(cls, application: Application, by: Meta) -> "Case":
         return cls._create(
@@ -62,10 +140,73 @@ class Case(LifelineAggregate):
         self.per_capita_income_fen: int | None = None
         self.benefit_id: str | None = None
         self.decision_reason: str | None = None
+        self.accepted_at: str | None = None
+        self.missing_materials: list[str] = []  # what is still asked for (补正)
 
     @property
     def region_code(self) -> str:
         return self.application.region_code
+
+    # --- acceptance (受理) ------------------------------------------------------------
+    def accept(self, reason: str, at: str, by: Meta) -> None:
+        """受理: from submitted, or once the materials asked for have come."""
+        self._check_acceptance_open(reason)
+        self.trigger_event(
+            self.Accepted, **self._public_case(), members_count=len(self.application.household.members),
+            reason=reason, accepted_at=at, meta=by.as_dict(),
+        )
+
+    def refuse_acceptance(self, reason: str, at: str, by: Meta) -> None:
+        """不予受理, with reasons (不予受理告知书)."""
+        self._check_acceptance_open(reason)
+        self.trigger_event(
+            self.AcceptanceRefused, **self._public_case(), reason=reason, refused_at=at, meta=by.as_dict(),
+        )
+
+    def request_materials(self, missing: list[str] | tuple[str, ...], reason: str, at: str, by: Meta) -> None:
+        """补正材料一次性告知: only the resident ID and the signed authorisation may be asked for
+        (一证一书), all at once (一次性告知): a repeat names only what is still missing."""
+        self._check_acceptance_open(reason)
+        if any(code not in REQUIRED_MATERIALS for code in missing):
+            raise AcceptanceRuleBroken(
+                "one_id_one_authorisation",
+                f"only {_materials(tuple(REQUIRED_MATERIALS))} may be asked for (一证一书); "
+                "anything else is obtained by data sharing",
+            )
+        if not missing:
+            raise AcceptanceRuleBroken("missing_materials_required", "name what is missing (一次性告知)")
+        asked = [code for code in REQUIRED_MATERIALS if code in missing]  # each once, in one order
+        repeat = self.status == "materials_requested"
+        if repeat:
+            new = [code for code in asked if code not in self.missing_materials]
+            if new:
+                raise AcceptanceRuleBroken(
+                    "missing_materials_at_once",
+                    f"missing materials are listed all at once (一次性告知): {_materials(new)} was not "
+                    f"asked for before; a second request names only what is still missing "
+                    f"({_materials(self.missing_materials) or 'nothing'})",
+                )
+        self.trigger_event(
+            self.MaterialsRequested, **self._public_case(), missing_materials=asked, repeat=repeat,
+            reason=reason, requested_at=at, meta=by.as_dict(),
+        )
+
+    def _check_acceptance_open(self, reason: str) -> None:
+        if self.status not in ACCEPTANCE_OPEN:
+            raise AcceptanceNotAllowed(
+                "acceptance_decided_once", f"acceptance already decided: the case is {self.status}",
+                case_status=self.status,
+            )
+        if not reason.strip():
+            raise AcceptanceRuleBroken("reason_required", "a decision on acceptance states its reason")
+
+    def _public_case(self) -> dict[str, Any]:
+        """What every acceptance event says about the case (the applicant's name masked)."""
+        app = self.application
+        return {
+            "case_id": self.case_id, "region_code": app.region_code, "assistance_type": app.assistance_type,
+            "applicant_name_masked": mask_name(app.household.applicant.name),
+        }
 
     def note_verification(self, outcome: str, per_capita_income_fen: int, by: Meta) -> None:
         self.trigger_event(

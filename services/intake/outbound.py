@@ -15,6 +15,12 @@ def application_submitted(e: Case.Submitted) -> dict[str, Any]:
     return e.application.to_wire()
 
 
+# The acceptance decision (受理, 不予受理, 补正材料): the domain events carry exactly their
+# schemas' fields, the applicant's name masked.
+OUTBOUND.copies(Case.Accepted, "ApplicationAccepted")
+OUTBOUND.copies(Case.AcceptanceRefused, "ApplicationRefused")
+OUTBOUND.copies(Case.MaterialsRequested, "MaterialsRequested")
+
 # Also on the referral feed, read by departments and the charity federation: the event
 # holds the masked household profile only.
 OUTBOUND.copies(Referral.Raised, "ReferralRaised")

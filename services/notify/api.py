@@ -1,16 +1,57 @@
-"""Notify HTTP routes."""
+"""Notify HTTP routes: notices, the public notice board (no token) and the deadline watch."""
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
-from lifeline.http.app import add_case_items_route
-from lifeline.http.auth import CASE_READERS
+from lifeline.domain.aggregate import new_id
+from lifeline.http.app import LIST_ERRORS, add_case_items_route, idempotent_id, problem_responses
+from lifeline.http.auth import CASE_READERS, Principal, ensure_region
+from lifeline.http.problems import Problem
+from lifeline.rules.clocks import CLOCKS
+from lifeline.rules.regions import InvalidRegionCode, region_contains, validate_region_code
+from lifeline.rules.vocabulary import ASSISTANCE_TYPES, DEADLINE_OUTCOMES, ESCALATION_LEVELS
 from lifeline.runtime.service import ServiceRuntime
-from services.notify.domain import LEGAL_NAMES
+from services.notify.application import (
+    DEADLINE_STATES,
+    BoardEntryNotFound,
+    NotifyApplication,
+    board_entries,
+    deadline_documents,
+)
+from services.notify.domain import LEGAL_NAMES, NoticePeriodOver
+from services.notify.ratelimit import FixedWindowLimit
+
+DEADLINE_READERS = ("caseworker", "reviewer", "county_officer", "auditor", "admin")
+
+VillageCode = Annotated[str, Path(
+    pattern=r"^\d{9}(\d{3})?$", description="the board: a village (12 digits) or township (9)",
+    examples=["370502101001"],
+)]
+
+# The public board needs no token: 401 and 403 never happen there, but every /v1 route
+# documents the same problem+json set.
+_NO_TOKEN = {
+    401: {"description": "Not answered: the public board needs no token"},
+    403: {"description": "Not answered: the public board needs no token"},
+}
+BOARD_ERRORS = {
+    **problem_responses(401, 403, 422, 503),
+    **{s: {**problem_responses(s)[s], **_NO_TOKEN[s]} for s in _NO_TOKEN},
+}
+OBJECTION_ERRORS = {
+    **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+    **{s: {**problem_responses(s)[s], **_NO_TOKEN[s]} for s in _NO_TOKEN},
+    404: {**problem_responses(404)[404], "description": "No such entry on this board"},
+    409: {**problem_responses(409)[409], "description": "The entry's notice period is over"},
+    429: {**problem_responses(429)[429],
+          "description": "Too many objections from this address this hour; retry after Retry-After"},
+}
+
 
 class NoticeDoc(BaseModel):
     """A notice as notify's read model keeps it (application.project)."""
@@ -30,9 +71,157 @@ class NoticeDoc(BaseModel):
     region_code: str
 
 
+# --- the public notice board ---------------------------------------------------------------
+class BoardEntryOut(BaseModel):
+    """What the board shows of a proposed inclusion (SPEC §4): nothing else, ever."""
+
+    public_notice_id: str
+    applicant_name_masked: str = Field(examples=["王*明"])
+    members_count: int
+    assistance_type: Literal[ASSISTANCE_TYPES]
+    monthly_amount_fen: int | None = Field(description="monthly amount proposed (fen), or null")
+    one_off_amount_fen: int | None = Field(description="one-off amount proposed (fen), or null")
+    notice_from: str = Field(description="first day of the notice period (YYYY-MM-DD)")
+    notice_until: str = Field(description="last day of the notice period (YYYY-MM-DD)")
+
+
+class BoardOut(BaseModel):
+    village_code: str
+    hotline: str = Field(description="the reporting hotline (举报电话)", examples=["12345"])
+    entries: list[BoardEntryOut] = Field(description="entries whose notice period is running")
+
+
+class ObjectionIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True,
+        json_schema_extra={"examples": [{
+            "public_notice_id": "PN-0123456789ABCDEF0123",
+            "text": "该户家中有一辆新购轿车，收入情况与公示不符。",
+            "contact": None,
+        }]},
+    )
+    public_notice_id: str = Field(min_length=1, max_length=64, description="the board entry objected to")
+    text: str = Field(min_length=1, max_length=1000, description="the objection (异议)")
+    contact: str | None = Field(None, max_length=100, description="how to reach you, if you wish")
+
+
+class ObjectionReceivedOut(BaseModel):
+    objection_id: str = Field(examples=["OBJ-5C4B3A2918F7E6D5C4B3"])
+    received_at: str = Field(description="ISO 8601 timestamp")
+
+
+# --- the deadline watch ---------------------------------------------------------------------
+class EscalationOut(BaseModel):
+    office: str = Field(description="the office above the responsible one (督办)", examples=["370502"])
+    level: Literal[ESCALATION_LEVELS]
+
+
+class DeadlineOut(BaseModel):
+    deadline_id: str = Field(examples=["C-0123456789AB/household_survey"])
+    case_id: str
+    clock: Literal[tuple(CLOCKS)]
+    label_zh: str = Field(examples=["入户调查"])
+    region_code: str
+    responsible_office: str
+    due_date: str = Field(description="the last day (YYYY-MM-DD, Asia/Shanghai)")
+    due_at: str = Field(description="exclusive end: 24:00 of the due date (ISO 8601)")
+    warn_at: str = Field(description="when the watch warns (ISO 8601)")
+    state: Literal[DEADLINE_STATES]
+    outcome: Literal[DEADLINE_OUTCOMES] | None = Field(description="when cleared")
+    escalated_to: EscalationOut | None = Field(description="when breached")
+    calendar_known: bool
+    warnings: list[str] = Field(description="calendar warnings (a year without a known arrangement)")
+    warned_at: str | None
+    breached_at: str | None
+    cleared_at: str | None
+
+
+class DeadlinesOut(BaseModel):
+    items: list[DeadlineOut] = Field(description="those within the caller's region, by due time")
+
+
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
+    app: NotifyApplication = runtime.app  # type: ignore[assignment]
+    limit = FixedWindowLimit(runtime.idempotency.redis, "objections", runtime.settings.objections_per_hour,
+                             3600, namespace=runtime.settings.namespace)
 
     add_case_items_route(api, runtime, "/notices", "notice", NoticeDoc, CASE_READERS)
+
+    @api.get("/boards/{village_code}", tags=["boards"], response_model=BoardOut, responses=BOARD_ERRORS)
+    async def board(village_code: VillageCode):
+        """The public notice board (公示栏) of a village or township: no token needed."""
+        views = await runtime.views()
+        now = runtime.clock.now()
+        with views.transaction() as tx:
+            entries = board_entries(tx, village_code, now)
+        return {"village_code": village_code, "hotline": app.hotline, "entries": entries}
+
+    @api.post(
+        "/boards/{village_code}/objections", status_code=201, tags=["boards"],
+        response_model=ObjectionReceivedOut, responses=OBJECTION_ERRORS,
+    )
+    async def object_to(village_code: VillageCode, body: ObjectionIn, request: Request):
+        """Object to an entry while its notice period runs (异议): no token needed; a limited
+        number per client address and hour."""
+        client = request.client.host if request.client else "unknown"
+        wait = await limit.hit(client)
+        if wait is not None:
+            raise Problem(
+                429, "Too many objections",
+                f"At most {limit.limit} objections an hour from one address; retry later.",
+                slug="rate-limited", headers={"Retry-After": str(wait)},
+            )
+        caller = f"public@{client}"
+        key = request.headers.get("Idempotency-Key")
+        objection_id = idempotent_id("OBJ", caller, key) or new_id("OBJ")
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                answer = await asyncio.to_thread(
+                    app.receive_objection, village_code, body.public_notice_id, body.text,
+                    body.contact, objection_id)
+            except BoardEntryNotFound:
+                raise Problem(404, "Board entry not found",
+                              "This board has no entry with that public_notice_id.",
+                              slug="board-entry-not-found") from None
+            except NoticePeriodOver:
+                raise Problem(409, "Notice period over",
+                              "The notice period of this entry has ended; objections are closed.",
+                              slug="notice-period-over") from None
+            runtime.saved()
+            return 201, answer
+
+        return await runtime.idempotent(request, caller, handle)
+
+    @api.get("/deadlines", tags=["deadlines"], response_model=DeadlinesOut, responses=LIST_ERRORS)
+    async def deadlines(
+        region: Annotated[str | None, Query(pattern=r"^\d{6}(\d{3}(\d{3})?)?$",
+                                            description="only this division (within yours)")] = None,
+        state: Annotated[Literal[DEADLINE_STATES] | None, Query()] = None,
+        principal: Principal = runtime.auth.require(*DEADLINE_READERS),
+    ):
+        """Statutory deadlines (the deadline watch) within the caller's region. An escalated
+        deadline concerns the office above the responsible one, which contains its region, so
+        the supervising office sees it as well."""
+        if region is not None:
+            try:
+                validate_region_code(region)
+            except InvalidRegionCode:
+                raise Problem(422, "Request validation failed", "region is not a known division code.",
+                              slug="validation",
+                              errors=[{"parameter": "region", "in": "query",
+                                       "detail": "not a GB/T 2260 division code"}]) from None
+            ensure_region(principal, region)
+        views = await runtime.views()
+        with views.transaction() as tx:
+            docs = deadline_documents(tx, state)
+        items = [
+            d for d in docs
+            if principal.can_access(d["region_code"])
+            and (region is None or region_contains(region, d["region_code"]))
+        ]
+        items.sort(key=lambda d: (d["due_at"], d["deadline_id"]))
+        return {"items": items}
 
     return api

@@ -1,4 +1,4 @@
-"""Notify's composition root: what it stores, consumes and serves."""
+"""Notify's composition root: what it stores, consumes and serves, and what it runs beside."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from lifeline.settings import Settings
 from services.notify import api
 from services.notify.application import NotifyApplication, project
 from services.notify.consumers import CONSUMES
+from services.notify.deadlines import deadline_watch
 
 
 def build(settings: Settings, clock: Clock, env: dict[str, str]) -> NotifyApplication:
-    return NotifyApplication(env, clock=clock)
+    return NotifyApplication(env, clock=clock, hotline=settings.reporting_hotline)
 
 
 SPEC = ServiceSpec(
     name="notify", title="Lifeline notify (告知与公示)", build=build,
     project=project, router=api.router, consumes=CONSUMES,
+    views_version=2,  # 2: the public notice board, objections and deadlines
+    workers=(deadline_watch,),
 )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from lifeline.messaging.outbound import Outbound
-from services.notify.domain import Notice
+from services.notify.domain import Deadline, Notice, Objection
 
 OUTBOUND = Outbound()
 
 
 OUTBOUND.copies(Notice.Issued, "NoticeIssued")
+OUTBOUND.copies(Objection.Received, "ObjectionReceived")
+OUTBOUND.copies(Deadline.Warned, "DeadlineWarning")
+OUTBOUND.copies(Deadline.Breached, "DeadlineBreached")

@@ -3,38 +3,124 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
+from datetime import date
+
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from lifeline.domain.aggregate import Meta
+from lifeline.domain.aggregate import Meta, new_id
 from lifeline.http.auth import CASE_READERS, Principal
 from lifeline.http.problems import Problem
 from lifeline.runtime.service import ServiceRuntime
-from lifeline.http.app import COMMAND_ERRORS, READ_ERRORS, found_in_region
+from lifeline.http.app import COMMAND_ERRORS, CREATE_ERRORS, READ_ERRORS, CaseId, found_in_region, idempotent_id
 from lifeline.rules.departments import DEPARTMENTS
-from lifeline.rules.vocabulary import APPROVAL_LEVELS, AREAS, ASSISTANCE_TYPES, BENEFIT_KINDS, FUND_SOURCES
+from lifeline.rules.vocabulary import (
+    APPROVAL_LEVELS, AREAS, ASSISTANCE_TYPES, BENEFIT_KINDS, DEADLINE_OUTCOMES, FUND_SOURCES,
+    CADRE_RELATIONS, GRIEVANCE_CHANNELS, GRIEVANCE_OUTCOMES, GRIEVANCE_SUBJECTS, PROPOSALS, REDECISION_EVIDENCE,
+    SURVEYOR_ROLES,
+)
 from services.verification.assessment import Outcome
+from services.verification import filings
 from services.verification.application import (
-    DecisionNotAllowed,
+    ProcedureError,
     VerificationApplication,
     VerificationNotFound,
     verification_view,
 )
 
 DECIDERS = ("reviewer", "county_officer", "admin")
+# The cadre register's upload body, served by filings.router (documented with this service's models).
+CadreRegisterIn = filings.CadreRegisterIn
+# Who takes a grievance at the window or from the board.
+GRIEVANCE_TAKERS = ("clerk", "caseworker", "reviewer", "county_officer", "admin")
+# Who records the steps before the decision (the township's caseworkers and review group).
+STEP_TAKERS = ("caseworker", "reviewer", "county_officer", "admin")
+
+
+def strict(*examples: dict) -> ConfigDict:
+    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
+    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
+
+
+class SurveyorIn(BaseModel):
+    model_config = strict({"name": "李卫东", "role": "village_cadre"})
+    name: str = Field(min_length=1, max_length=50)
+    role: Literal[SURVEYOR_ROLES] = Field(description="village_cadre: 驻村干部")
+
+
+class SurveyIn(BaseModel):
+    model_config = strict({
+        "surveyors": [{"name": "李卫东", "role": "village_cadre"}, {"name": "赵敏", "role": "township_staff"}],
+        "visited_on": "2026-09-29",
+        "findings": "入户查看住房、家电及生活状况，家庭成员患病，无机动车辆，与申报情况基本一致。",
+    })
+    surveyors: list[SurveyorIn] = Field(min_length=1, max_length=20,
+                                        description="at least two people, one a village-based cadre")
+    visited_on: date
+    findings: str = Field(min_length=1, max_length=4000)
+
+
+class InitialReviewIn(BaseModel):
+    model_config = strict(
+        {"proposal": "include", "reason": "经入户调查和信息核对，家庭人均收入低于当地低保标准，拟纳入低保。"},
+        {"proposal": "refuse", "reason": "家庭人均收入高于当地低保标准，拟不予纳入。"},
+    )
+    proposal: Literal[PROPOSALS] = Field(description="include: with the amount the assessment gives")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class AppraisalIn(BaseModel):
+    model_config = strict({
+        "held_on": "2026-10-09", "participants": 11, "votes_for": 9, "votes_against": 1,
+        "abstentions": 1, "opinion": "经村民代表民主评议，多数同意纳入低保；异议所称车辆已于2025年出售。",
+    })
+    held_on: date
+    participants: int = Field(ge=1, le=500)
+    votes_for: int = Field(ge=0, le=500)
+    votes_against: int = Field(ge=0, le=500)
+    abstentions: int = Field(ge=0, le=500)
+    opinion: str = Field(min_length=1, max_length=4000)
+
+
+class GrievanceIn(BaseModel):
+    model_config = strict(
+        {"case_id": "C-3F2A9C1B7E5D4A6B8C0D", "against": "refusal", "channel": "window",
+         "text": "申请人称其配偶长期患病无劳动能力，认为不予批准的理由与事实不符。"},
+    )
+    case_id: str = Field(min_length=3, max_length=64)
+    against: Literal[GRIEVANCE_SUBJECTS]
+    text: str = Field(min_length=1, max_length=4000)
+    channel: Literal[GRIEVANCE_CHANNELS] = Field(
+        default="window", description="window: the household through a clerk; board: from an objection")
+    objection_id: str | None = Field(default=None, max_length=64)
+
+
+class GrievanceOutcomeIn(BaseModel):
+    model_config = strict(
+        {"outcome": "upheld", "reason": "经复核，配偶患病属实，原认定有误。", "evidence": "new"},
+        {"outcome": "dismissed", "reason": "经复核，原决定认定事实清楚。"},
+    )
+    outcome: Literal[GRIEVANCE_OUTCOMES]
+    reason: str = Field(min_length=1, max_length=2000)
+    evidence: Literal[REDECISION_EVIDENCE] | None = Field(
+        default=None, description="upheld against a refusal: decide again on the original or on new evidence")
+
+
+class MajorDisputeIn(BaseModel):
+    model_config = strict({"reason": "异议涉及家庭财产权属，需补充核查。"})
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 class DecisionIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True,
-        json_schema_extra={"examples": [
-            {"decision": "approve",
-             "reason": "经入户调查和信息核对，家庭人均收入低于当地最低生活保障标准，财产状况符合规定，同意纳入低保。"},
-            {"decision": "refuse",
-             "reason": "经信息核对，家庭人均收入高于当地低保标准，不符合最低生活保障条件。"},
-        ]},
+    model_config = strict(
+        {"decision": "approve",
+         "reason": "经入户调查和信息核对，家庭人均收入低于当地最低生活保障标准，财产状况符合规定，同意纳入低保。"},
+        {"decision": "refuse",
+         "reason": "经信息核对，家庭人均收入高于当地低保标准，不符合最低生活保障条件。"},
     )
     decision: Literal["approve", "refuse"]
     reason: str = Field(min_length=1, max_length=2000)
@@ -99,13 +185,136 @@ class RefusalOut(BaseModel):
     refused_at: str = Field(description="ISO 8601 timestamp")
 
 
+class NextStep(BaseModel):
+    step: str = Field(description="the rule or step a decision still waits for", examples=["public_notice"])
+    message: str
+
+
+class SurveyOut(BaseModel):
+    surveyors: list[SurveyorIn]
+    visited_on: str
+    findings: str
+    recorded_at: str
+    recorded_by: str
+
+
+class InitialReviewOut(BaseModel):
+    proposal: Literal[PROPOSALS]
+    assistance_type: Literal[ASSISTANCE_TYPES]
+    monthly_amount_fen: int | None
+    one_off_amount_fen: int | None
+    reason: str
+    proposed_at: str
+    proposed_by: str
+
+
+class PublicNoticeOut(BaseModel):
+    public_notice_id: str
+    village_code: str
+    notice_from: str = Field(description="first day of the 7-day notice")
+    notice_until: str = Field(description="last day (moved past a rest day)")
+    ends_at: str
+    posted_at: str
+
+
+class ObjectionOut(BaseModel):
+    objection_id: str
+    text: str
+    received_at: str
+    raised_at: str
+
+
+class AppraisalOut(BaseModel):
+    held_on: str
+    participants: int
+    votes_for: int
+    votes_against: int
+    abstentions: int
+    opinion: str
+    recorded_at: str
+
+
+class MajorDisputeOut(BaseModel):
+    reason: str
+    declared_at: str
+
+
+class DeadlineOut(BaseModel):
+    """One statutory deadline on the case (lifeline.rules.clocks), as DeadlineSet carried it."""
+
+    deadline_id: str
+    clock: str = Field(examples=["household_survey"])
+    label_zh: str
+    start_date: str
+    due_date: str
+    due_at: str = Field(description="exclusive end: 24:00 of due_date")
+    warn_at: str
+    period: str
+    calendar_known: bool
+    warnings: list[str]
+    state: Literal[("open", *DEADLINE_OUTCOMES)]
+    cleared_at: str | None
+
+
+class FilingReason(BaseModel):
+    reason: Literal["declared", "register"]
+    relation: Literal[CADRE_RELATIONS]
+    member: str = Field(description="the member's name, masked")
+    post: str | None = Field(default=None, description="the cadre's post, from the register")
+
+
+class DecisionRecord(BaseModel):
+    """One decision taken on the case, with the assessment it was taken on."""
+
+    decision: Literal["approve", "refuse"]
+    decided_at: str
+    by: str
+    reason: str
+    benefit_id: str | None
+    assessment: dict[str, Any]
+    evidence_version: int = Field(description="the verification's version the decision was taken on")
+
+
+class GrievanceOut(BaseModel):
+    grievance_id: str
+    against: Literal[GRIEVANCE_SUBJECTS]
+    text: str
+    channel: Literal[GRIEVANCE_CHANNELS]
+    objection_id: str | None
+    raised_at: str
+    raised_by: str
+    state: Literal["open", "decided"]
+    outcome: Literal[GRIEVANCE_OUTCOMES] | None
+    outcome_reason: str | None
+    evidence: Literal[REDECISION_EVIDENCE] | None
+    decided_at: str | None
+
+
+class GrievancesOut(BaseModel):
+    case_id: str
+    items: list[GrievanceOut]
+
+
 class VerificationOut(BaseModel):
-    """application.verification_view."""
+    """application.verification_view: the procedure of one case."""
 
     case_id: str
     verification_id: str
-    state: Literal["requested", "completed", "approved", "refused"]
+    state: Literal["awaiting_acceptance", "not_accepted", "requested", "completed", "approved", "refused"]
     region_code: str
+    accepted_at: str | None
+    next_step: NextStep | None = Field(description="what a decision still waits for")
+    survey: SurveyOut | None
+    initial_review: InitialReviewOut | None
+    public_notice: PublicNoticeOut | None
+    objections: list[ObjectionOut]
+    appraisals: list[AppraisalOut]
+    major_dispute: MajorDisputeOut | None
+    deadlines: list[DeadlineOut]
+    calendar_warnings: list[str] = Field(description="years whose holiday arrangement is unknown")
+    filing: list[FilingReason] = Field(description="备案: why the case is filed with the county (empty: it is not)")
+    decisions: list[DecisionRecord] = Field(description="every decision taken, the latest last")
+    grievances: list[GrievanceOut]
     departments_requested: list[Department]
     departments_answered: list[Department]
     departments_missing: list[Department]
@@ -151,6 +360,15 @@ class CompletionOut(BaseModel):
     assessment: AssessmentRecord
 
 
+@contextlib.contextmanager
+def refused_as_problem(title: str) -> Iterator[None]:
+    """A step the procedure refuses: problem+json with its status and the rule's name."""
+    try:
+        yield
+    except ProcedureError as exc:
+        raise Problem(exc.status, title, str(exc), slug=exc.rule.replace("_", "-"), rule=exc.rule) from None
+
+
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
     app: VerificationApplication = runtime.app  # type: ignore[assignment]
@@ -176,12 +394,10 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         await asyncio.to_thread(load, case_id, principal)
 
         async def handle() -> tuple[int, dict]:
-            try:
+            with refused_as_problem("Decision not allowed"):
                 result = await asyncio.to_thread(
                     app.decide, case_id, body.decision, body.reason, Meta.of(principal, body.reason)
                 )
-            except DecisionNotAllowed as exc:
-                raise Problem(409, "Decision not allowed", str(exc)) from None
             runtime.saved()
             return 200, {"case_id": case_id, "decision": body.decision, **result}
 
@@ -198,13 +414,112 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         await asyncio.to_thread(load, case_id, principal)
 
         async def handle() -> tuple[int, dict]:
-            try:
+            with refused_as_problem("Check cannot be completed now"):
                 assessment = await asyncio.to_thread(app.complete_now, case_id, Meta.of(principal))
-            except DecisionNotAllowed as exc:
-                raise Problem(409, "Check cannot be completed now", str(exc)) from None
             runtime.saved()
             return 200, {"case_id": case_id, "assessment": assessment}
 
         return await runtime.idempotent(request, principal.user_id, handle)
 
-    return api
+    async def take_step(case_id: str, request: Request, principal: Principal, title: str,
+                        take: Callable[[Meta], Any], reason: str = "") -> Any:
+        """One step of the procedure by a person, answered with the procedure as it now stands."""
+        await asyncio.to_thread(load, case_id, principal)
+
+        async def handle() -> tuple[int, dict]:
+            with refused_as_problem(title):
+                v = await asyncio.to_thread(take, Meta.of(principal, reason))
+            runtime.saved()
+            return 200, verification_view(v)
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.post("/verifications/{case_id}/survey", tags=["procedure"], response_model=VerificationOut,
+              responses=COMMAND_ERRORS)
+    async def record_survey(case_id: str, body: SurveyIn, request: Request,
+                            principal: Principal = runtime.auth.require(*STEP_TAKERS)):
+        """Record the household survey (入户调查): two people at least, one a village-based cadre."""
+        surveyors = [s.model_dump() for s in body.surveyors]
+        return await take_step(case_id, request, principal, "Household survey not recorded",
+                               lambda meta: app.record_survey(case_id, surveyors, body.visited_on, body.findings, meta))
+
+    @api.post("/verifications/{case_id}/initial-review", tags=["procedure"], response_model=VerificationOut,
+              responses=COMMAND_ERRORS)
+    async def propose(case_id: str, body: InitialReviewIn, request: Request,
+                      principal: Principal = runtime.auth.require(*STEP_TAKERS)):
+        """Propose inclusion (with the amount the assessment gives) or refusal (初审)."""
+        return await take_step(case_id, request, principal, "Initial review not recorded",
+                               lambda meta: app.propose(case_id, body.proposal, body.reason, meta), body.reason)
+
+    @api.post("/verifications/{case_id}/public-notice", tags=["procedure"], response_model=VerificationOut,
+              responses=COMMAND_ERRORS)
+    async def post_notice(case_id: str, request: Request,
+                          principal: Principal = runtime.auth.require(*STEP_TAKERS)):
+        """Post the proposed inclusion on the village board for 7 days (公示)."""
+        return await take_step(case_id, request, principal, "Public notice not posted",
+                               lambda meta: app.post_notice(case_id, meta))
+
+    @api.post("/verifications/{case_id}/appraisal", tags=["procedure"], response_model=VerificationOut,
+              responses=COMMAND_ERRORS)
+    async def hold_appraisal(case_id: str, body: AppraisalIn, request: Request,
+                             principal: Principal = runtime.auth.require(*STEP_TAKERS)):
+        """Record the democratic appraisal (民主评议), held after an objection or a warning."""
+        return await take_step(case_id, request, principal, "Democratic appraisal not recorded",
+                               lambda meta: app.hold_appraisal(
+                                   case_id, body.held_on, body.participants, body.votes_for,
+                                   body.votes_against, body.abstentions, body.opinion, meta))
+
+    @api.post("/verifications/{case_id}/major-dispute", tags=["procedure"], response_model=VerificationOut,
+              responses=COMMAND_ERRORS)
+    async def declare_major_dispute(case_id: str, body: MajorDisputeIn, request: Request,
+                                    principal: Principal = runtime.auth.require(*STEP_TAKERS)):
+        """Declare a major dispute (重大异议): the procedure may take 30 working days."""
+        return await take_step(case_id, request, principal, "Major dispute not declared",
+                               lambda meta: app.declare_major_dispute(case_id, body.reason, meta), body.reason)
+
+    # --- grievances (异议、申诉) -----------------------------------------------------------
+    @api.post("/grievances", status_code=201, tags=["grievances"], response_model=VerificationOut,
+              responses=CREATE_ERRORS)
+    async def raise_grievance(body: GrievanceIn, request: Request,
+                              principal: Principal = runtime.auth.require(*GRIEVANCE_TAKERS)):
+        """Contest a verification result or a refusal (by the household through a clerk, or
+        from a board objection); due in 15 working days. Answers the case's procedure."""
+        await asyncio.to_thread(load, body.case_id, principal)
+        key = request.headers.get("Idempotency-Key")
+
+        async def handle() -> tuple[int, dict]:
+            grievance_id = idempotent_id("G", principal.user_id, key) or new_id("G")
+            with refused_as_problem("Grievance not raised"):
+                v = await asyncio.to_thread(
+                    app.raise_grievance, body.case_id, grievance_id, body.against, body.text,
+                    body.channel, body.objection_id, Meta.of(principal))
+            runtime.saved()
+            return 201, verification_view(v)
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.post("/grievances/{grievance_id}/outcome", tags=["grievances"], response_model=VerificationOut,
+              responses=COMMAND_ERRORS)
+    async def decide_grievance(grievance_id: str, body: GrievanceOutcomeIn, request: Request,
+                               principal: Principal = runtime.auth.require(*DECIDERS)):
+        """Uphold or dismiss; upheld against a refusal, the decision is taken again (from the
+        initial review) on the original evidence or on new evidence."""
+        views = await runtime.views()
+        with views.transaction() as tx:
+            doc = tx.get("grievance", grievance_id)
+        if doc is None:
+            raise Problem(404, "Grievance not found", f"no grievance {grievance_id}")
+        return await take_step(doc["case_id"], request, principal, "Grievance outcome not recorded",
+                               lambda meta: app.decide_grievance(doc["case_id"], grievance_id, body.outcome,
+                                                                 body.reason, body.evidence, meta), body.reason)
+
+    @api.get("/grievances", tags=["grievances"], response_model=GrievancesOut, responses=READ_ERRORS)
+    async def list_grievances(case_id: CaseId, principal: Principal = runtime.auth.require(*CASE_READERS)):
+        v = await asyncio.to_thread(load, case_id, principal)
+        return {"case_id": case_id, "items": list(v.grievances.values())}
+
+    # 备案: the cadre registers and the filed cases (services/verification/filings.py).
+    both = APIRouter()
+    both.include_router(api)
+    both.include_router(filings.router(runtime))
+    return both

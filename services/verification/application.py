@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
@@ -19,11 +20,12 @@ from lifeline.stores.application import ServiceApplication
 from lifeline.stores.sidestore import SideTx
 from services.verification.assessment import Assessment, assess
 from services.verification.consumers import HANDLERS
-from services.verification.domain import DecisionNotAllowed, Verification
+from services.verification.domain import DecisionNotAllowed, ProcedureError, Verification
+from services.verification.filings import filing_reasons, project_filing, register_entries
 from services.verification.outbound import OUTBOUND
 from services.verification.policy import CountyPolicy, PolicyHolder, shipped_policy_book
 
-__all__ = ["VerificationApplication", "VerificationNotFound", "DecisionNotAllowed", "project"]
+__all__ = ["VerificationApplication", "VerificationNotFound", "DecisionNotAllowed", "ProcedureError", "project"]
 
 
 # How often a reviewer's command is tried again when a consumer wrote the same check meanwhile.
@@ -74,16 +76,35 @@ class VerificationApplication(ServiceApplication):
         return self.policies.book.policy_for(county_of(region_code), business_date(on))
 
     # --- effects of consumed events ---------------------------------------
-    def start_verification(self, application: Application, meta: Meta, pe: ProcessingEvent) -> None:
+    def open_verification(self, application: Application, meta: Meta, pe: ProcessingEvent) -> None:
         if self.exists(Verification.create_id(application.case_id)):
-            return  # the same application seen through another path: one check per case
+            return  # the same application seen through another path: one procedure per case
+        pe.collect_events(Verification.open(application, new_id("V"), meta))
+
+    def accept(self, case_id: str, accepted_at: datetime, meta: Meta, pe: ProcessingEvent) -> None:
+        """Intake accepted: ask the departments and start the procedure's clocks."""
+        v = self.get_verification(case_id)
+        if not v.accept(accepted_at, meta):
+            return
         now = self.clock.now()
-        policy = self._policy(application.region_code, now)
-        v = Verification.start(application, new_id("V"), meta)
-        due = clocks.verification_request_due(now).due_at
-        for department in policy.departments_for(application.assistance_type):
-            v.request(department, new_id("Q"), now, due, meta)
+        self._request_records(v, now, meta)
+        v.start_clocks(accepted_at, now, meta)
+        self._check_filing(v, now, meta)
         pe.collect_events(v)
+
+    def not_accepted(self, case_id: str, reason: str, meta: Meta, pe: ProcessingEvent) -> None:
+        v = self.get_verification(case_id)
+        if v.not_accepted(reason, meta):
+            pe.collect_events(v)
+
+    def raise_objection(self, objection: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
+        v = self.get_verification(objection["case_id"])
+        if v.raise_objection(
+            objection["objection_id"], objection["public_notice_id"], objection["text"],
+            objection.get("contact"), datetime.fromisoformat(objection["received_at"]),
+            self.clock.now(), meta,
+        ):
+            pe.collect_events(v)
 
     def receive_records(self, report: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
         v = self.get_verification(report["case_id"])
@@ -110,17 +131,74 @@ class VerificationApplication(ServiceApplication):
                 continue
         raise DecisionNotAllowed("the verification keeps changing; reload and retry")
 
+    def record_survey(self, case_id: str, surveyors: list[dict[str, str]], visited_on: date,
+                      findings: str, meta: Meta) -> Verification:
+        return self._step(case_id, lambda v, now: v.record_survey(surveyors, visited_on, findings, now, meta))
+
+    def propose(self, case_id: str, proposal: str, reason: str, meta: Meta) -> Verification:
+        return self._step(case_id, lambda v, now: v.propose(proposal, reason, now, meta))
+
+    def post_notice(self, case_id: str, meta: Meta) -> Verification:
+        def post(v: Verification, now: datetime) -> None:
+            # A decision taken again (after a grievance) is noticed again, as a new board entry.
+            again = f"-{len(v.decisions) + 1}" if v.decisions else ""
+            v.post_notice("P-" + v.verification_id.split("-", 1)[-1] + again, now, meta)
+
+        return self._step(case_id, post)
+
+    def raise_grievance(self, case_id: str, grievance_id: str, against: str, text: str, channel: str,
+                        objection_id: str | None, meta: Meta) -> Verification:
+        return self._step(case_id, lambda v, now: v.raise_grievance(
+            grievance_id, against, text, channel, objection_id, now, meta))
+
+    def decide_grievance(self, case_id: str, grievance_id: str, outcome: str, reason: str,
+                         evidence: str | None, meta: Meta) -> Verification:
+        def decide(v: Verification, now: datetime) -> None:
+            v.decide_grievance(grievance_id, outcome, reason, evidence, now, meta)
+            if v.state == "requested":  # new evidence: the departments are asked again
+                self._request_records(v, now, meta)
+
+        return self._step(case_id, decide)
+
+    def _check_filing(self, v: Verification, now: datetime, meta: Meta) -> None:
+        """备案: members declared as cadres or close relatives, or found in the county's register."""
+        register = register_entries(self, county_of(v.region_code))
+        v.flag_filing(filing_reasons(v.application.household.members, register), now, meta)
+
+    def _request_records(self, v: Verification, now: datetime, meta: Meta) -> None:
+        policy = self._policy(v.region_code, now)
+        # The department's answer is due when the report is (3-5 working days).
+        due = clocks.verification_report_due(now).due_at
+        for department in policy.departments_for(v.application.assistance_type):
+            v.request(department, new_id("Q"), now, due, meta)
+
+    def hold_appraisal(self, case_id: str, held_on: date, participants: int, votes_for: int,
+                       votes_against: int, abstentions: int, opinion: str, meta: Meta) -> Verification:
+        return self._step(case_id, lambda v, now: v.hold_appraisal(
+            held_on, participants, votes_for, votes_against, abstentions, opinion, now, meta))
+
+    def declare_major_dispute(self, case_id: str, reason: str, meta: Meta) -> Verification:
+        return self._step(case_id, lambda v, now: v.declare_major_dispute(reason, now, meta))
+
+    def _step(self, case_id: str, action: Callable[[Verification, datetime], None]) -> Verification:
+        """One step of the procedure by a person: on the current state, saved or refused whole."""
+        v = self.get_verification(case_id)
+        action(v, self.clock.now())
+        self._save_or_conflict(v)
+        return v
+
     def decide(self, case_id: str, decision: str, reason: str, meta: Meta) -> dict[str, Any]:
         """Approve or refuse; the rules in force on the decision date decide, on the records
         as they stand (a standard raised since the check was completed applies)."""
         v = self.get_verification(case_id)
-        v.check_decidable()  # before assessing: a decided or incomplete check is 409 at once
         now = self.clock.now()
+        v.check_decidable(now, meta)  # before assessing: a step missing is refused at once
+        self._check_filing(v, now, meta)  # the register may have been loaded since acceptance
+        result = self._assess(v, now)
         if decision == "approve":
-            result = self._assess(v, now)
             v.decide(result, assessment_record(result), now, meta, reason)
         else:
-            v.refuse(now, meta, reason)
+            v.refuse(now, meta, reason, assessment_record(result))
         decided = v.pending_events[-1]
         self._save_or_conflict(v)
         return decision_view(decided)
@@ -130,8 +208,13 @@ class VerificationApplication(ServiceApplication):
         v.complete(assessment_record(self._assess(v, now)), now, meta)
 
     def _assess(self, v: Verification, on: datetime) -> Assessment:
-        """The assessment of the records received so far, by the policy in force on `on`."""
-        return assess(v.application.household, v.records, self._policy(v.region_code, on), business_date(on))
+        """The assessment of the records received so far (or, when a grievance re-opened the
+        decision on the original evidence, of the records as they stood then: the verification
+        replayed to that version), by the policy in force on `on`."""
+        records = v.records
+        if v.evidence_version is not None:
+            records = self.repository.get(v.id, version=v.evidence_version).records
+        return assess(v.application.household, records, self._policy(v.region_code, on), business_date(on))
 
     def _save_or_conflict(self, v: Verification) -> None:
         try:
@@ -154,11 +237,27 @@ def decision_view(decided: Verification.Approved | Verification.Refused) -> dict
 
 
 def verification_view(v: Verification) -> dict[str, Any]:
+    missing = v.missing_step
+    deadlines = sorted(v.deadlines.values(), key=lambda d: (d["due_at"], d["deadline_id"]))
     return {
         "case_id": v.case_id,
         "verification_id": v.verification_id,
         "state": v.state,
         "region_code": v.region_code,
+        "accepted_at": v.accepted_at,
+        "next_step": {"step": missing[0], "message": missing[1]} if missing else None,
+        "survey": v.survey,
+        "initial_review": v.proposal,
+        "public_notice": v.notice,
+        "objections": v.objections,
+        "appraisals": v.appraisals,
+        "major_dispute": v.major_dispute,
+        "deadlines": deadlines,
+        # A year whose holiday arrangement is unknown: counted on weekdays, and said so.
+        "calendar_warnings": sorted({w for d in deadlines for w in d["warnings"]}),
+        "filing": v.filing,
+        "decisions": v.decisions,
+        "grievances": list(v.grievances.values()),
         "departments_requested": sorted(v.requests),
         "departments_answered": sorted(v.records),
         "departments_missing": sorted(v.departments_missing),
@@ -170,16 +269,33 @@ def verification_view(v: Verification) -> dict[str, Any]:
 
 
 def project(event: Any, tx: SideTx) -> None:
-    """Read model: verifications by state, for the review group's work list."""
+    """Read models: verifications by state, for the review group's work list; grievances by id;
+    cases flagged for filing (备案) and the cadre registers' sizes (filings.project_filing)."""
+    if project_filing(event, tx):
+        return
     if isinstance(event, Verification.Started):
         tx.put("verification", event.case_id, {
-            "case_id": event.case_id, "state": "requested",
+            "case_id": event.case_id, "state": "awaiting_acceptance",
             "region_code": event.application.region_code,
-        }, ref="requested")
-    elif isinstance(event, (Verification.Completed, Verification.Approved, Verification.Refused)):
+        }, ref="awaiting_acceptance")
+    elif isinstance(event, Verification.GrievanceRaised):
+        doc = tx.get("verification", event.case_id) or {}
+        tx.put("grievance", event.grievance_id, {
+            "grievance_id": event.grievance_id, "case_id": event.case_id,
+            "region_code": doc.get("region_code", ""), "state": "open",
+        }, ref=event.case_id)
+    elif isinstance(event, Verification.GrievanceDecided):
+        doc = tx.get("grievance", event.grievance_id)
+        if doc is not None:
+            tx.put("grievance", event.grievance_id, {**doc, "state": "decided"}, ref=event.case_id)
+    elif isinstance(event, (Verification.Accepted, Verification.NotAccepted, Verification.Completed,
+                            Verification.Approved, Verification.Refused, Verification.Reopened)):
         doc = tx.get("verification", event.case_id)
         if doc is not None:
             doc["state"] = {
+                Verification.Accepted: "requested",
+                Verification.NotAccepted: "not_accepted",
+                Verification.Reopened: "completed" if getattr(event, "evidence", "") == "original" else "requested",
                 Verification.Completed: "completed",
                 Verification.Approved: "approved",
                 Verification.Refused: "refused",

@@ -18,4 +18,6 @@ def build(settings: Settings, clock: Clock, env: dict[str, str]) -> Verification
 SPEC = ServiceSpec(
     name="verification", title="Lifeline verification (审核确认)", build=build,
     project=project, router=api.router, consumes=CONSUMES,
+    views_version=2,  # 2: the procedure's states, grievances and filings (issue 9)
+    upload_paths=("/v1/cadre-registers/",),
 )

@@ -6,6 +6,7 @@ not named here is skipped by this service's consumer group.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from eventsourcing.application import ProcessingEvent
@@ -18,11 +19,24 @@ from lifeline.domain.values import Application
 if TYPE_CHECKING:
     from services.verification.application import VerificationApplication
 
-CONSUMES = [T.TOPICS["intake"], T.PARTNER_RECORDS]
+CONSUMES = [T.TOPICS["intake"], T.PARTNER_RECORDS, T.TOPICS["notify"]]
 
 
 def on_application_submitted(app: VerificationApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
-    app.start_verification(Application.from_wire(event.data), Meta.caused_by(event, app.service), pe)
+    app.open_verification(Application.from_wire(event.data), Meta.caused_by(event, app.service), pe)
+
+
+def on_application_accepted(app: VerificationApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.accept(event.subject, datetime.fromisoformat(event.data["accepted_at"]),
+               Meta.caused_by(event, app.service), pe)
+
+
+def on_application_refused(app: VerificationApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.not_accepted(event.subject, event.data["reason"], Meta.caused_by(event, app.service), pe)
+
+
+def on_objection_received(app: VerificationApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.raise_objection(event.data, Meta.caused_by(event, app.service), pe)
 
 
 def on_department_records_reported(
@@ -33,5 +47,8 @@ def on_department_records_reported(
 
 HANDLERS = {
     "ApplicationSubmitted": on_application_submitted,
+    "ApplicationAccepted": on_application_accepted,
+    "ApplicationRefused": on_application_refused,
+    "ObjectionReceived": on_objection_received,
     "DepartmentRecordsReported": on_department_records_reported,
 }

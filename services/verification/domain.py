@@ -8,13 +8,14 @@ rules allow it and the deciding body may approve that much.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from lifeline.contracts import registry
 from lifeline.domain.aggregate import LifelineAggregate, Meta
-from lifeline.domain.values import Application, BankAccount, Benefit, Refusal, StoresApplication
-from lifeline.rules.periods import first_payment_period, period_of, business_date
+from lifeline.domain.values import Application, BankAccount, Benefit, Refusal, StoresApplication, mask_name
+from lifeline.rules import clocks
+from lifeline.rules.periods import business_date, first_payment_period, period_of, start_of_day
 from lifeline.rules.vocabulary import ONE_OFF_TYPES
 from services.verification.assessment import Assessment, DepartmentRecord
 
@@ -22,8 +23,36 @@ from services.verification.assessment import Assessment, DepartmentRecord
 COUNTY_ROLES = ("county_officer", "admin")
 
 
-class DecisionNotAllowed(Exception):
-    """A decision the rules or the procedure do not allow (wrong state, ineligible, over the cap)."""
+class ProcedureError(Exception):
+    """A command the procedure does not allow; `rule` names the rule, `status` its HTTP answer."""
+
+    status = 409
+
+    def __init__(self, message: str, rule: str = "procedure_order"):
+        super().__init__(message)
+        self.rule = rule
+
+
+class DecisionNotAllowed(ProcedureError):
+    """A step out of order, repeated, or on a case in the wrong state (409)."""
+
+
+class RuleBroken(ProcedureError):
+    """The command's content breaks a rule (fewer than two surveyors, a future date): 422."""
+
+    status = 422
+
+
+class UnknownGrievance(ProcedureError):
+    """No such grievance on this case (404)."""
+
+    status = 404
+
+
+class NotPermitted(ProcedureError):
+    """This person may not take this step (four eyes, approval level): 403."""
+
+    status = 403
 
 
 def deciding_level(by: Meta) -> str:
@@ -34,13 +63,41 @@ def deciding_body(by: Meta, region_code: str) -> str:
     return by.org_code or f"{region_code[:9]} 乡镇审核确认小组"
 
 
+def _day(moment: datetime | str) -> date:
+    return business_date(datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
+
+
 class Verification(LifelineAggregate):
-    id_kind = "verification"  # one check per case: a repeated application collides
+    """One case's procedure (审核确认): the economic check and the steps the law prescribes
+    before a decision, each with its deadline.
+
+    State: `awaiting_acceptance` → (`not_accepted`) | `requested` (the check is running) →
+    `completed` → `approved` | `refused`. The survey, the initial review, the public notice,
+    objections and appraisals are recorded beside the check; `missing_step` says what a
+    decision still waits for.
+    """
+
+    id_kind = "verification"  # one procedure per case: a repeated application collides
 
     class Started(StoresApplication, LifelineAggregate.Created):
         verification_id: str
         case_id: str
         application: Application
+
+    class Accepted(LifelineAggregate.Event):
+        case_id: str
+        accepted_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.accepted_at = self.accepted_at
+            v.state = "requested"
+
+    class NotAccepted(LifelineAggregate.Event):
+        case_id: str
+        reason: str
+
+        def apply(self, v: "Verification") -> None:
+            v.state = "not_accepted"
 
     class Requested(LifelineAggregate.Event):
         case_id: str
@@ -54,6 +111,8 @@ class Verification(LifelineAggregate):
 
         def apply(self, v: "Verification") -> None:
             v.requests[self.department] = self.request_id
+            if v.state == "awaiting_acceptance":
+                v.state = "requested"  # logs from before acceptance existed: requested at once
 
     class RecordsReceived(LifelineAggregate.Event):
         case_id: str
@@ -74,6 +133,144 @@ class Verification(LifelineAggregate):
         def apply(self, v: "Verification") -> None:
             v.assessment = self.assessment
             v.state = "completed"
+
+    class SurveyRecorded(LifelineAggregate.Event):
+        case_id: str
+        verification_id: str
+        surveyors: list[dict[str, str]]
+        visited_on: str
+        findings: str
+        recorded_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.survey = {"surveyors": self.surveyors, "visited_on": self.visited_on,
+                        "findings": self.findings, "recorded_at": self.recorded_at,
+                        "recorded_by": self.meta["user_id"]}
+
+    class ReviewProposed(LifelineAggregate.Event):
+        case_id: str
+        verification_id: str
+        proposal: str
+        assistance_type: str
+        monthly_amount_fen: int | None
+        one_off_amount_fen: int | None
+        reason: str
+        proposed_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.proposal = {"proposal": self.proposal, "assistance_type": self.assistance_type,
+                          "monthly_amount_fen": self.monthly_amount_fen,
+                          "one_off_amount_fen": self.one_off_amount_fen, "reason": self.reason,
+                          "proposed_at": self.proposed_at, "proposed_by": self.meta["user_id"]}
+
+    class NoticePosted(LifelineAggregate.Event):
+        case_id: str
+        verification_id: str
+        public_notice_id: str
+        village_code: str
+        applicant_name_masked: str
+        members_count: int
+        assistance_type: str
+        monthly_amount_fen: int | None
+        one_off_amount_fen: int | None
+        notice_from: str
+        notice_until: str
+        ends_at: str
+        posted_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.notice = {"public_notice_id": self.public_notice_id, "village_code": self.village_code,
+                        "notice_from": self.notice_from, "notice_until": self.notice_until,
+                        "ends_at": self.ends_at, "posted_at": self.posted_at}
+            # A verification warning (or a check that could not conclude) calls for an appraisal.
+            v.appraisal_due = v.check_warned
+
+    class ObjectionRaised(LifelineAggregate.Event):
+        case_id: str
+        verification_id: str
+        objection_id: str
+        public_notice_id: str
+        text: str
+        contact: str | None
+        received_at: str
+        raised_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.objections.append({"objection_id": self.objection_id, "text": self.text,
+                                 "received_at": self.received_at, "raised_at": self.raised_at})
+            v.appraisal_due = True
+
+    class AppraisalHeld(LifelineAggregate.Event):
+        case_id: str
+        verification_id: str
+        held_on: str
+        participants: int
+        votes_for: int
+        votes_against: int
+        abstentions: int
+        opinion: str
+        recorded_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.appraisals.append({"held_on": self.held_on, "participants": self.participants,
+                                 "votes_for": self.votes_for, "votes_against": self.votes_against,
+                                 "abstentions": self.abstentions, "opinion": self.opinion,
+                                 "recorded_at": self.recorded_at})
+            v.appraisal_due = False
+
+    class FilingFlagged(LifelineAggregate.Event):
+        """备案: a member is a cadre or a cadre's close relative (declared, or in the register)."""
+
+        case_id: str
+        region_code: str
+        reasons: list[dict[str, str]]  # services.verification.filings.filing_reasons
+        flagged_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.filing = self.reasons
+
+    class MajorDisputeDeclared(LifelineAggregate.Event):
+        case_id: str
+        reason: str
+        declared_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.major_dispute = {"reason": self.reason, "declared_at": self.declared_at}
+
+    class DeadlineSet(LifelineAggregate.Event):
+        deadline_id: str
+        case_id: str
+        clock: str
+        label_zh: str
+        region_code: str
+        responsible_office: str
+        start_date: str
+        due_date: str
+        due_at: str
+        warn_at: str
+        period: str
+        calendar_known: bool
+        warnings: list[str]
+        set_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.deadlines[self.deadline_id] = {
+                "deadline_id": self.deadline_id, "clock": self.clock, "label_zh": self.label_zh,
+                "start_date": self.start_date, "due_date": self.due_date, "due_at": self.due_at,
+                "warn_at": self.warn_at, "period": self.period,
+                "calendar_known": self.calendar_known, "warnings": list(self.warnings),
+                "state": "open", "cleared_at": None,
+            }
+
+    class DeadlineCleared(LifelineAggregate.Event):
+        deadline_id: str
+        case_id: str
+        clock: str
+        outcome: str  # met | late | cancelled
+        cleared_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.deadlines[self.deadline_id].update(state=self.outcome, cleared_at=self.cleared_at)
 
     class Approved(LifelineAggregate.Event):
         case_id: str
@@ -107,14 +304,20 @@ class Verification(LifelineAggregate):
         def apply(self, v: "Verification") -> None:
             v.state = "approved"
             v.benefit = self.benefit
+            v.decisions.append({"decision": "approve", "decided_at": self.benefit.approved_at,
+                                "by": self.meta.get("user_id", ""), "reason": self.reason,
+                                "benefit_id": self.benefit.benefit_id, "assessment": self.assessment,
+                                "evidence_version": v.evidence_of(self)})
 
     class Refused(LifelineAggregate.Event):
         case_id: str
         verification_id: str
         region_code: str
         refusal: Refusal
+        # The assessment the refusal was taken on (kept for a grievance's second look).
+        assessment: dict[str, Any]
 
-        class_version = 2
+        class_version = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -123,12 +326,71 @@ class Verification(LifelineAggregate):
             state["region_code"] = old["region_code"]
             state["refusal"] = Refusal(old["reason"], old["refusing_body"], old["refused_at"])
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["assessment"] = {}
+
         def apply(self, v: "Verification") -> None:
             v.state = "refused"
             v.refusal = self.refusal
+            v.decisions.append({"decision": "refuse", "decided_at": self.refusal.refused_at,
+                                "by": self.meta.get("user_id", ""), "reason": self.refusal.reason,
+                                "benefit_id": None, "assessment": self.assessment,
+                                "evidence_version": v.evidence_of(self)})
+
+    class GrievanceRaised(LifelineAggregate.Event):
+        case_id: str
+        grievance_id: str
+        against: str
+        text: str
+        channel: str
+        objection_id: str | None
+        raised_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.grievances[self.grievance_id] = {
+                "grievance_id": self.grievance_id, "against": self.against, "text": self.text,
+                "channel": self.channel, "objection_id": self.objection_id, "raised_at": self.raised_at,
+                "raised_by": self.meta.get("user_id", ""), "state": "open", "outcome": None,
+                "outcome_reason": None, "evidence": None, "decided_at": None,
+            }
+
+    class GrievanceDecided(LifelineAggregate.Event):
+        case_id: str
+        grievance_id: str
+        outcome: str  # upheld | dismissed
+        reason: str
+        evidence: str | None  # original | new: how the decision is taken again (upheld)
+        decided_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.grievances[self.grievance_id].update(
+                state="decided", outcome=self.outcome, outcome_reason=self.reason,
+                evidence=self.evidence, decided_at=self.decided_at)
+
+    class Reopened(LifelineAggregate.Event):
+        """An upheld grievance re-opens the decision: on the evidence as it stood at the decision
+        (`evidence_version`, the verification replayed to that moment) or with new evidence
+        (the departments are asked again). The earlier decision stays in the log."""
+
+        case_id: str
+        grievance_id: str
+        evidence: str
+        evidence_version: int
+        reopened_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.state = "completed" if self.evidence == "original" else "requested"
+            v.evidence_version = self.evidence_version if self.evidence == "original" else None
+            v.benefit = v.refusal = None
+            v.proposal = v.notice = None
+            v.objections, v.appraisals, v.appraisal_due = [], [], False
+            if self.evidence == "new":
+                v.requests, v.records, v.assessment = {}, {}, None
 
     @classmethod
-    def start(cls, application: Application, verification_id: str, by: Meta) -> "Verification":
+    def open(cls, application: Application, verification_id: str, by: Meta) -> "Verification":
+        """The case is known; the procedure waits for intake's acceptance."""
         return cls._create(
             cls.Started, id=cls.create_id(application.case_id), verification_id=verification_id,
             case_id=application.case_id, application=application, meta=by.as_dict(),
@@ -138,12 +400,26 @@ class Verification(LifelineAggregate):
         self.verification_id = verification_id
         self.case_id = case_id
         self.application = application
-        self.state = "requested"
+        self.state = "awaiting_acceptance"
+        self.accepted_at: str | None = None
         self.requests: dict[str, str] = {}
         self.records: dict[str, DepartmentRecord] = {}
         self.assessment: dict[str, Any] | None = None
+        self.survey: dict[str, Any] | None = None
+        self.proposal: dict[str, Any] | None = None
+        self.notice: dict[str, Any] | None = None
+        self.objections: list[dict[str, Any]] = []
+        self.appraisals: list[dict[str, Any]] = []
+        self.appraisal_due = False
+        self.major_dispute: dict[str, str] | None = None
+        self.filing: list[dict[str, str]] = []  # 备案 reasons; empty: nothing to file
+        self.deadlines: dict[str, dict[str, Any]] = {}
         self.benefit: Benefit | None = None
         self.refusal: Refusal | None = None
+        self.decisions: list[dict[str, Any]] = []  # every decision taken, with its assessment
+        self.grievances: dict[str, dict[str, Any]] = {}
+        # After a grievance upheld on the original evidence: the version whose records decide.
+        self.evidence_version: int | None = None
 
     @property
     def region_code(self) -> str:
@@ -153,6 +429,85 @@ class Verification(LifelineAggregate):
     def departments_missing(self) -> list[str]:
         return [d for d in self.requests if d not in self.records]
 
+    @property
+    def decided(self) -> bool:
+        return self.state in ("approved", "refused")
+
+    def evidence_of(self, decision: LifelineAggregate.Event) -> int:
+        """The version whose records a decision was taken on: the one before it, or after a
+        grievance upheld on the original evidence, the version the first decision was taken on."""
+        return self.evidence_version if self.evidence_version is not None else decision.originator_version - 1
+
+    @property
+    def check_warned(self) -> bool:
+        """The completed check raised a warning (预警) or could not conclude (needs_appraisal)."""
+        a = self.assessment or {}
+        return bool(a.get("warnings")) or a.get("outcome") == "needs_appraisal"
+
+    # --- deadlines ----------------------------------------------------------------
+    def _set_deadline(self, clock: str, start: datetime, now: datetime, by: Meta) -> str:
+        """Start one statutory clock (lifeline.rules.clocks) on this case; its deadline id."""
+        due = (clocks.verification_report_due(start) if clock == "verification_report"
+               else clocks.clock_due(clock, start))
+        base = f"{self.case_id}/{clock}"
+        repeats = sum(1 for d in self.deadlines.values() if d["clock"] == clock)
+        deadline_id = base if not repeats else f"{base}/{repeats + 1}"
+        self.trigger_event(
+            self.DeadlineSet, deadline_id=deadline_id,
+            case_id=self.case_id, clock=clock, label_zh=clocks.CLOCKS[clock].label_zh,
+            region_code=self.region_code, responsible_office=self.region_code[:9],
+            start_date=due.start_date.isoformat(), due_date=due.due_date.isoformat(),
+            due_at=due.due_at.isoformat(), warn_at=due.warn_at.isoformat(), period=due.period,
+            calendar_known=due.calendar_known, warnings=list(due.warnings), set_at=now.isoformat(),
+            meta=by.as_dict(),
+        )
+        return deadline_id
+
+    def _clear_deadlines(self, now: datetime, by: Meta, *names: str, cancel: bool = False,
+                         ids: tuple[str, ...] = ()) -> None:
+        """Stop the open deadlines of these clocks (or with these ids; every open one when
+        neither is named): met or late by the time of the step, or cancelled when the step no
+        longer applies."""
+        for d in list(self.deadlines.values()):
+            if d["state"] != "open" or (names and d["clock"] not in names) or (ids and d["deadline_id"] not in ids):
+                continue
+            outcome = "cancelled" if cancel else (
+                "met" if now < datetime.fromisoformat(d["due_at"]) else "late")
+            self.trigger_event(
+                self.DeadlineCleared, deadline_id=d["deadline_id"], case_id=self.case_id,
+                clock=d["clock"], outcome=outcome, cleared_at=now.isoformat(), meta=by.as_dict(),
+            )
+
+    # --- acceptance (intake decides; the procedure's clocks start here) ---------------
+    def accept(self, accepted_at: datetime, by: Meta) -> bool:
+        """Intake accepted the application; False when already known."""
+        if self.state != "awaiting_acceptance":
+            return False
+        self.trigger_event(self.Accepted, case_id=self.case_id, accepted_at=accepted_at.isoformat(),
+                           meta=by.as_dict())
+        return True
+
+    def start_clocks(self, accepted_at: datetime, requested_at: datetime, by: Meta) -> None:
+        """The survey and the whole procedure run from acceptance, the report from the request.
+        (The request's own 3-day clock is met by sending the requests with the acceptance.)"""
+        self._set_deadline("verification_report", requested_at, requested_at, by)
+        self._set_deadline("household_survey", accepted_at, requested_at, by)
+        self._set_deadline("whole_procedure", accepted_at, requested_at, by)
+
+    def flag_filing(self, reasons: list[dict[str, str]], now: datetime, by: Meta) -> None:
+        """Flag the case for filing (备案) when the reasons found now differ from those recorded
+        (a register loaded since acceptance, say); unchanged reasons record nothing."""
+        if reasons and reasons != self.filing:
+            self.trigger_event(self.FilingFlagged, case_id=self.case_id, region_code=self.region_code,
+                               reasons=reasons, flagged_at=now.isoformat(), meta=by.as_dict())
+
+    def not_accepted(self, reason: str, by: Meta) -> bool:
+        if self.state != "awaiting_acceptance":
+            return False
+        self.trigger_event(self.NotAccepted, case_id=self.case_id, reason=reason, meta=by.as_dict())
+        return True
+
+    # --- the economic check ----------------------------------------------------------
     def request(self, department: str, request_id: str, requested_at: datetime, due_at: datetime,
                 by: Meta) -> None:
         if department in self.requests:
@@ -184,6 +539,244 @@ class Verification(LifelineAggregate):
             self.Completed, case_id=self.case_id, verification_id=self.verification_id,
             assessment=assessment, completed_at=completed_at.isoformat(), meta=by.as_dict(),
         )
+        self._clear_deadlines(completed_at, by, "verification_report")
+
+    # --- the steps --------------------------------------------------------------------
+    def _check_open(self, step: str) -> None:
+        if self.state == "awaiting_acceptance":
+            raise DecisionNotAllowed(
+                f"{step}: the application has not been accepted yet (POST /v1/cases/{{case_id}}/acceptance)",
+                "acceptance")
+        if self.state == "not_accepted":
+            raise DecisionNotAllowed(f"{step}: the application was not accepted", "acceptance")
+        if self.decided:
+            raise DecisionNotAllowed(f"{step}: the case is already decided ({self.state})", "decision")
+
+    @staticmethod
+    def _not_future(day: date, now: datetime, field: str) -> None:
+        if day > business_date(now):
+            raise RuleBroken(f"{field} {day.isoformat()} is in the future", "date_in_future")
+
+    def record_survey(self, surveyors: list[dict[str, str]], visited_on: date, findings: str,
+                      now: datetime, by: Meta) -> None:
+        """入户调查: at least two people, one of them a village-based cadre (驻村干部)."""
+        self._check_open("household survey")
+        if self.survey is not None:
+            raise DecisionNotAllowed("the household survey is already recorded", "household_survey")
+        names = {s["name"] for s in surveyors}
+        if len(surveyors) < 2 or len(names) < 2:
+            raise RuleBroken("a household survey needs at least two different surveyors",
+                             "survey_two_people")
+        if not any(s["role"] == "village_cadre" for s in surveyors):
+            raise RuleBroken("one surveyor must be a village-based cadre (驻村干部)",
+                             "survey_village_cadre")
+        self._not_future(visited_on, now, "visited_on")
+        if visited_on < _day(self.accepted_at):
+            raise RuleBroken("visited_on is before the application was accepted", "date_before_acceptance")
+        self.trigger_event(
+            self.SurveyRecorded, case_id=self.case_id, verification_id=self.verification_id,
+            surveyors=surveyors, visited_on=visited_on.isoformat(), findings=findings,
+            recorded_at=now.isoformat(), meta=by.as_dict(),
+        )
+        self._clear_deadlines(now, by, "household_survey")
+        # "入户调查工作结束3个工作日内": counted from the visit.
+        self._set_deadline("initial_review", start_of_day(visited_on), now, by)
+
+    def propose(self, proposal: str, reason: str, now: datetime, by: Meta) -> None:
+        """初审: include with the amount the assessment gives, or refuse."""
+        self._check_open("initial review")
+        if self.survey is None:
+            raise DecisionNotAllowed("initial review: the household survey is not recorded yet",
+                                     "household_survey")
+        if self.state != "completed":
+            raise DecisionNotAllowed("initial review: the economic check is not completed yet",
+                                     "verification_report")
+        if self.proposal is not None:
+            raise DecisionNotAllowed("the initial review is already proposed", "initial_review")
+        a = self.assessment or {}
+        monthly = one_off = None
+        if proposal == "include":
+            if a.get("outcome") != "eligible":
+                raise DecisionNotAllowed(
+                    f"the check's outcome is {a.get('outcome')}: there is no amount to propose; "
+                    "propose a refusal or complete the check", "initial_review")
+            if self.application.assistance_type in ONE_OFF_TYPES:
+                one_off = a.get("detail", {}).get("one_off_amount_fen", 0)
+            elif self.application.assistance_type != "low_income":
+                monthly = a["monthly_amount_fen"]
+        self.trigger_event(
+            self.ReviewProposed, case_id=self.case_id, verification_id=self.verification_id,
+            proposal=proposal, assistance_type=self.application.assistance_type,
+            monthly_amount_fen=monthly, one_off_amount_fen=one_off, reason=reason,
+            proposed_at=now.isoformat(), meta=by.as_dict(),
+        )
+        self._clear_deadlines(now, by, "initial_review")
+        if proposal == "refuse":
+            # No notice for a refusal: the material goes to the review group now.
+            self._set_deadline("decision", now, now, by)
+
+    def post_notice(self, public_notice_id: str, now: datetime, by: Meta) -> None:
+        """公示: the proposed inclusion on the village board for 7 days."""
+        self._check_open("public notice")
+        if self.proposal is None or self.proposal["proposal"] != "include":
+            raise DecisionNotAllowed("a public notice needs an initial review proposing inclusion",
+                                     "initial_review")
+        if self.notice is not None:
+            raise DecisionNotAllowed("the public notice is already posted", "public_notice")
+        period = clocks.public_notice_due(now)
+        self.trigger_event(
+            self.NoticePosted, case_id=self.case_id, verification_id=self.verification_id,
+            public_notice_id=public_notice_id, village_code=self.region_code,
+            applicant_name_masked=mask_name(self.application.household.applicant.name),
+            members_count=len(self.application.household.members),
+            assistance_type=self.application.assistance_type,
+            monthly_amount_fen=self.proposal["monthly_amount_fen"],
+            one_off_amount_fen=self.proposal["one_off_amount_fen"],
+            notice_from=(period.start_date + timedelta(days=1)).isoformat(),
+            notice_until=period.due_date.isoformat(), ends_at=period.due_at.isoformat(),
+            posted_at=now.isoformat(), meta=by.as_dict(),
+        )
+        # After the notice: an appraisal when the check warned, else the decision.
+        after = start_of_day(period.due_date)
+        self._set_deadline("democratic_appraisal" if self.appraisal_due else "decision", after, now, by)
+
+    def raise_objection(self, objection_id: str, public_notice_id: str, text: str,
+                        contact: str | None, received_at: datetime, now: datetime, by: Meta) -> bool:
+        """An objection from the board; False when it cannot count here (already raised, no
+        notice posted, the case decided: the board refuses those, so only a race gets here)."""
+        if self.notice is None or self.notice["public_notice_id"] != public_notice_id:
+            return False
+        if any(o["objection_id"] == objection_id for o in self.objections):
+            return False
+        if self.decided:
+            # Too late for the notice (a race with the decision): it is heard as a grievance.
+            return self.raise_grievance(f"G-{objection_id}", "verification_result", text, "board",
+                                        objection_id, now, by)
+        self.trigger_event(
+            self.ObjectionRaised, case_id=self.case_id, verification_id=self.verification_id,
+            objection_id=objection_id, public_notice_id=public_notice_id, text=text,
+            contact=contact, received_at=received_at.isoformat(), raised_at=now.isoformat(),
+            meta=by.as_dict(),
+        )
+        # The decision now waits for an appraisal, due 3 working days from the objection.
+        self._clear_deadlines(now, by, "decision", cancel=True)
+        if not any(d["clock"] == "democratic_appraisal" and d["state"] == "open"
+                   for d in self.deadlines.values()):
+            self._set_deadline("democratic_appraisal", received_at, now, by)
+        return True
+
+    def hold_appraisal(self, held_on: date, participants: int, votes_for: int, votes_against: int,
+                       abstentions: int, opinion: str, now: datetime, by: Meta) -> None:
+        """民主评议: only after an objection or a verification warning; advisory."""
+        self._check_open("democratic appraisal")
+        if self.notice is None:
+            raise DecisionNotAllowed("a democratic appraisal follows the public notice", "public_notice")
+        if not self.appraisal_due:
+            raise DecisionNotAllowed(
+                "no objection and no verification warning (since the last appraisal): "
+                "no democratic appraisal is held", "appraisal_not_needed")
+        self._not_future(held_on, now, "held_on")
+        if held_on < _day(self.notice["posted_at"]):
+            raise RuleBroken("held_on is before the public notice was posted", "date_before_notice")
+        if votes_for + votes_against + abstentions > participants:
+            raise RuleBroken("more votes than participants", "appraisal_votes")
+        self.trigger_event(
+            self.AppraisalHeld, case_id=self.case_id, verification_id=self.verification_id,
+            held_on=held_on.isoformat(), participants=participants, votes_for=votes_for,
+            votes_against=votes_against, abstentions=abstentions, opinion=opinion,
+            recorded_at=now.isoformat(), meta=by.as_dict(),
+        )
+        self._clear_deadlines(now, by, "democratic_appraisal")
+        # The material reaches the review group with the appraisal, not before the notice ends.
+        start = max(held_on, date.fromisoformat(self.notice["notice_until"]))
+        self._set_deadline("decision", start_of_day(start), now, by)
+
+    def declare_major_dispute(self, reason: str, now: datetime, by: Meta) -> None:
+        """重大异议: the whole procedure may take 30 working days instead of 20."""
+        self._check_open("major dispute")
+        if self.major_dispute is not None:
+            raise DecisionNotAllowed("a major dispute is already declared", "major_dispute")
+        self.trigger_event(self.MajorDisputeDeclared, case_id=self.case_id, reason=reason,
+                           declared_at=now.isoformat(), meta=by.as_dict())
+        self._clear_deadlines(now, by, "whole_procedure", cancel=True)
+        self._set_deadline("whole_procedure_major_dispute", datetime.fromisoformat(self.accepted_at), now, by)
+
+    # --- grievances (异议、申诉) -----------------------------------------------------------
+    def raise_grievance(self, grievance_id: str, against: str, text: str, channel: str,
+                        objection_id: str | None, now: datetime, by: Meta) -> bool:
+        """Contest the check's result or a refusal; due in 15 working days. False when this
+        grievance is already raised (a repeated request)."""
+        if grievance_id in self.grievances:
+            return False
+        if against == "refusal" and self.state != "refused":
+            raise DecisionNotAllowed("there is no refusal on this case to contest", "grievance_subject")
+        if against == "verification_result" and self.assessment is None:
+            raise DecisionNotAllowed("the economic check has no result yet", "grievance_subject")
+        if against == "adjustment":
+            raise DecisionNotAllowed(
+                "this case has no adjustment to contest (adjustments come with dynamic management)",
+                "grievance_subject")
+        self.trigger_event(self.GrievanceRaised, case_id=self.case_id, grievance_id=grievance_id,
+                           against=against, text=text, channel=channel, objection_id=objection_id,
+                           raised_at=now.isoformat(), meta=by.as_dict())
+        self._set_deadline("grievance", now, now, by)
+        return True
+
+    def decide_grievance(self, grievance_id: str, outcome: str, reason: str, evidence: str | None,
+                         now: datetime, by: Meta) -> None:
+        """Uphold or dismiss. Upheld against a refusal (or against an undecided check's result,
+        with new evidence), the decision is taken again from the initial review: on the
+        evidence as it stood at the refusal ("original") or after asking the departments again
+        ("new"). An approved benefit is changed by an adjustment, not here."""
+        grievance = self.grievances.get(grievance_id)
+        if grievance is None:
+            raise UnknownGrievance(f"no grievance {grievance_id} on this case", "grievance")
+        if grievance["state"] != "open":
+            raise DecisionNotAllowed("the grievance is already decided", "grievance_decided")
+        reopen = outcome == "upheld" and (self.state == "refused" or (
+            not self.decided and evidence == "new"))
+        if reopen and evidence is None:
+            raise RuleBroken("an upheld grievance says on which evidence the decision is taken "
+                             "again: original or new", "grievance_evidence")
+        self.trigger_event(self.GrievanceDecided, case_id=self.case_id, grievance_id=grievance_id,
+                           outcome=outcome, reason=reason, evidence=evidence if reopen else None,
+                           decided_at=now.isoformat(), meta=by.as_dict())
+        self._clear_deadlines(now, by, ids=(self.deadline_of(grievance_id),))
+        if not reopen:
+            return
+        last = self.decisions[-1]["evidence_version"] if self.decisions else self.version
+        self.trigger_event(self.Reopened, case_id=self.case_id, grievance_id=grievance_id,
+                           evidence=evidence, evidence_version=last, reopened_at=now.isoformat(),
+                           meta=by.as_dict())
+        if evidence == "original":
+            self._set_deadline("initial_review", now, now, by)
+        else:
+            self._set_deadline("verification_report", now, now, by)  # the departments' answers
+
+    def deadline_of(self, grievance_id: str) -> str:
+        """The grievance's deadline: each grievance set one, in the order they were raised."""
+        n = list(self.grievances).index(grievance_id)
+        return [d["deadline_id"] for d in self.deadlines.values() if d["clock"] == "grievance"][n]
+
+    @property
+    def missing_step(self) -> tuple[str, str] | None:
+        """(rule, message) of the step a decision still waits for, or None when it may be taken
+        (the public notice's end is checked against the time by `check_decidable`)."""
+        if self.state in ("awaiting_acceptance", "not_accepted") or self.decided:
+            return None
+        if self.state == "requested":
+            return "verification_report", "the economic check is not completed"
+        if self.survey is None:
+            return "household_survey", "the household survey is not recorded"
+        if self.proposal is None:
+            return "initial_review", "the initial review has not proposed anything"
+        if self.proposal["proposal"] == "include":
+            if self.notice is None:
+                return "public_notice", "the proposed inclusion has not been publicly noticed"
+            if self.appraisal_due:
+                return "democratic_appraisal", (
+                    "an objection or a verification warning calls for a democratic appraisal")
+        return None
 
     def decide(self, assessment: Assessment, record: dict[str, Any], decided_at: datetime,
                by: Meta, reason: str) -> Benefit:
@@ -194,7 +787,11 @@ class Verification(LifelineAggregate):
         低保 and 特困 are monthly from the month after the decision. An amount above the
         township's cap needs the county (graded approval).
         """
-        self.check_decidable()
+        self.check_decidable(decided_at, by)
+        if self.proposal["proposal"] != "include":
+            raise DecisionNotAllowed(
+                "the initial review proposed a refusal: an inclusion needs a proposal to include "
+                "and a public notice", "initial_review")
         if assessment.outcome == "ineligible":
             raise DecisionNotAllowed("the check found the household ineligible; refuse or re-check")
         if assessment.outcome != "eligible":
@@ -214,8 +811,9 @@ class Verification(LifelineAggregate):
         else:
             kind, monthly, required = "monthly", assessment.monthly_amount_fen, "township"
         if required == "county" and level != "county":
-            raise DecisionNotAllowed(
-                f"{one_off} fen is above the township's cap: the county civil-affairs bureau approves it"
+            raise NotPermitted(
+                f"{one_off} fen is above the township's cap: the county civil-affairs bureau approves it",
+                "approval_level",
             )
         benefit = Benefit(
             kind=kind, benefit_id="B-" + self.verification_id.split("-", 1)[-1],
@@ -226,6 +824,7 @@ class Verification(LifelineAggregate):
             first_period=first_period, approval_level=level,
             approving_body=deciding_body(by, self.region_code), approved_at=decided_at.isoformat(),
         )
+        self._clear_deadlines(decided_at, by)  # the decision stops every clock still running
         self.trigger_event(
             self.Approved, case_id=self.case_id, verification_id=self.verification_id,
             benefit=benefit, reason=reason, members_count=len(self.application.household.members),
@@ -235,18 +834,31 @@ class Verification(LifelineAggregate):
         )
         return benefit
 
-    def refuse(self, decided_at: datetime, by: Meta, reason: str) -> Refusal:
-        self.check_decidable()
+    def refuse(self, decided_at: datetime, by: Meta, reason: str,
+               record: dict[str, Any] | None = None) -> Refusal:
+        """Refuse (不予批准); `record` is the assessment the refusal was taken on."""
+        self.check_decidable(decided_at, by)
         refusal = Refusal(reason, deciding_body(by, self.region_code), decided_at.isoformat())
+        self._clear_deadlines(decided_at, by)
         self.trigger_event(
             self.Refused, case_id=self.case_id, verification_id=self.verification_id,
-            region_code=self.region_code, refusal=refusal, meta=by.as_dict(),
+            region_code=self.region_code, refusal=refusal, assessment=record or {}, meta=by.as_dict(),
         )
         return refusal
 
-    def check_decidable(self) -> None:
-        """DecisionNotAllowed unless the check is complete and not decided yet."""
-        if self.state != "completed":
+    def check_decidable(self, now: datetime, by: Meta) -> None:
+        """Raise unless every step before the decision is done, the public notice is over,
+        and `by` is not whoever surveyed or proposed (four eyes)."""
+        self._check_open("decision")
+        missing = self.missing_step
+        if missing is not None:
+            rule, message = missing
+            raise DecisionNotAllowed(f"decision: {message} (step {rule})", rule)
+        if self.notice is not None and now < datetime.fromisoformat(self.notice["ends_at"]):
             raise DecisionNotAllowed(
-                f"verification is {self.state}: a decision needs a completed check and is taken once"
-            )
+                f"decision: the public notice runs until {self.notice['notice_until']}", "public_notice")
+        makers = {self.survey["recorded_by"], self.proposal["proposed_by"]}
+        if by.user_id in makers:
+            raise NotPermitted(
+                "four eyes: whoever recorded the survey or proposed the initial review cannot "
+                "confirm the decision alone", "four_eyes")

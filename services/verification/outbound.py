@@ -15,6 +15,16 @@ OUTBOUND = Outbound()
 OUTBOUND.copies(Verification.Requested, "VerificationRequested")
 
 
+# The procedure's steps and deadlines: the wire payload is the event itself.
+OUTBOUND.copies(Verification.SurveyRecorded, "HouseholdSurveyRecorded")
+OUTBOUND.copies(Verification.ReviewProposed, "InitialReviewProposed")
+OUTBOUND.copies(Verification.NoticePosted, "PublicNoticePosted")
+OUTBOUND.copies(Verification.ObjectionRaised, "ObjectionRaised")
+OUTBOUND.copies(Verification.AppraisalHeld, "DemocraticAppraisalHeld")
+OUTBOUND.copies(Verification.DeadlineSet, "DeadlineSet")
+OUTBOUND.copies(Verification.DeadlineCleared, "DeadlineCleared")
+
+
 # The assessment record's fields VerificationCompleted carries under the same names.
 FROM_ASSESSMENT = (
     "per_capita_income_fen", "household_size", "assets_summary", "warnings", "outcome",

@@ -1,7 +1,8 @@
 """One running Lifeline (five services + simulator, separate processes) per module.
 
-`lifeline` reads the system time; `clocked_lifeline` is started with LIFELINE_TEST_CLOCK=1,
-so a test can move the time of all its processes at once.
+Both fixtures are started with LIFELINE_TEST_CLOCK=1, so a test can move the time of all
+its processes at once: `lifeline` moves it forward only (past public notices),
+`clocked_lifeline` is for tests that set it to chosen moments and reset it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def running_lifeline(infra, extra_env: dict[str, str] | None = None) -> Iterator
 
 @pytest.fixture(scope="module")
 def lifeline(infra):
-    with running_lifeline(infra) as system:
+    """A Lifeline on the shared test clock: the statutory procedure's 7-day public notice is
+    passed by moving that clock (Lifeline.through_procedure), never by waiting."""
+    with running_lifeline(infra, extra_env={"LIFELINE_TEST_CLOCK": "1"}) as system:
         yield system
 
 

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from lifeline.contracts import registry
 from lifeline.rules.ids import check_digit
 from lifeline.settings import Settings
 from services.intake.bootstrap import SPEC
@@ -170,3 +171,62 @@ def test_redis_unreachable_is_503_and_changes_nothing(lifeline, intake_log):
         _never_published(lifeline, people)
     finally:
         lifeline.stop("intake-noredis")
+
+
+# --- acceptance (受理) and the steps after it ------------------------------------------------
+BAD_MATERIALS = {
+    # 一证一书: only the resident ID and the signed authorisation may ever be asked for.
+    "household register": ["household_register"],
+    "income certificate beside the ID": ["resident_id", "income_certificate"],
+}
+
+
+def _submitted(lifeline) -> str:
+    """A valid application, submitted and not yet accepted."""
+    with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
+        r = c.post("/v1/applications", json=household(new_people(1), REGION))
+    assert r.status_code == 201, r.text
+    return r.json()["case_id"]
+
+
+def _published_about(lifeline, case_id: str) -> list[str]:
+    """The names of the events on any topic about this case, read from the broker now."""
+    return [e.name for e in map(registry.decode, lifeline.published()) if e.subject == case_id]
+
+
+@pytest.mark.parametrize("name", BAD_MATERIALS)
+def test_asking_for_other_materials_than_one_id_one_authorisation_is_refused_and_changes_nothing(
+        lifeline, intake_log, name):
+    case_id = _submitted(lifeline)
+    wait_for(lambda: _published_about(lifeline, case_id) == ["ApplicationSubmitted"], what="published application")
+    before = intake_log.recorder.max_notification_id()
+    with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
+        r = c.post(f"/v1/cases/{case_id}/acceptance", json={
+            "decision": "request_materials", "reason": "请补充材料", "missing_materials": BAD_MATERIALS[name]})
+        body = _problem(r, 422)
+        assert body["rule"] == "one_id_one_authorisation", body
+        case = c.get(f"/v1/cases/{case_id}").json()
+    assert case["status"] == "submitted" and case["missing_materials"] == [], case
+    assert intake_log.recorder.max_notification_id() == before
+    time.sleep(1.0)  # several relay polls
+    assert _published_about(lifeline, case_id) == ["ApplicationSubmitted"]
+    # The control: what the rule allows is asked for, and published.
+    with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
+        r = c.post(f"/v1/cases/{case_id}/acceptance", json={
+            "decision": "request_materials", "reason": "请补充签字的授权书", "missing_materials": ["authorisation"]})
+    assert r.status_code == 200 and r.json()["missing_materials"] == ["authorisation"], r.text
+    wait_for(lambda: "MaterialsRequested" in _published_about(lifeline, case_id), what="published request")
+
+
+def test_steps_before_acceptance_are_refused_and_change_nothing(lifeline):
+    case_id = _submitted(lifeline)
+    view = wait_for(lambda: lifeline.verification(case_id), what="the procedure opened")
+    assert view["state"] == "awaiting_acceptance" and view["departments_requested"] == []
+    survey = {"surveyors": [{"name": "李卫东", "role": "village_cadre"}, {"name": "赵敏", "role": "township_staff"}],
+              "visited_on": lifeline.clock("show").date().isoformat(), "findings": "入户调查"}
+    assert _problem(lifeline.step(case_id, "survey", survey), 409)["rule"] == "acceptance"
+    r = lifeline.step(case_id, "decision", {"decision": "approve", "reason": "x"}, role="reviewer")
+    assert _problem(r, 409)["rule"] == "acceptance"
+    assert lifeline.verification(case_id) == view
+    time.sleep(1.0)
+    assert _published_about(lifeline, case_id) == ["ApplicationSubmitted"]

@@ -3,6 +3,10 @@
 临时救助 (linshi_jinan, linshi_zhichu) is one-off relief, approved once by the level its amount
 needs and recorded by payment as one payable; 低收入家庭认定 (low_income) is a recognition that
 is never payable; monthly benefits start the month after the decision, in Beijing time.
+
+Each case is accepted, checked and taken through the procedure (survey, initial review, public
+notice) before it is decided; the shared test clock is moved past the notice, so "today" is
+the clock's, not the system's.
 """
 
 from __future__ import annotations
@@ -16,18 +20,20 @@ from lifeline.rules.periods import SHANGHAI, business_date, period_of
 from lifeline.settings import Settings
 from services.verification.policy import CountyPolicy, default_policy_book
 from tests.e2e.conftest import make_poor, new_people, set_records
-from tests.e2e.test_flows import REGION, completed, items, metric, submit, verification
+from tests.e2e.test_flows import REGION, completed, items, metric, submit_accepted, verification
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.e2e
 
 LAST_SECOND_OF_2026 = "2026-12-31T23:59:59+08:00"
+PROCEDURE_STARTS = "2026-12-14T09:00:00+08:00"  # a Monday: the 7-day notice ends on Dec 22
 
 
 def policy(lifeline, on: datetime | None = None) -> CountyPolicy:
-    """The county policy the services of this Lifeline apply on `on` (default: today)."""
+    """The county policy the services of this Lifeline apply on `on` (default: now on its
+    shared clock)."""
     book = default_policy_book(Settings.from_env(lifeline.env))
-    return book.policy_for(REGION, business_date(on or datetime.now(SHANGHAI)))
+    return book.policy_for(REGION, business_date(on or lifeline.clock("show")))
 
 
 def decide(lifeline, case_id, decision="approve", role="reviewer", reason="审核确认小组会议决定"):
@@ -41,13 +47,15 @@ def entitlements(lifeline, case_id) -> list[dict]:
 
 
 def relief_case(lifeline, requested_fen: int) -> str:
-    """An emergency-relief (急难型临时救助) application, checked and ready for a decision."""
+    """An emergency-relief (急难型临时救助) application, checked, proposed for inclusion and
+    publicly noticed: ready for a decision."""
     people = new_people(2)
     make_poor(lifeline, people)
-    case_id = submit(lifeline, people, assistance_type="linshi_jinan", urgency="urgent",
-                     requested_amount_fen=requested_fen)
+    case_id = submit_accepted(lifeline, people, assistance_type="linshi_jinan", urgency="urgent",
+                              requested_amount_fen=requested_fen)
     v = completed(lifeline, case_id)
     assert v["assessment"]["outcome"] == "eligible", v["assessment"]
+    lifeline.through_procedure(case_id)
     return case_id
 
 
@@ -101,10 +109,11 @@ def test_relief_above_the_township_cap_needs_the_county(lifeline):
     case_id = relief_case(lifeline, amount)
     assert verification(lifeline, case_id)["assessment"]["detail"]["approval_level"] == "county"
 
+    # The township's reviewer may not approve it: 403 naming the rule (graded approval).
     refused = decide(lifeline, case_id, role="reviewer")
-    assert refused.status_code == 409, refused.text
+    assert refused.status_code == 403, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
-    assert refused.json()["status"] == 409
+    assert refused.json()["status"] == 403 and refused.json()["rule"] == "approval_level"
     assert verification(lifeline, case_id)["state"] == "completed"  # nothing changed
 
     r = decide(lifeline, case_id, role="county_officer")
@@ -124,12 +133,14 @@ def test_low_income_recognition_is_recorded_and_never_payable(lifeline):
     [person] = new_people(1)
     make_poor(lifeline, [person], income_fen=income)
     set_records(lifeline, "tax", person)  # no income tax: the net income is `income`
-    case_id = submit(lifeline, [person], assistance_type="low_income", declared_monthly_income_fen=income)
+    case_id = submit_accepted(lifeline, [person], assistance_type="low_income",
+                              declared_monthly_income_fen=income)
     v = completed(lifeline, case_id)
     assert v["assessment"]["outcome"] == "eligible", v["assessment"]
     assert v["assessment"]["recommended_assistance_type"] == "low_income"
     assert v["assessment"]["per_capita_income_fen"] == income
 
+    lifeline.through_procedure(case_id)
     r = decide(lifeline, case_id)
     assert r.status_code == 200, r.text
     benefit = r.json()
@@ -146,9 +157,13 @@ def test_a_decision_at_the_last_second_of_the_year_pays_from_january(clocked_lif
     lifeline = clocked_lifeline
     people = new_people(2)
     make_poor(lifeline, people, income_fen=20000)
-    case_id = submit(lifeline, people)
-    assert completed(lifeline, case_id)["assessment"]["outcome"] == "eligible"
     try:
+        # The procedure runs in December, its public notice ends before the year does.
+        lifeline.clock_set(PROCEDURE_STARTS)
+        case_id = submit_accepted(lifeline, people)
+        assert completed(lifeline, case_id)["assessment"]["outcome"] == "eligible"
+        notice_ends = lifeline.prepare_decision(case_id)["public_notice"]["ends_at"]
+        assert datetime.fromisoformat(notice_ends) < datetime.fromisoformat(LAST_SECOND_OF_2026)
         assert lifeline.clock_set(LAST_SECOND_OF_2026).isoformat() == LAST_SECOND_OF_2026
         r = decide(lifeline, case_id)
         assert r.status_code == 200, r.text
@@ -172,7 +187,7 @@ def test_expenditure_relief_asks_medical_insurance_and_education(lifeline):
     [person] = new_people(1)
     make_poor(lifeline, [person], income_fen=60000)
     set_records(lifeline, "medical_insurance", person, medical_expense_fen=50000)
-    case_id = submit(lifeline, [person], assistance_type="linshi_zhichu")
+    case_id = submit_accepted(lifeline, [person], assistance_type="linshi_zhichu")
 
     requested = wait_for(lambda: verification(lifeline, case_id).get("departments_requested"),
                          what=f"requests of {case_id}")

@@ -13,9 +13,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from tests.e2e.conftest import make_poor, new_people
-from tests.e2e.test_flows import REGION, completed, items, metric, submit
+from services.intake.domain import Case
+from services.intake.outbound import OUTBOUND as INTAKE_OUTBOUND
+from tests.e2e.test_flows import REGION, completed, decide, items, metric, submit_accepted
 from tests.harness import wait_for
-from tests.unit.services import submitted_data
+from tests.unit.services import CLERK, application, submitted_data
 
 pytestmark = pytest.mark.e2e
 
@@ -57,23 +59,43 @@ def _application_event(case_id: str, people: list[str], sequence: int) -> bytes:
     ).to_json()
 
 
+def _acceptance_event(case_id: str, people: list[str], accepted_at: str, sequence: int) -> bytes:
+    # The data as intake's own case and mapping produce it (Case.accept, OUTBOUND).
+    case = Case.register(application(case_id, people, region_code=REGION), CLERK)
+    case.accept("材料齐全，予以受理", accepted_at, CLERK)
+    out = INTAKE_OUTBOUND(case.pending_events[-1])
+    return registry.new_event(
+        out.name, out.data, subject=case_id, source="lifeline/intake", sequence=sequence,
+        actor={"user_id": "clerk-1", "role": "clerk", "org_code": REGION[:9]},
+    ).to_json()
+
+
+def _consumed(lifeline, service: str, event: str, outcome: str = "duplicate") -> float:
+    return metric(lifeline, service, "lifeline_events_consumed_total", event=event, outcome=outcome)
+
+
 def test_the_same_cloud_event_delivered_twice_has_one_effect(lifeline):
     people = new_people(1)
     case_id = f"C-DUP{uuid.uuid4().hex[:12].upper()}"
-    # A position far beyond the real intake log, so it is this event's own identity.
-    event = _application_event(case_id, people, sequence=10**9 + random.randrange(10**6))
-    duplicates = metric(lifeline, "notify", "lifeline_events_consumed_total",
-                        event="ApplicationSubmitted", outcome="duplicate")
-    asyncio.run(_produce(lifeline, T.TOPICS["intake"], [event, event], key=case_id))
-    completed_or_requested = wait_for(
-        lambda: (v := _verification(lifeline, case_id)) and v, what="verification started")
-    wait_for(lambda: metric(lifeline, "notify", "lifeline_events_consumed_total",
-                            event="ApplicationSubmitted", outcome="duplicate") >= duplicates + 1,
-             what="second delivery recognised")
+    # Positions far beyond the real intake log, so they are these events' own identities.
+    sequence = 10**9 + random.randrange(10**6)
+    submitted = _application_event(case_id, people, sequence=sequence)
+    accepted = _acceptance_event(case_id, people, lifeline.clock("show").isoformat(), sequence=sequence + 1)
+    watched = [("verification", "ApplicationSubmitted"), ("verification", "ApplicationAccepted"),
+               ("notify", "ApplicationAccepted")]
+    duplicates = {w: _consumed(lifeline, *w) for w in watched}
+    asyncio.run(_produce(lifeline, T.TOPICS["intake"], [submitted, submitted, accepted, accepted], key=case_id))
+    started = wait_for(
+        lambda: (v := _verification(lifeline, case_id)) and v["state"] != "awaiting_acceptance" and v,
+        what="verification started")
+    for w in watched:
+        wait_for(lambda: _consumed(lifeline, *w) >= duplicates[w] + 1, what=f"second delivery recognised: {w}")
     # The read model follows the store on its own beat: wait for it, then count.
-    assert len(wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what="notice")) == 1
-    requested = completed_or_requested["departments_requested"]
-    assert len(requested) == len(set(requested))
+    notices = wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what="notice")
+    assert [n["kind"] for n in notices] == ["acceptance"]
+    requested = started["departments_requested"]
+    assert requested and len(requested) == len(set(requested))
+    assert _verification(lifeline, case_id)["departments_requested"] == requested
 
 
 def _verification(lifeline, case_id):
@@ -98,7 +120,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_next_one_is_process
     # The consumer goes on: a good application right after is processed.
     people = new_people(1)
     make_poor(lifeline, people)
-    case_id = submit(lifeline, people)
+    case_id = submit_accepted(lifeline, people)
     completed(lifeline, case_id)
 
     dlq = T.dlq_topic(T.TOPICS["intake"], "verification")
@@ -130,9 +152,15 @@ def test_a_handler_that_keeps_failing_is_dead_lettered_after_bounded_retries(lif
 def test_replay_rebuilds_every_services_read_models_identically(lifeline):
     people = new_people(1)
     make_poor(lifeline, people)
-    case_id = submit(lifeline, people)
+    case_id = submit_accepted(lifeline, people)
     completed(lifeline, case_id)
-    wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what="notice")
+    # Through the procedure to a decision: deadlines, the board entry and the notices are read
+    # models too.
+    lifeline.through_procedure(case_id)
+    assert decide(lifeline, case_id, "approve").status_code == 200
+    wait_for(lambda: len(items(lifeline, "notify", "/v1/notices", case_id)) == 2, what="notices")
+    wait_for(lambda: items(lifeline, "payment", "/v1/entitlements", case_id), what="entitlement")
+    lifeline.settled_log_sizes(("intake", "verification", "payment", "charity", "notify"))
     for service in ("intake", "verification", "payment", "charity", "notify"):
         r = lifeline.cli("replay", service)
         assert r.returncode == 0, r.stdout + r.stderr

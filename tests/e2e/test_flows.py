@@ -1,4 +1,9 @@
-"""The whole path across separate processes, and the faults it must survive."""
+"""The whole path across separate processes, and the faults it must survive.
+
+Every case goes the statutory way (docs/PROCEDURE.md): submitted, accepted by a clerk (the
+check starts then), surveyed, reviewed and publicly noticed by a caseworker, decided by a
+reviewer once the notice is over (the shared test clock is moved past it).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import make_poor, new_people
@@ -25,6 +31,13 @@ def submit(lifeline, people, key=None, **overrides) -> str:
     return r.json()["case_id"]
 
 
+def submit_accepted(lifeline, people, key=None, **overrides) -> str:
+    """Submitted, then accepted by a clerk (受理): the check starts."""
+    case_id = submit(lifeline, people, key=key, **overrides)
+    lifeline.accept(case_id)
+    return case_id
+
+
 def verification(lifeline, case_id) -> dict:
     with lifeline.client("verification") as c:
         r = c.get(f"/v1/verifications/{case_id}")
@@ -33,12 +46,14 @@ def verification(lifeline, case_id) -> dict:
 
 def completed(lifeline, case_id) -> dict:
     return wait_for(
-        lambda: (v := verification(lifeline, case_id)) and v["state"] != "requested" and v,
+        lambda: (v := verification(lifeline, case_id)) and v["state"] not in ("awaiting_acceptance", "requested")
+        and v,
         what=f"verification of {case_id} completed",
     )
 
 
 def decide(lifeline, case_id, decision, reason="审核确认小组会议决定"):
+    """The review group's decision (a reviewer: not whoever surveyed or proposed)."""
     with lifeline.client("verification", role="reviewer", region=REGION[:6]) as c:
         return c.post(f"/v1/verifications/{case_id}/decision", json={"decision": decision, "reason": reason})
 
@@ -63,9 +78,10 @@ def metric(lifeline, service, name, **labels) -> float:
 def approved_case(lifeline, key=None) -> str:
     people = new_people(2)
     make_poor(lifeline, people, income_fen=20000)
-    case_id = submit(lifeline, people, key=key)
+    case_id = submit_accepted(lifeline, people, key=key)
     v = completed(lifeline, case_id)
     assert v["assessment"]["outcome"] == "eligible", v
+    lifeline.through_procedure(case_id)
     r = decide(lifeline, case_id, "approve")
     assert r.status_code == 200, r.text
     return case_id
@@ -75,12 +91,18 @@ def test_application_to_entitlement_with_notice(lifeline):
     people = new_people(3)
     make_poor(lifeline, people, income_fen=30000)
     case_id = submit(lifeline, people)
+    # Until a clerk accepts it, no department is asked and no notice is issued.
+    waiting = wait_for(lambda: verification(lifeline, case_id), what="the procedure opened")
+    assert waiting["state"] == "awaiting_acceptance" and waiting["departments_requested"] == []
+    assert items(lifeline, "notify", "/v1/notices", case_id) == []
+    lifeline.accept(case_id)
 
     v = completed(lifeline, case_id)
     assert v["assessment"]["outcome"] == "eligible"
     assert v["departments_missing"] == []
     assert v["assessment"]["monthly_amount_fen"] > 0
 
+    lifeline.through_procedure(case_id)
     r = decide(lifeline, case_id, "approve")
     assert r.status_code == 200, r.text
     benefit = r.json()
@@ -90,9 +112,11 @@ def test_application_to_entitlement_with_notice(lifeline):
     assert entitlements[0]["monthly_amount_fen"] == v["assessment"]["monthly_amount_fen"]
     assert entitlements[0]["first_period"] == benefit["first_period"]
 
-    notices = wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what="notice")
-    assert [n["legal_name"] for n in notices] == ["受理通知书"]
-    assert "王*" in notices[0]["recipient_masked"] and "王小明" not in json.dumps(notices)
+    # 受理通知书 on acceptance, 审核确认公示单 with the public notice.
+    notices = wait_for(lambda: (found := items(lifeline, "notify", "/v1/notices", case_id))
+                       and len(found) >= 2 and found, what="notices")
+    assert sorted(n["legal_name"] for n in notices) == sorted(["受理通知书", "审核确认公示单"])
+    assert all("王*" in n["recipient_masked"] for n in notices) and "王小明" not in json.dumps(notices)
 
     with lifeline.client("intake") as c:
         wait_for(lambda: c.get(f"/v1/cases/{case_id}").json()["status"] == "approved", what="case approved")
@@ -101,8 +125,9 @@ def test_application_to_entitlement_with_notice(lifeline):
 def test_refusal_path_issues_decision_notice_and_no_entitlement(lifeline):
     people = new_people(1)
     make_poor(lifeline, people)
-    case_id = submit(lifeline, people)
+    case_id = submit_accepted(lifeline, people)
     completed(lifeline, case_id)
+    lifeline.through_procedure(case_id, "refuse")  # a proposal to refuse is not publicly noticed
     r = decide(lifeline, case_id, "refuse", reason="家庭人均收入高于当地低保标准")
     assert r.status_code == 200, r.text
 
@@ -126,7 +151,7 @@ def test_missing_department_is_reported_missing_not_zero(lifeline):
     with lifeline.client("simulator") as sim:
         sim.put("/v1/behaviour", json={"silent": ["tax"]})
     try:
-        case_id = submit(lifeline, people)
+        case_id = submit_accepted(lifeline, people)
         # Every department but the silent one has answered.
         wait_for(lambda: verification(lifeline, case_id).get("departments_missing") == ["tax"], what="answers")
         with lifeline.client("verification", role="reviewer", region=REGION[:6]) as c:
@@ -146,7 +171,7 @@ def test_a_late_department_holds_the_check_until_it_answers(lifeline):
     with lifeline.client("simulator") as sim:
         sim.put("/v1/behaviour", json={"delay_seconds": {"bank": 4.0}})
     try:
-        case_id = submit(lifeline, people)
+        case_id = submit_accepted(lifeline, people)
         waiting = wait_for(lambda: (v := verification(lifeline, case_id))
                            and v["departments_missing"] == ["bank"] and v, what="all but the bank")
         assert waiting["state"] == "requested"
@@ -194,11 +219,24 @@ def test_kill_9_relay_mid_publish_loses_nothing_and_doubles_nothing(lifeline):
     # before the position was saved: the restarted relay sends it again.
     assert lifeline.wait_exit("intake", timeout=60) == -9
     lifeline.start("intake")
-    v = completed(lifeline, case_id)
     wait_for(lambda: metric(lifeline, "verification", "lifeline_events_consumed_total",
                             event="ApplicationSubmitted", outcome="duplicate") >= 1, what="duplicate seen")
+    # The acceptance, which starts the check and the 受理通知书: SIGKILL right after its event
+    # was handed to the producer (sent or not); the restarted relay sends it (again).
+    lifeline.stop("intake")
+    lifeline.start("intake", extra_env={"LIFELINE_FAULTS": "relay_after_send:ApplicationAccepted"})
+    with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
+        try:
+            c.post(f"/v1/cases/{case_id}/acceptance", json={"decision": "accept", "reason": "材料齐全，予以受理"})
+        except httpx.HTTPError:
+            pass  # the SIGKILL may beat the answer: the case says whether it was accepted
+    assert lifeline.wait_exit("intake", timeout=60) == -9
+    lifeline.start("intake")
+    with lifeline.client("intake") as c:
+        assert c.get(f"/v1/cases/{case_id}").json()["status"] in ("accepted", "verified")
+    v = completed(lifeline, case_id)
     assert len(v["departments_requested"]) == len(set(v["departments_requested"]))
-    notices = items(lifeline, "notify", "/v1/notices", case_id)
+    notices = wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what="acceptance notice")
     assert [n["kind"] for n in notices] == ["acceptance"]
 
 
@@ -223,10 +261,12 @@ def test_kill_9_relay_in_the_middle_of_a_batch_loses_nothing(lifeline):
     assert lifeline.wait_exit("intake", timeout=60) == -9
     lifeline.start("intake")
     for case_id in cases:
+        # Every application of the batch reached verification, which waits for the acceptance.
+        wait_for(lambda: verification(lifeline, case_id).get("case_id") == case_id, what=f"check of {case_id}")
+        lifeline.accept(case_id)
         notices = wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what=f"notice {case_id}")
         assert [n["kind"] for n in notices] == ["acceptance"]
-        # Verification consumes the same event on its own schedule.
-        wait_for(lambda: verification(lifeline, case_id).get("case_id") == case_id, what=f"check of {case_id}")
+        assert completed(lifeline, case_id)["departments_requested"]
     time.sleep(1.0)
     assert all(len(items(lifeline, "notify", "/v1/notices", c)) == 1 for c in cases)
 
@@ -234,7 +274,8 @@ def test_kill_9_relay_in_the_middle_of_a_batch_loses_nothing(lifeline):
 def test_whole_log_republished_from_zero_has_no_second_effect(lifeline):
     case_id = approved_case(lifeline)
     wait_for(lambda: items(lifeline, "payment", "/v1/entitlements", case_id), what="entitlement")
-    wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what="notice")
+    # 受理通知书 and 审核确认公示单
+    wait_for(lambda: len(items(lifeline, "notify", "/v1/notices", case_id)) == 2, what="notices")
     with lifeline.client("intake") as c:  # intake has recorded the decision too: all settled
         wait_for(lambda: c.get(f"/v1/cases/{case_id}").json()["status"] == "approved", what="case approved")
     services = ("intake", "verification", "payment", "charity", "notify")
@@ -245,14 +286,16 @@ def test_whole_log_republished_from_zero_has_no_second_effect(lifeline):
     wait_for(lambda: metric(lifeline, "payment", "lifeline_events_consumed_total",
                             event="BenefitApproved", outcome="duplicate") >= 1, what="republished approvals")
     wait_for(lambda: metric(lifeline, "notify", "lifeline_events_consumed_total",
-                            event="ApplicationSubmitted", outcome="duplicate") >= 1, what="republished applications")
+                            event="ApplicationAccepted", outcome="duplicate") >= 1, what="republished acceptances")
+    wait_for(lambda: metric(lifeline, "notify", "lifeline_events_consumed_total",
+                            event="PublicNoticePosted", outcome="duplicate") >= 1, what="republished notices")
     wait_for(lambda: metric(lifeline, "intake", "lifeline_events_consumed_total",
                             event="BenefitApproved", outcome="duplicate") >= 1, what="republished decisions")
     time.sleep(2.0)
     # Every store holds exactly what it held: no second effect anywhere.
     assert {s: lifeline.log_size(s) for s in services} == before
     assert len(items(lifeline, "payment", "/v1/entitlements", case_id)) == 1
-    assert len(items(lifeline, "notify", "/v1/notices", case_id)) == 1
+    assert len(items(lifeline, "notify", "/v1/notices", case_id)) == 2
 
 
 def test_idempotency_key_two_concurrent_requests_to_two_replicas_make_one_case(lifeline):
@@ -276,6 +319,7 @@ def test_idempotency_key_two_concurrent_requests_to_two_replicas_make_one_case(l
         case_ids = {r.json()["case_id"] for r in responses}
         assert len(case_ids) == 1
         case_id = case_ids.pop()
+        lifeline.accept(case_id)
         completed(lifeline, case_id)
         wait_for(lambda: items(lifeline, "notify", "/v1/notices", case_id), what="notice")
         time.sleep(1.0)
@@ -315,7 +359,7 @@ def test_broker_restart_while_events_flow_loses_nothing(lifeline):
     for i in range(6):
         people = new_people(1)
         make_poor(lifeline, people)
-        cases.append(submit(lifeline, people))
+        cases.append(submit_accepted(lifeline, people))
         if i == 2:
             lifeline.infra.restart_broker()
     for case_id in cases:

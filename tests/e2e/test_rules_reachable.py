@@ -2,19 +2,24 @@
 
 Each case of `test_a_documented_rule_decides_the_outcome` is one household: its members'
 department records are loaded into the partner simulator (`PUT /v1/records/...`), it applies
-through intake (`POST /v1/applications`), the simulator answers verification's requests, and
-verification assesses it when every department has answered. The test then reads the
-assessment record (`GET /v1/verifications/{case_id}`): outcome, recommended type, amount and
-the reason codes of the rule docs/RULES.md names, and approves an eligible household
+through intake (`POST /v1/applications`) and is accepted (`POST /v1/cases/{case_id}/acceptance`),
+the simulator answers verification's requests, and verification assesses it when every
+department has answered. The test then reads the assessment record
+(`GET /v1/verifications/{case_id}`): outcome, recommended type, amount and the reason codes of
+the rule docs/RULES.md names, and approves an eligible household
 (`POST /v1/verifications/{case_id}/decision`), which assesses again by the policy in force on
 the decision date and builds the benefit. The figures are those of `config/policy.yaml` for
-the county and today's date (the services read the system time), so every expectation is
-written from the policy in force.
+the county and the date of the Lifeline's shared clock when the households apply, so every
+expectation is written from the policy in force.
 
-All households are submitted first (one module fixture), then each case waits for its own:
-the checks run side by side. The file also checks the one statutory clock that runs today (the
-verification request's due date, on the requests verification published) and that a bad
-operator file stops a service at start.
+All households are submitted and accepted first (one module fixture), and their checks run side
+by side; the fixture waits for every check, then takes each eligible household through the
+procedure (survey, initial review, public notice, an appraisal when the check warned) and moves
+the shared clock once past all the notices: the checks are dated the day the households
+applied, the decisions a notice period later. The file also checks the statutory clock that
+runs on acceptance (the departments are asked at once, their answers due with the verification
+report, on the requests and deadline verification published) and that a bad operator file
+stops a service at start.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import pytest
 from lifeline.contracts import registry
 from lifeline.dev.embedded import free_port
 from lifeline.rules.calendar import default_calendar
-from lifeline.rules.clocks import verification_request_due
+from lifeline.rules.clocks import verification_report_due, verification_request_due
 from lifeline.rules.ids import make_resident_id
 from lifeline.rules.periods import SHANGHAI, business_date
 from lifeline.settings import Settings
@@ -53,10 +58,13 @@ DONGYING = "370502101001"   # a village of the example county 370502 (据实补�
 ZHIFU = "370602001001"      # a village of 370602 芝罘区 (分档发放, low-income line 2x)
 
 _seq = itertools.count(uuid.uuid4().int % 200)
+# The business date on the Lifeline's shared clock when the households applied (set by the
+# `submitted` fixture before any plan is made; the clock moves on as public notices end).
+_applied_on: list[date] = []
 
 
 def today() -> date:
-    return business_date(datetime.now(SHANGHAI))
+    return _applied_on[-1]
 
 
 def person_id(region: str, born: date | None = None) -> str:
@@ -437,16 +445,25 @@ class Submitted:
     policy: CountyPolicy
     region: str
     submitted_on: date
+    checked_by: date | None = None  # the clock's date once every check was completed
 
 
-def policy_for(lifeline, region: str) -> CountyPolicy:
-    """The county policy the services of this Lifeline apply today."""
-    return default_policy_book(Settings.from_env(lifeline.env)).policy_for(region[:6], today())
+def policy_for(lifeline, region: str, on: date | None = None) -> CountyPolicy:
+    """The county policy the services of this Lifeline apply on `on` (default: when the
+    households applied)."""
+    return default_policy_book(Settings.from_env(lifeline.env)).policy_for(region[:6], on or today())
+
+
+def clock_date(lifeline) -> date:
+    return business_date(lifeline.clock("show"))
 
 
 @pytest.fixture(scope="module")
 def submitted(lifeline) -> dict[str, Submitted]:
-    """Every case's household, records loaded and application submitted, before any waits."""
+    """Every case's household, records loaded, application submitted and accepted; once every
+    check is completed, each eligible household is taken through the procedure and the shared
+    clock is moved past the public notices: every case is ready for its decision."""
+    _applied_on.append(clock_date(lifeline))
     out: dict[str, Submitted] = {}
     with lifeline.client("simulator") as sim:
         for case in CASES:
@@ -466,6 +483,17 @@ def submitted(lifeline) -> dict[str, Submitted]:
                 r = intake.post("/v1/applications", json=body)
             assert r.status_code == 201, f"{case.id}: {r.text}"
             out[case.id] = Submitted(r.json()["case_id"], plan, policy, case.region, today())
+    for s in out.values():
+        lifeline.accept(s.case_id, region=s.region[:6])
+    checks = {name: completed(lifeline, s.case_id) for name, s in out.items()}
+    checked_by = clock_date(lifeline)
+    views = []
+    for name, s in out.items():
+        s.checked_by = checked_by
+        # A case whose check disagrees with its plan is left undecided: its test reports it.
+        if s.plan.outcome == "eligible" and checks[name]["assessment"]["outcome"] == "eligible":
+            views.append(lifeline.prepare_decision(s.case_id, region=s.region[:6]))
+    lifeline.pass_notices(*views)
     return out
 
 
@@ -499,7 +527,7 @@ def test_a_documented_rule_decides_the_outcome(lifeline, submitted, case):
     # The policy in force on the date of the check decided it.
     assert detail["county_code"] == s.region[:6]
     assert detail["policy_effective_from"] == s.policy.effective_from.isoformat()
-    assert detail["decision_date"] in {s.submitted_on.isoformat(), today().isoformat()}
+    assert detail["decision_date"] in {s.submitted_on.isoformat(), s.checked_by.isoformat()}
 
     for code in plan.reasons:
         assert code in reasons, f"{code} missing: {where}"
@@ -515,7 +543,11 @@ def test_a_documented_rule_decides_the_outcome(lifeline, submitted, case):
 
     if plan.outcome != "eligible":
         return
-    # Approval assesses again by the policy in force on the decision date and builds the benefit.
+    # Approval assesses again by the policy in force on the decision date and builds the benefit;
+    # the expectations hold when that is still the policy of the check.
+    decided_on = clock_date(lifeline)
+    assert policy_for(lifeline, s.region, decided_on).effective_from == s.policy.effective_from, (
+        f"{case.id}: a new policy came into force between the check and the decision ({decided_on})")
     with lifeline.client("verification", role="reviewer", region=s.region[:6]) as c:
         r = c.post(f"/v1/verifications/{s.case_id}/decision",
                    json={"decision": "approve", "reason": "审核确认小组会议决定"})
@@ -530,29 +562,49 @@ def test_a_documented_rule_decides_the_outcome(lifeline, submitted, case):
         assert benefit["tier"] == a["tier"]
 
 
-def test_the_verification_request_is_due_three_working_days_later(lifeline, submitted):
-    """verification ← ApplicationSubmitted asks each department with the statutory due date:
-    the end (24:00 Beijing) of the 3rd working day after the request, on the statutory calendar."""
+def test_the_departments_are_asked_on_acceptance_and_answer_with_the_report(lifeline, submitted):
+    """verification ← ApplicationAccepted asks each department at once (the 3-working-day
+    request clock is met by the acceptance itself), with the report's statutory due date: the
+    end (24:00 Beijing) of the 5th working day after the request, warned after the 3rd
+    (3 to 5 working days), on the statutory calendar; the same deadline is published as
+    DeadlineSet (verification_report) for the deadline watch."""
     cases = {s.case_id for s in submitted.values()}
+    accepted: dict[str, datetime] = {}
     requests = []
+    reports: dict[str, dict] = {}
     for raw in lifeline.published():
         event = registry.decode(raw)
-        if event.name == "VerificationRequested" and event.data["case_id"] in cases:
+        if event.data.get("case_id") not in cases:
+            continue
+        if event.name == "ApplicationAccepted":
+            accepted[event.data["case_id"]] = datetime.fromisoformat(event.data["accepted_at"])
+        elif event.name == "VerificationRequested":
             requests.append(event.data)
-    assert {r["case_id"] for r in requests} == cases
+        elif event.name == "DeadlineSet" and event.data["clock"] == "verification_report":
+            reports[event.data["case_id"]] = event.data
+    assert {r["case_id"] for r in requests} == cases == set(accepted) == set(reports)
     calendar = default_calendar()
     for r in requests:
         requested_at = datetime.fromisoformat(r["requested_at"])
         due_at = datetime.fromisoformat(r["due_at"])
-        assert due_at == verification_request_due(requested_at).due_at, r
-        # Read independently: 00:00 Beijing after a working day, 3 working days after the request.
-        local = due_at.astimezone(SHANGHAI)
-        assert (local.hour, local.minute, local.second) == (0, 0, 0)
-        due_day = local.date() - timedelta(days=1)
+        # Asked on acceptance: within the request clock (3 working days from acceptance).
+        accepted_at = accepted[r["case_id"]]
+        assert accepted_at <= requested_at < verification_request_due(accepted_at).due_at, r
+        report = verification_report_due(requested_at)
+        assert due_at == report.due_at, r
+        deadline = reports[r["case_id"]]
+        assert datetime.fromisoformat(deadline["due_at"]) == due_at, (r, deadline)
+        assert datetime.fromisoformat(deadline["warn_at"]) == report.warn_at, (r, deadline)
+        # Read independently: 00:00 Beijing after a working day, 5 working days after the
+        # request; the warning 00:00 after the 3rd.
         start = business_date(requested_at)
-        assert calendar.is_working_day(due_day)
-        between = [start + timedelta(days=i) for i in range(1, (due_day - start).days + 1)]
-        assert sum(calendar.is_working_day(d) for d in between) == 3, (r, between)
+        for moment, days in ((due_at, 5), (datetime.fromisoformat(deadline["warn_at"]), 3)):
+            local = moment.astimezone(SHANGHAI)
+            assert (local.hour, local.minute, local.second) == (0, 0, 0)
+            last_day = local.date() - timedelta(days=1)
+            assert calendar.is_working_day(last_day)
+            between = [start + timedelta(days=i) for i in range(1, (last_day - start).days + 1)]
+            assert sum(calendar.is_working_day(d) for d in between) == days, (r, days, between)
 
 
 BAD_FILES = {

@@ -38,6 +38,18 @@ def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     raise TimeoutError(log.read_text())
 
 
+def _apply_and_accept(url: dict[str, str], auth: dict[str, str]) -> str:
+    """An application, accepted at once (受理: the 受理通知书 follows)."""
+    r = httpx.post(url["intake"] + "/v1/applications", headers=auth,
+                   json=household(new_people(1), "370502101001"))
+    assert r.status_code == 201, r.text
+    case_id = r.json()["case_id"]
+    r = httpx.post(url["intake"] + f"/v1/cases/{case_id}/acceptance", headers=auth,
+                   json={"decision": "accept", "reason": "材料齐全，予以受理"})
+    assert r.status_code == 200, r.text
+    return case_id
+
+
 def _stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0
@@ -62,10 +74,7 @@ def test_up_serves_everything_and_keeps_data_across_a_restart():
     proc, token = _start(env, data_dir / "up-1.log")
     auth = {"Authorization": f"Bearer {token}"}
     try:
-        r = httpx.post(url["intake"] + "/v1/applications", headers=auth,
-                       json=household(new_people(1), "370502101001"))
-        assert r.status_code == 201, r.text
-        case_id = r.json()["case_id"]
+        case_id = _apply_and_accept(url, auth)
         wait_for(lambda: httpx.get(url["notify"] + "/v1/notices", params={"case_id": case_id},
                                    headers=auth).json()["items"], what="acceptance notice")
     finally:
@@ -77,9 +86,7 @@ def test_up_serves_everything_and_keeps_data_across_a_restart():
     auth = {"Authorization": f"Bearer {token}"}
     try:
         assert httpx.get(url["intake"] + f"/v1/cases/{case_id}", headers=auth).status_code == 200
-        r = httpx.post(url["intake"] + "/v1/applications", headers=auth,
-                       json=household(new_people(1), "370502101001"))
-        second = r.json()["case_id"]
+        second = _apply_and_accept(url, auth)
         wait_for(lambda: httpx.get(url["notify"] + "/v1/notices", params={"case_id": second},
                                    headers=auth).json()["items"], what="notice after restart")
         time.sleep(1.0)

@@ -1,4 +1,4 @@
-"""One valid ``data`` example per event (current versions) plus the old v1
+"""One valid ``data`` example per event (current versions) plus the old v1 and v3
 ApplicationSubmitted, for reuse by any test:
 
     from tests.unit.contract_examples import EXAMPLES, example, make_id_number
@@ -36,17 +36,17 @@ _MEMBERS = [
     {
         "id_number": APPLICANT_ID, "name": "张三", "relation": "self", "disability_grade": None,
         "disability_kind": None, "serious_illness": True, "work_ability": "partial",
-        "co_resident": True, "support_obligor": False, "support_paid_fen": 0,
+        "co_resident": True, "support_obligor": False, "support_paid_fen": 0, "cadre_relation": None,
     },
     {
         "id_number": SPOUSE_ID, "name": "李四", "relation": "spouse", "disability_grade": 2,
         "disability_kind": "physical", "serious_illness": False, "work_ability": "none",
-        "co_resident": True, "support_obligor": False, "support_paid_fen": 0,
+        "co_resident": True, "support_obligor": False, "support_paid_fen": 0, "cadre_relation": None,
     },
     {
         "id_number": CHILD_ID, "name": "张小明", "relation": "child", "disability_grade": None,
         "disability_kind": None, "serious_illness": False, "work_ability": "none",
-        "co_resident": True, "support_obligor": False, "support_paid_fen": 0,
+        "co_resident": True, "support_obligor": False, "support_paid_fen": 0, "cadre_relation": None,
     },
 ]
 
@@ -63,6 +63,21 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "declared_education_expense_fen": 0, "requested_amount_fen": 0, "single_person_member_id": None,
         "bank_account_ref": "RCC:***************0001", "bank_account": BANK_ACCOUNT,
         "authorisation_signed": True, "urgency": "urgent", "clerk_id": "clerk-001", "submitted_at": T0,
+    },
+    "ApplicationAccepted": {
+        "case_id": CASE_ID, "region_code": VILLAGE, "assistance_type": "dibao",
+        "applicant_name_masked": "张*", "members_count": 3, "reason": "申请材料齐全，符合受理条件",
+        "accepted_at": "2026-03-02T10:00:00+08:00",
+    },
+    "ApplicationRefused": {
+        "case_id": CASE_ID, "region_code": VILLAGE, "assistance_type": "dibao",
+        "applicant_name_masked": "张*", "reason": "申请人户籍及经常居住地均不在本辖区",
+        "refused_at": "2026-03-02T10:00:00+08:00",
+    },
+    "MaterialsRequested": {
+        "case_id": CASE_ID, "region_code": VILLAGE, "assistance_type": "dibao",
+        "applicant_name_masked": "张*", "missing_materials": ["authorisation"], "repeat": False,
+        "reason": "缺少签字的家庭经济状况核对授权书", "requested_at": "2026-03-02T10:00:00+08:00",
     },
     "VerificationRequested": {
         "request_id": "req-000001", "verification_id": VERIFICATION_ID, "case_id": CASE_ID,
@@ -136,19 +151,85 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "body": "您的低保申请已受理。", "cause_event_id": "5f0c6f1e-3f1d-4a53-9d1e-2b7c1f0d8a11",
         "issued_at": "2026-03-02T09:31:00+08:00",
     },
+    "HouseholdSurveyRecorded": {
+        "case_id": CASE_ID, "verification_id": VERIFICATION_ID,
+        "surveyors": [{"name": "李卫东", "role": "village_cadre"}, {"name": "赵敏", "role": "township_staff"}],
+        "visited_on": "2026-03-03", "findings": "住房简陋，两人患病，无机动车辆。",
+        "recorded_at": "2026-03-03T16:00:00+08:00",
+    },
+    "InitialReviewProposed": {
+        "case_id": CASE_ID, "verification_id": VERIFICATION_ID, "proposal": "include",
+        "assistance_type": "dibao", "monthly_amount_fen": 98000, "one_off_amount_fen": None,
+        "reason": "拟纳入低保。", "proposed_at": "2026-03-04T10:00:00+08:00",
+    },
+    "PublicNoticePosted": {
+        "case_id": CASE_ID, "verification_id": VERIFICATION_ID, "public_notice_id": "pn-000001",
+        "village_code": VILLAGE, "applicant_name_masked": "张*", "members_count": 3,
+        "assistance_type": "dibao", "monthly_amount_fen": 98000, "one_off_amount_fen": None,
+        "notice_from": "2026-03-05", "notice_until": "2026-03-11",
+        "ends_at": "2026-03-12T00:00:00+08:00", "posted_at": "2026-03-04T11:00:00+08:00",
+    },
+    "ObjectionRaised": {
+        "case_id": CASE_ID, "verification_id": VERIFICATION_ID, "objection_id": "OBJ-000001",
+        "public_notice_id": "pn-000001", "text": "该户家中新购轿车一辆，与公示情况不符。",
+        "received_at": "2026-03-08T10:15:00+08:00", "raised_at": "2026-03-08T10:15:02+08:00",
+    },
+    "DemocraticAppraisalHeld": {
+        "case_id": CASE_ID, "verification_id": VERIFICATION_ID, "held_on": "2026-03-10",
+        "participants": 11, "votes_for": 9, "votes_against": 1, "abstentions": 1,
+        "opinion": "车辆已出售，同意纳入。", "recorded_at": "2026-03-10T16:00:00+08:00",
+    },
+    "DeadlineSet": {
+        "deadline_id": f"{CASE_ID}/household_survey", "case_id": CASE_ID, "clock": "household_survey",
+        "label_zh": "入户调查", "region_code": VILLAGE, "responsible_office": TOWNSHIP,
+        "start_date": "2026-03-02", "due_date": "2026-03-05", "due_at": "2026-03-06T00:00:00+08:00",
+        "warn_at": "2026-03-05T00:00:00+08:00", "period": "3 working days", "calendar_known": True,
+        "warnings": [], "set_at": "2026-03-02T09:31:00+08:00",
+    },
+    "DeadlineCleared": {
+        "deadline_id": f"{CASE_ID}/household_survey", "case_id": CASE_ID, "clock": "household_survey",
+        "outcome": "met", "cleared_at": "2026-03-03T16:00:00+08:00",
+    },
+    "ObjectionReceived": {
+        "objection_id": "OBJ-000001", "case_id": CASE_ID, "public_notice_id": "pn-000001",
+        "village_code": VILLAGE, "text": "该户家中新购轿车一辆，与公示情况不符。", "contact": None,
+        "received_at": "2026-03-12T10:15:00+08:00",
+    },
+    "DeadlineWarning": {
+        "deadline_id": f"{CASE_ID}/household_survey", "case_id": CASE_ID, "clock": "household_survey",
+        "label_zh": "入户调查", "region_code": VILLAGE, "responsible_office": TOWNSHIP,
+        "due_date": "2026-03-05", "due_at": "2026-03-06T00:00:00+08:00",
+        "warned_at": "2026-03-05T00:00:01+08:00",
+    },
+    "DeadlineBreached": {
+        "deadline_id": f"{CASE_ID}/household_survey", "case_id": CASE_ID, "clock": "household_survey",
+        "label_zh": "入户调查", "region_code": VILLAGE, "responsible_office": TOWNSHIP,
+        "due_date": "2026-03-05", "due_at": "2026-03-06T00:00:00+08:00",
+        "breached_at": "2026-03-06T00:00:01+08:00",
+        "escalated_to": {"office": "320583", "level": "county"},
+    },
 }
 
-# The superseded wire format, as still found in old logs and topics.
+# The superseded wire formats, as still found in old logs and topics.
+# v4 added each member's declared cadre relation (备案), read as null from older versions.
+MEMBER_V4_ADDITIONS = ("cadre_relation",)
+APPLICATION_SUBMITTED_V3: dict[str, Any] = {
+    **EXAMPLES["ApplicationSubmitted"],
+    "members": [
+        {k: v for k, v in m.items() if k not in MEMBER_V4_ADDITIONS}
+        for m in EXAMPLES["ApplicationSubmitted"]["members"]
+    ],
+}
 # What v3 added, with the values an older application is read with.
 V3_ADDITIONS = ("declared_medical_expense_fen", "declared_education_expense_fen",
                 "requested_amount_fen", "single_person_member_id", "bank_account")
 MEMBER_V3_ADDITIONS = ("co_resident", "support_obligor", "support_paid_fen")
 APPLICATION_SUBMITTED_V2: dict[str, Any] = {
-    k: v for k, v in EXAMPLES["ApplicationSubmitted"].items() if k not in V3_ADDITIONS
+    k: v for k, v in APPLICATION_SUBMITTED_V3.items() if k not in V3_ADDITIONS
 }
 APPLICATION_SUBMITTED_V2["members"] = [
     {k: v for k, v in m.items() if k not in MEMBER_V3_ADDITIONS}
-    for m in EXAMPLES["ApplicationSubmitted"]["members"]
+    for m in APPLICATION_SUBMITTED_V3["members"]
 ]
 APPLICATION_SUBMITTED_V2["bank_account_ref"] = "acct-ref-0001"
 APPLICATION_SUBMITTED_V1: dict[str, Any] = {
@@ -156,7 +237,7 @@ APPLICATION_SUBMITTED_V1: dict[str, Any] = {
     if k not in ("urgency", "declared_monthly_income_fen")
 }
 APPLICATION_SUBMITTED_V1.update({"urgent": True, "declared_income_fen": 150000})
-# An old application read at the current version: the example with v3's defaults.
+# An old application read at the current version: the example with v3's and v4's defaults.
 APPLICATION_SUBMITTED_V1_AS_CURRENT: dict[str, Any] = {
     **EXAMPLES["ApplicationSubmitted"],
     "bank_account_ref": "acct-ref-0001", "bank_account": None,

@@ -67,11 +67,12 @@ def reason_of(name: str, data: dict) -> str:
 # --- schemas ---------------------------------------------------------------------
 def test_schema_files_and_current_versions():
     assert set(CURRENT_VERSIONS) == set(EXAMPLES)
-    assert CURRENT_VERSIONS["ApplicationSubmitted"] == 3
+    assert CURRENT_VERSIONS["ApplicationSubmitted"] == 4
     assert CURRENT_VERSIONS["BenefitApproved"] == 2
     newer = ("ApplicationSubmitted", "BenefitApproved")
     assert all(v == 1 for n, v in CURRENT_VERSIONS.items() if n not in newer)
-    assert {("ApplicationSubmitted", 1), ("ApplicationSubmitted", 2), ("BenefitApproved", 1)} <= set(SCHEMA_FILES)
+    assert {("ApplicationSubmitted", 1), ("ApplicationSubmitted", 2), ("ApplicationSubmitted", 3),
+            ("BenefitApproved", 1)} <= set(SCHEMA_FILES)
 
 
 @pytest.mark.parametrize("path", sorted(SCHEMA_DIR.glob("*.json")), ids=lambda p: p.name)
@@ -322,7 +323,7 @@ def test_old_v1_application_is_still_readable_and_upcast():
     old = _v1_event(dict(APPLICATION_SUBMITTED_V1))
     validate(old)  # v1 is still a valid v1
     event = decode(old.to_json())
-    assert event.type == "cn.gov.mca.lifeline.ApplicationSubmitted.v3"
+    assert event.type == "cn.gov.mca.lifeline.ApplicationSubmitted.v4"
     assert event.data == APPLICATION_SUBMITTED_V1_AS_CURRENT  # urgent=True -> "urgent"
     assert (event.id, event.sequence, event.time) == (old.id, old.sequence, old.time)
     assert old.data == APPLICATION_SUBMITTED_V1  # the stored event is untouched

@@ -13,7 +13,7 @@ import copy
 import importlib
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -322,8 +322,8 @@ def test_read_routes_answer_byte_for_byte_what_they_answered_before(apps):
     from services.intake.application import case_view
     from services.verification.application import verification_view
     from tests.unit.services import (
-        REVIEWER, benefit_data, cloud, new_case_id, one_off_benefit_data, pid, record_row, report,
-        submitted_data,
+        REVIEWER, accepted_data, benefit_data, cloud, new_case_id, one_off_benefit_data, pid,
+        ready_to_decide, record_row, report, submitted_data,
     )
 
     ids = [pid(201), pid(202, female=True)]
@@ -335,8 +335,12 @@ def test_read_routes_answer_byte_for_byte_what_they_answered_before(apps):
     # verification: awaiting records, completed with a department missing, approved, refused
     verification = apps["verification"].state.runtime.app
     waiting, missing, approved, refused = (new_case_id() for _ in range(4))
+    accepted_at = (verification.clock.now() - timedelta(days=14)).isoformat()
     for case_id in (waiting, missing, approved, refused):
         assert verification.process_cloud_event(submitted(case_id))
+        assert verification.process_cloud_event(cloud(
+            "ApplicationAccepted", accepted_data(case_id, accepted_at), subject=case_id,
+            source="lifeline/intake"))
     for case_id, skip, income in ((missing, "tax", 0), (approved, None, 0), (refused, None, 10**7)):
         for department, request_id in verification.get_verification(case_id).requests.items():
             if department != skip:
@@ -352,6 +356,9 @@ def test_read_routes_answer_byte_for_byte_what_they_answered_before(apps):
     assert CompletionOut.model_validate(completion).model_dump(mode="json") == completion
     for case_id, decision, reason in ((approved, "approve", "符合低保条件"),
                                       (refused, "refuse", "家庭人均收入高于当地低保标准")):
+        v = verification.get_verification(case_id)
+        ready_to_decide(v, verification.clock.now(), "include" if decision == "approve" else "refuse")
+        verification.save(v)
         answer = {"case_id": case_id, "decision": decision,
                   **verification.decide(case_id, decision, reason, REVIEWER)}
         assert DecisionOut.model_validate(answer).model_dump(mode="json") == answer
@@ -377,7 +384,8 @@ def test_read_routes_answer_byte_for_byte_what_they_answered_before(apps):
     # notify: an acceptance and a refusal
     notify = apps["notify"].state.runtime.app
     case_id = new_case_id()
-    assert notify.process_cloud_event(submitted(case_id))
+    assert notify.process_cloud_event(cloud("ApplicationAccepted", accepted_data(case_id, accepted_at),
+                                            subject=case_id, source="lifeline/intake"))
     assert notify.process_cloud_event(cloud("BenefitRefused", {
         "case_id": case_id, "verification_id": "V-1", "region_code": "370502101001",
         "reason": "家庭人均收入高于当地低保标准", "refusing_body": "370502101 乡镇审核确认小组",
@@ -413,7 +421,7 @@ def test_read_routes_answer_byte_for_byte_what_they_answered_before(apps):
         "referral_id": "R-0123456789ABCDEF0123", "case_id": case_id, "target": "charity",
         "need_category": "medical", "amount_asked_fen": 500000, "urgency": "urgent",
         "due_date": "2026-12-10", "consent_to_share": True,
-        "household_profile": {"region_code": "370502101001", "members_count": 2, "name_masked": "王**",
+        "household_profile": {"region_code": "370502101001", "members_count": 2, "name_masked": "王*明",
                               "assistance_type": "dibao"},
         "raised_at": "2026-11-25T09:00:00+08:00"}, subject=case_id, source="lifeline/intake"))
     items = documents(charity_app, "need", case_id)

@@ -40,17 +40,30 @@ from services.verification.assessment import RECORD_FIELDS
 from services.verification.application import project as verification_project
 from services.verification.consumers import CONSUMES as VERIFICATION_CONSUMES
 
-from .services import CLERK, COUNTY_OFFICER, MEMORY_ENV, REVIEWER, SEALER, application_body, pid
+from .services import (
+    CASEWORKER,
+    CLERK,
+    COUNTY_OFFICER,
+    MEMORY_ENV,
+    REVIEWER,
+    SEALER,
+    SURVEYORS,
+    application_body,
+    pid,
+)
 
 NOW = "2026-11-25T09:00:00+08:00"
 # Public events no Lifeline service consumes yet (read by partners, the federation, auditors).
 NOT_CONSUMED_YET = {"VerificationRequested", "EntitlementOpened", "NoticeIssued", "NeedOpened",
-                    "FundRegistered"}
+                    "FundRegistered",
+                    # the procedure's steps and the watch's answers: read by auditors and the console
+                    "HouseholdSurveyRecorded", "InitialReviewProposed", "ObjectionRaised",
+                    "DemocraticAppraisalHeld", "DeadlineWarning", "DeadlineBreached"}
 
 
 class Scenario:
     def __init__(self, tmp_path):
-        clock = FixedClock(NOW)
+        self.clock = clock = FixedClock(NOW)
         env = dict(MEMORY_ENV)
         self.apps = {
             "intake": (IntakeApplication(env, clock=clock, sealer=SEALER), INTAKE_CONSUMES, intake_project),
@@ -116,10 +129,17 @@ def form(ids: list[str], **overrides: Any) -> dict:
     return application_body(ids, **overrides)
 
 
+ACCEPTED_AT = "2026-11-11T09:00:00+08:00"   # Wednesday: the procedure takes two weeks
+STEPS_AT = "2026-11-12T10:00:00+08:00"      # survey, initial review, public notice (until 11-19)
+OBJECTION_AT = "2026-11-13T15:00:00+08:00"
+APPRAISAL_AT = "2026-11-16T10:00:00+08:00"  # also the day the stalled survey is warned (due 11-16)
+
+
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> Scenario:
     s = Scenario(tmp_path_factory.mktemp("producers"))
-    intake, verification = s.app("intake"), s.app("verification")
+    intake, verification, notify = s.app("intake"), s.app("verification"), s.app("notify")
+    s.clock.set(ACCEPTED_AT)
     cases: dict[str, str] = {}
     households = {
         "dibao": ([pid(401), pid(402, female=True)], {}),
@@ -127,11 +147,40 @@ def scenario(tmp_path_factory) -> Scenario:
         "jinan": ([pid(404)], {"assistance_type": "linshi_jinan", "requested_amount_fen": 150000}),
         "zhichu": ([pid(405)], {"assistance_type": "linshi_zhichu", "declared_medical_expense_fen": 90000}),
         "low_income": ([pid(406)], {"assistance_type": "low_income"}),
+        "stalled": ([pid(407)], {}),          # accepted, never surveyed: its deadline is breached
+        "not_accepted": ([pid(408)], {}),     # materials asked for, then not accepted
     }
     for label, (ids, overrides) in households.items():
         s.poor(*ids)
         cases[label] = intake.submit_application(form(ids, **overrides), CLERK)
+        if label == "not_accepted":
+            intake.decide_acceptance(cases[label], "request_materials", "授权书未签字", ["authorisation"], CLERK)
+            intake.decide_acceptance(cases[label], "refuse", "逾期未补正材料", None, CLERK)
+        else:
+            intake.decide_acceptance(cases[label], "accept", "材料齐全，予以受理", None, CLERK)
     s.settle()
+    decided = {"dibao": "include", "jinan": "include", "low_income": "include", "zhichu": "include",
+               "refused": "refuse"}
+    s.clock.set(STEPS_AT)
+    for label, proposal in decided.items():
+        verification.record_survey(cases[label], SURVEYORS, s.clock.now().date(), "入户调查情况与申报一致", CASEWORKER)
+        verification.propose(cases[label], proposal, "初审意见", CASEWORKER)
+        if proposal == "include":
+            verification.post_notice(cases[label], CASEWORKER)
+    s.settle()
+    s.clock.set(OBJECTION_AT)
+    notice = verification.get_verification(cases["dibao"]).notice
+    notify.receive_objection(notice["village_code"], notice["public_notice_id"], "该户有小轿车一辆", None, "OBJ-PRODUCERS-1")
+    s.settle()
+    s.clock.set(APPRAISAL_AT)
+    for label in decided:
+        if verification.get_verification(cases[label]).appraisal_due:
+            verification.hold_appraisal(cases[label], s.clock.now().date(), 9, 7, 1, 1, "多数同意", CASEWORKER)
+    stalled_survey = f"{cases['stalled']}/household_survey"
+    s.settle()
+    assert notify.watch_deadline(stalled_survey, s.clock.now()) == "warned"
+    s.clock.set(NOW)
+    assert notify.watch_deadline(stalled_survey, s.clock.now()) == "breached"
     for label in ("dibao", "jinan", "low_income"):
         verification.decide(cases[label], "approve", "符合条件", REVIEWER)
     verification.decide(cases["zhichu"], "approve", "支出型困难", COUNTY_OFFICER)
@@ -216,7 +265,7 @@ def test_benefit_kinds_reach_payment_as_their_own_entitlements(scenario):
         kinds = {label: [d["kind"] for d in tx.find("entitlement", case_id)]
                  for label, case_id in scenario.cases.items()}
     assert kinds == {"dibao": ["monthly"], "refused": [], "jinan": ["one_off"],
-                     "zhichu": ["one_off"], "low_income": ["recognition"]}
+                     "zhichu": ["one_off"], "low_income": ["recognition"], "stalled": [], "not_accepted": []}
 
 
 # Read-model documents that mirror a public event: what they share must agree.

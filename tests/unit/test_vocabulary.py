@@ -10,6 +10,7 @@ import pytest
 
 from lifeline.contracts import registry
 from lifeline.rules import vocabulary as V
+from lifeline.rules.clocks import CLOCKS
 from lifeline.rules.departments import DEPARTMENTS
 from services.notify.domain import LEGAL_NAMES
 
@@ -21,6 +22,7 @@ VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
     ("ApplicationSubmitted", "$.members[].relation"): V.RELATIONS,
     ("ApplicationSubmitted", "$.members[].disability_kind"): (*V.DISABILITY_KINDS, None),
     ("ApplicationSubmitted", "$.members[].work_ability"): V.WORK_ABILITY,
+    ("ApplicationSubmitted", "$.members[].cadre_relation"): (*V.CADRE_RELATIONS, None),
     ("ApplicationSubmitted", "$.bank_account.channel"): tuple(V.BANK_CHANNELS),
     ("ApplicationSubmitted", "$.urgency"): V.URGENCIES,
     ("BenefitApproved", "$.household.area"): V.AREAS,
@@ -47,6 +49,21 @@ VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
     ("VerificationCompleted", "$.departments_answered[]"): tuple(DEPARTMENTS),
     ("VerificationCompleted", "$.departments_missing[]"): tuple(DEPARTMENTS),
     ("VerificationRequested", "$.department"): tuple(DEPARTMENTS),
+    # the procedure (issue 9)
+    ("ApplicationAccepted", "$.assistance_type"): V.ASSISTANCE_TYPES,
+    ("ApplicationRefused", "$.assistance_type"): V.ASSISTANCE_TYPES,
+    ("MaterialsRequested", "$.assistance_type"): V.ASSISTANCE_TYPES,
+    ("MaterialsRequested", "$.missing_materials[]"): tuple(V.REQUIRED_MATERIALS),
+    ("DeadlineWarning", "$.clock"): tuple(CLOCKS),
+    ("DeadlineBreached", "$.clock"): tuple(CLOCKS),
+    ("DeadlineBreached", "$.escalated_to.level"): V.ESCALATION_LEVELS,
+    ("HouseholdSurveyRecorded", "$.surveyors[].role"): V.SURVEYOR_ROLES,
+    ("InitialReviewProposed", "$.proposal"): V.PROPOSALS,
+    ("InitialReviewProposed", "$.assistance_type"): V.ASSISTANCE_TYPES,
+    ("PublicNoticePosted", "$.assistance_type"): V.ASSISTANCE_TYPES,
+    ("DeadlineSet", "$.clock"): tuple(CLOCKS),
+    ("DeadlineCleared", "$.clock"): tuple(CLOCKS),
+    ("DeadlineCleared", "$.outcome"): V.DEADLINE_OUTCOMES,
 }
 
 

@@ -72,7 +72,8 @@ FORM_DEFAULTS: dict[str, Any] = {
     "declared_medical_expense_fen": 0, "declared_education_expense_fen": 0,
     "requested_amount_fen": 0, "single_person_member_id": None,
 }
-MEMBER_DEFAULTS: dict[str, Any] = {"co_resident": True, "support_obligor": False, "support_paid_fen": 0}
+MEMBER_DEFAULTS: dict[str, Any] = {"co_resident": True, "support_obligor": False, "support_paid_fen": 0,
+                                   "cadre_relation": None}
 
 
 def application_body(ids: list[str], *, names: list[str] | None = None, **overrides: Any) -> dict:
@@ -197,3 +198,33 @@ def old_stored_event(mapper: Mapper, event_class: type, originator_id: uuid.UUID
         originator_id=originator_id, originator_version=version, topic=get_topic(event_class),
         state=mapper.transcoder.encode(state),
     )
+
+
+# --- the statutory procedure (issue 9) ---------------------------------------------------
+CASEWORKER = Meta("caseworker-001", "caseworker", TOWNSHIP)
+SURVEYORS = [{"name": "李卫东", "role": "village_cadre"}, {"name": "赵敏", "role": "township_staff"}]
+
+
+def accepted_data(case_id: str, accepted_at: str, region_code: str = VILLAGE) -> dict:
+    """ApplicationAccepted as intake publishes it."""
+    return {
+        "case_id": case_id, "region_code": region_code, "assistance_type": "dibao",
+        "applicant_name_masked": "王*明", "members_count": 2, "reason": "材料齐全，予以受理",
+        "accepted_at": accepted_at,
+    }
+
+
+def ready_to_decide(v: Any, decided_at: Any, proposal: str = "include", by: Meta = CASEWORKER) -> None:
+    """Take a completed Verification through survey, initial review and public notice (and an
+    appraisal when the check warned), early enough that a decision may be taken at `decided_at`:
+    the steps happen 12 days before it, the notice is over by then."""
+    from datetime import timedelta
+
+    day0 = decided_at - timedelta(days=12)
+    if v.survey is None:
+        v.record_survey(SURVEYORS, day0.date(), "入户调查情况与申报一致", day0, by)
+    v.propose(proposal, "拟纳入" if proposal == "include" else "拟不予纳入", day0, by)
+    if proposal == "include":
+        v.post_notice("P-1", day0, by)
+        if v.appraisal_due:
+            v.hold_appraisal(day0.date(), 9, 7, 1, 1, "多数同意", day0, by)

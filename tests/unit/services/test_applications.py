@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,12 +48,14 @@ from services.verification.application import (
     verification_view,
 )
 from services.verification.application import project as verification_project
-from services.verification.domain import Verification
+from services.verification.domain import NotPermitted, Verification
 from services.verification.outbound import OUTBOUND as VERIFICATION_OUTBOUND
 from services.verification.policy import PolicyHolder, shipped_policy_book
 
 from . import (
     ACCOUNT_NUMBER,
+    accepted_data,
+    ready_to_decide,
     APPLICANT_NAME,
     CLERK,
     COUNTY_OFFICER,
@@ -126,10 +128,12 @@ def test_memory_env_mirrors_the_service_store_settings(tmp_path):
     ("app_class", "handled"),
     [
         (IntakeApplication, {"VerificationCompleted", "BenefitApproved", "BenefitRefused"}),
-        (VerificationApplication, {"ApplicationSubmitted", "DepartmentRecordsReported"}),
+        (VerificationApplication, {"ApplicationSubmitted", "ApplicationAccepted", "ApplicationRefused",
+                                   "DepartmentRecordsReported", "ObjectionReceived"}),
         (PaymentApplication, {"BenefitApproved"}),
         (CharityApplication, {"ReferralRaised"}),
-        (NotifyApplication, {"ApplicationSubmitted", "BenefitRefused"}),
+        (NotifyApplication, {"ApplicationAccepted", "ApplicationRefused", "MaterialsRequested",
+                             "BenefitRefused", "PublicNoticePosted", "DeadlineSet", "DeadlineCleared"}),
     ],
 )
 def test_handled_events(app_class, handled):
@@ -161,9 +165,30 @@ def records_event(case_id: str, department: str, request_id: str, ids=IDS, incom
 
 
 def start(app: VerificationApplication, case_id: str, **kw):
-    event = submitted_event(case_id, **kw)
+    """Intake's ApplicationSubmitted, then its ApplicationAccepted (dated two weeks before the
+    clock's time, so that the procedure's steps fit before a decision at that time); returns
+    the acceptance, which starts the check."""
+    assert app.process_cloud_event(submitted_event(case_id, **kw)) is True
+    accepted_at = (app.clock.now() - timedelta(days=14)).isoformat()
+    event = cloud("ApplicationAccepted", accepted_data(case_id, accepted_at), subject=case_id,
+                  source="lifeline/intake")
     assert app.process_cloud_event(event) is True
     return event
+
+
+def prepare(app: VerificationApplication, case_id: str, proposal: str = "include") -> None:
+    """The survey, the initial review and the public notice, recorded by a caseworker (four
+    eyes) early enough that a decision may be taken at the clock's time."""
+    v = app.get_verification(case_id)
+    if v.state == "completed" and v.proposal is None:
+        ready_to_decide(v, app.clock.now(), proposal)
+        app.save(v)
+
+
+def decide(app: VerificationApplication, case_id: str, decision: str, reason: str, by):
+    """`app.decide` at the clock's time, the steps before it done (proposing what is decided)."""
+    prepare(app, case_id, "include" if decision == "approve" else "refuse")
+    return app.decide(case_id, decision, reason, by)
 
 
 def answer(app: VerificationApplication, case_id: str, *, skip=(), income: int = 0) -> None:
@@ -182,7 +207,11 @@ def test_application_starts_one_request_per_mandatory_department(verification):
     assert sorted(v.requests) == sorted(departments)
     assert v.state == "requested" and v.region_code == VILLAGE
     requested = stored(verification, Verification.Requested)
-    assert len(requested) == len(departments) == log_length(verification) - 1
+    assert len(requested) == len(departments)
+    # Opened, accepted, the requests, and three deadlines: report, survey, whole procedure.
+    assert log_length(verification) == 2 + len(departments) + 3
+    assert sorted(d["clock"] for d in v.deadlines.values()) == [
+        "household_survey", "verification_report", "whole_procedure"]
     for e in requested:
         out = public(e, VERIFICATION_OUTBOUND)
         assert out.data["id_numbers"] == IDS
@@ -300,7 +329,7 @@ def test_approval_pays_from_the_month_after_the_decision(verification):
     case_id = new_case_id()
     start(verification, case_id)
     answer(verification, case_id)
-    view = verification.decide(case_id, "approve", "符合低保条件", REVIEWER)
+    view = decide(verification, case_id, "approve", "符合低保条件", REVIEWER)
     assert view["first_period"] == "2026-12"  # decided on NOW, 2026-11-25
     v = verification.get_verification(case_id)
     assert v.state == "approved"
@@ -328,9 +357,9 @@ def test_approval_pays_from_the_month_after_the_decision(verification):
     assert approved.meta["reason"] == ""  # Meta as given by the caller
 
     with pytest.raises(DecisionNotAllowed):
-        verification.decide(case_id, "refuse", "又改主意", REVIEWER)
+        decide(verification, case_id, "refuse", "又改主意", REVIEWER)
     with pytest.raises(DecisionNotAllowed):
-        verification.decide(case_id, "approve", "再批一次", REVIEWER)
+        decide(verification, case_id, "approve", "再批一次", REVIEWER)
     assert len(stored(verification, Verification.Approved, Verification.Refused)) == 1
 
 
@@ -340,7 +369,7 @@ def test_no_decision_before_the_check_is_complete(verification, decision):
     start(verification, case_id)
     before = log_length(verification)
     with pytest.raises(DecisionNotAllowed):
-        verification.decide(case_id, decision, "太早", REVIEWER)
+        decide(verification, case_id, decision, "太早", REVIEWER)
     assert log_length(verification) == before
 
 
@@ -352,9 +381,9 @@ def test_an_ineligible_household_cannot_be_approved_but_can_be_refused(verificat
     public(stored(verification, Verification.Completed)[0], VERIFICATION_OUTBOUND)
     before = log_length(verification)
     with pytest.raises(DecisionNotAllowed):
-        verification.decide(case_id, "approve", "照顾", REVIEWER)
+        decide(verification, case_id, "approve", "照顾", REVIEWER)
     assert log_length(verification) == before
-    refusal = verification.decide(case_id, "refuse", "家庭月人均收入不低于当地低保标准", REVIEWER)
+    refusal = decide(verification, case_id, "refuse", "家庭月人均收入不低于当地低保标准", REVIEWER)
     v = verification.get_verification(case_id)
     assert refusal == {"case_id": case_id, "verification_id": v.verification_id,
                        "region_code": VILLAGE, "reason": "家庭月人均收入不低于当地低保标准",
@@ -420,7 +449,7 @@ def test_verification_read_model(verification):
     done, waiting = new_case_id(), new_case_id()
     start(verification, done)
     answer(verification, done)
-    verification.decide(done, "approve", "ok", REVIEWER)
+    decide(verification, done, "approve", "ok", REVIEWER)
     start(verification, waiting)
     views = rebuild(verification, verification_project)
     with views.transaction() as tx:
@@ -520,15 +549,22 @@ def refused_event(case_id: str, reason: str):
     return cloud("BenefitRefused", data, subject=case_id, source="lifeline/verification")
 
 
+def accepted_event(case_id: str):
+    return cloud("ApplicationAccepted", accepted_data(case_id, "2026-11-25T09:30:00+08:00"),
+                 subject=case_id, source="lifeline/intake")
+
+
 def test_acceptance_notice_once_per_case(notify):
     case_id = new_case_id()
-    first = submitted_event(case_id)
+    assert notify.process_cloud_event(submitted_event(case_id)) is True  # no notice yet: not accepted
+    assert stored(notify, Notice.Issued) == []
+    first = accepted_event(case_id)
     assert notify.process_cloud_event(first) is True
     assert notify.process_cloud_event(first) is False
-    assert notify.process_cloud_event(submitted_event(case_id)) is True
+    assert notify.process_cloud_event(accepted_event(case_id)) is True
     (notice,) = stored(notify, Notice.Issued)
     assert (notice.kind, notice.legal_name, notice.case_id) == ("acceptance", LEGAL_NAMES["acceptance"], case_id)
-    assert notice.recipient_masked == "王**" and notice.region_code == VILLAGE
+    assert notice.recipient_masked == "王*明" and notice.region_code == VILLAGE
     assert notice.cause_event_id == first.id and notice.issued_at == NOW.isoformat()
     out = public(notice, NOTIFY_OUTBOUND)
     text = json.dumps(out.data, ensure_ascii=False)
@@ -537,14 +573,14 @@ def test_acceptance_notice_once_per_case(notify):
 
 def test_refusal_notice_carries_the_reason(notify):
     case_id = new_case_id()
-    notify.process_cloud_event(submitted_event(case_id))
+    notify.process_cloud_event(accepted_event(case_id))
     reason = "家庭月人均收入不低于当地低保标准"
     refused = refused_event(case_id, reason)
     assert notify.process_cloud_event(refused) is True
     assert notify.process_cloud_event(refused_event(case_id, reason)) is True  # no second notice
     (notice,) = stored(notify, Notice.Issued)[1:]
     assert (notice.kind, notice.legal_name) == ("refusal", "不予批准决定书")
-    assert reason in notice.body and "王**" in notice.body
+    assert reason in notice.body and "王*明" in notice.body
     assert notice.region_code == VILLAGE and notice.cause_event_id == refused.id
     public(notice, NOTIFY_OUTBOUND)
 
@@ -560,7 +596,7 @@ def test_refusal_notice_without_an_acceptance_notice(notify):
 
 def test_notify_read_model(notify):
     case_id = new_case_id()
-    notify.process_cloud_event(submitted_event(case_id))
+    notify.process_cloud_event(accepted_event(case_id))
     notify.process_cloud_event(refused_event(case_id, "收入超标"))
     views = rebuild(notify, notify_project)
     with views.transaction() as tx:
@@ -651,7 +687,7 @@ def test_referral_carries_a_masked_profile_only(intake):
     assert out.data["referral_id"] == referral_id and out.data["due_date"] == "2026-12-10"
     assert out.data["raised_at"] == NOW.isoformat()
     assert out.data["household_profile"] == {
-        "region_code": VILLAGE, "members_count": 3, "name_masked": "王**", "assistance_type": "dibao"}
+        "region_code": VILLAGE, "members_count": 3, "name_masked": "王*明", "assistance_type": "dibao"}
     text = json.dumps(out.data, ensure_ascii=False)
     for name in ["王小明", "李红", "王乐"]:
         assert name not in text
@@ -748,7 +784,7 @@ def referral_event(case_id: str, referral_id: str, target: str = "charity"):
         "referral_id": referral_id, "case_id": case_id, "target": target, "need_category": "medical",
         "amount_asked_fen": 500000, "urgency": "urgent", "due_date": "2026-12-10",
         "consent_to_share": True,
-        "household_profile": {"region_code": VILLAGE, "members_count": 2, "name_masked": "王**",
+        "household_profile": {"region_code": VILLAGE, "members_count": 2, "name_masked": "王*明",
                               "assistance_type": "dibao"},
         "raised_at": "2026-11-25T09:00:00+08:00",
     }
@@ -810,12 +846,17 @@ def as_consumed(event, outbound, source: str, sequence: int):
 
 
 def test_one_case_through_intake_verification_payment_and_notify(intake, verification, payment, notify):
+    intake.clock.set(NOW - timedelta(days=14))  # accepted two weeks before the decision
     case_id = intake.submit_application(application_body(IDS), CLERK)
+    intake.decide_acceptance(case_id, "accept", "材料齐全", None, CLERK)
     (submitted,) = stored(intake, Case.Submitted)
-    consumed = as_consumed(submitted, INTAKE_OUTBOUND, "lifeline/intake", 1)
-    assert verification.process_cloud_event(consumed) and notify.process_cloud_event(consumed)
+    (accepted,) = stored(intake, Case.Accepted)
+    for n, event in enumerate((submitted, accepted), start=1):
+        consumed = as_consumed(event, INTAKE_OUTBOUND, "lifeline/intake", n)
+        verification.process_cloud_event(consumed)
+        notify.process_cloud_event(consumed)
     answer(verification, case_id)
-    verification.decide(case_id, "approve", "符合条件", REVIEWER)
+    decide(verification, case_id, "approve", "符合条件", REVIEWER)
     for n, event in enumerate(stored(verification, Verification.Completed, Verification.Approved), start=1):
         published = as_consumed(event, VERIFICATION_OUTBOUND, "lifeline/verification", 100 + n)
         intake.process_cloud_event(published)
@@ -865,7 +906,7 @@ def test_the_decision_uses_the_policy_in_force_on_the_decision_date(verification
     assert verification.get_verification(case_id).assessment == checked  # the record stands
 
     verification.clock.set("2026-12-01T09:00:00+08:00")  # the review group decides in December
-    benefit = verification.decide(case_id, "approve", "ok", REVIEWER)
+    benefit = decide(verification, case_id, "approve", "ok", REVIEWER)
     assert benefit["monthly_amount_fen"] == checked["monthly_amount_fen"] + 10000 * members
     assert benefit["first_period"] == "2027-01"
     (approved,) = stored(verification, Verification.Approved)
@@ -876,7 +917,7 @@ def test_the_decision_uses_the_policy_in_force_on_the_decision_date(verification
 def approve_and_publish(verification, payment, case_id: str, by: Meta = REVIEWER, *, times: int = 1) -> dict:
     """Decide, then deliver the published BenefitApproved to payment: the same CloudEvent twice
     (a redelivery) and `times` CloudEvents in all (the approval republished)."""
-    view = verification.decide(case_id, "approve", "符合条件", by)
+    view = decide(verification, case_id, "approve", "符合条件", by)
     (approved,) = stored(verification, Verification.Approved)
     for n in range(times):
         event = as_consumed(approved, VERIFICATION_OUTBOUND, "lifeline/verification", 500 + n)
@@ -919,9 +960,10 @@ def test_one_off_relief_above_the_township_cap_is_approved_by_the_county(verific
     case_id = new_case_id()
     start(verification, case_id, assistance_type="linshi_jinan", requested_amount_fen=cap + 100)
     answer(verification, case_id)
+    prepare(verification, case_id)
     before = log_length(verification)
-    with pytest.raises(DecisionNotAllowed, match="county"):
-        verification.decide(case_id, "approve", "符合条件", REVIEWER)
+    with pytest.raises(NotPermitted, match="county"):
+        decide(verification, case_id, "approve", "符合条件", REVIEWER)
     assert log_length(verification) == before
     assert verification.get_verification(case_id).state == "completed"
 
@@ -939,7 +981,7 @@ def test_one_off_relief_at_the_township_cap_is_approved_by_the_township(verifica
     case_id = new_case_id()
     start(verification, case_id, assistance_type="linshi_jinan", requested_amount_fen=cap)
     answer(verification, case_id)
-    view = verification.decide(case_id, "approve", "符合条件", REVIEWER)
+    view = decide(verification, case_id, "approve", "符合条件", REVIEWER)
     assert (view["one_off_amount_fen"], view["approval_level"]) == (cap, "township")
 
 
@@ -982,7 +1024,7 @@ def test_a_monthly_benefit_is_paid_from_the_month_after_the_decision(decided_at,
         start(verification, case_id)
         answer(verification, case_id)
         verification.clock.set(decided_at)
-        view = verification.decide(case_id, "approve", "符合条件", REVIEWER)
+        view = decide(verification, case_id, "approve", "符合条件", REVIEWER)
         assert (view["kind"], view["first_period"]) == ("monthly", first_period)
         assert view["approved_at"] == datetime.fromisoformat(decided_at).astimezone(SHANGHAI).isoformat()
     finally:
