@@ -17,7 +17,7 @@ from eventsourcing.persistence import OperationalError as StoreOperationalError
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -25,6 +25,8 @@ from lifeline.contracts.envelope import ContractError
 from lifeline.http.auth import Principal, ensure_region
 from lifeline.http.problems import PROBLEM_JSON, BodySizeLimit, Problem, install_problem_handlers
 from lifeline.ops.metrics import HTTP_REQUESTS, REGISTRY
+from lifeline.rules.ids import InvalidResidentId, parse_resident_id
+from lifeline.rules.regions import InvalidRegionCode, region_contains, validate_region_code
 from lifeline.runtime.service import ServiceRuntime, ServiceSpec
 from lifeline.settings import Settings
 
@@ -128,6 +130,38 @@ CREATE_ERRORS = problem_responses(400, 401, 403, 409, 413, 422, 503)   # POST a 
 COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 503)  # POST to one
 
 CaseId = Annotated[str, Query(min_length=3, max_length=64)]
+
+
+def _resident_id(value: str) -> str:
+    try:
+        return parse_resident_id(value.upper()).number
+    except InvalidResidentId as exc:
+        raise ValueError(f"invalid resident ID number: {exc}") from exc
+
+
+# A GB 11643 resident ID number in a request body: form and check digit verified, `x` read as `X`.
+ResidentIdNumber = Annotated[str, Field(min_length=18, max_length=18), AfterValidator(_resident_id)]
+
+
+def region_filter(region: str | None, principal: Principal) -> str | None:
+    """A `?region=` narrowing a listing: a known division code (422) within the caller's (403)."""
+    if region is None:
+        return None
+    try:
+        validate_region_code(region)
+    except InvalidRegionCode:
+        raise Problem(422, "Request validation failed", "region is not a known division code.",
+                      slug="validation",
+                      errors=[{"parameter": "region", "in": "query",
+                               "detail": "not a GB/T 2260 division code"}]) from None
+    ensure_region(principal, region)
+    return region
+
+
+def in_region(docs: list[dict[str, Any]], principal: Principal, region: str | None) -> list[dict[str, Any]]:
+    """The read-model documents the caller may see, narrowed to `region` when given."""
+    return [d for d in docs if principal.can_access(d["region_code"])
+            and (region is None or region_contains(region, d["region_code"]))]
 
 
 def add_case_items_route(

@@ -18,10 +18,10 @@ from lifeline.http.app import (
     COMMAND_ERRORS,
     CREATE_ERRORS,
     READ_ERRORS,
+    ResidentIdNumber,
     found_in_region,
     idempotent_id,
 )
-from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.regions import InvalidRegionCode, validate_division_in_force
 from lifeline.rules.vocabulary import (
     AREAS,
@@ -74,7 +74,7 @@ class MemberIn(BaseModel):
                           {"id_number": SPOUSE_ID, "name": "李秀英", "relation": "spouse",
                            "cadre_relation": "close_relative"})
 
-    id_number: str = Field(min_length=18, max_length=18)
+    id_number: ResidentIdNumber
     name: str = Field(min_length=1, max_length=50)
     relation: Literal[RELATIONS]
     disability_grade: int | None = Field(default=None, ge=1, le=4)
@@ -89,13 +89,6 @@ class MemberIn(BaseModel):
     cadre_relation: Literal[CADRE_RELATIONS] | None = Field(
         default=None, description="备案: cadre (村/社区/乡镇干部) or close_relative (近亲属) of one; null otherwise")
 
-    @field_validator("id_number")
-    @classmethod
-    def _resident_id(cls, value: str) -> str:
-        try:
-            return parse_resident_id(value.upper()).number
-        except InvalidResidentId as exc:
-            raise ValueError(f"invalid resident ID number: {exc}") from exc
 
 
 class BankAccountIn(BaseModel):

@@ -9,11 +9,10 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.domain.aggregate import new_id
-from lifeline.http.app import LIST_ERRORS, add_case_items_route, idempotent_id, problem_responses
-from lifeline.http.auth import CASE_READERS, Principal, ensure_region
+from lifeline.http.app import LIST_ERRORS, add_case_items_route, idempotent_id, in_region, problem_responses, region_filter
+from lifeline.http.auth import CASE_READERS, Principal
 from lifeline.http.problems import Problem
 from lifeline.rules.clocks import CLOCKS
-from lifeline.rules.regions import InvalidRegionCode, region_contains, validate_region_code
 from lifeline.rules.vocabulary import ASSISTANCE_TYPES, DEADLINE_OUTCOMES, ESCALATION_LEVELS
 from lifeline.runtime.service import ServiceRuntime
 from services.notify.application import (
@@ -204,23 +203,11 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         """Statutory deadlines (the deadline watch) within the caller's region. An escalated
         deadline concerns the office above the responsible one, which contains its region, so
         the supervising office sees it as well."""
-        if region is not None:
-            try:
-                validate_region_code(region)
-            except InvalidRegionCode:
-                raise Problem(422, "Request validation failed", "region is not a known division code.",
-                              slug="validation",
-                              errors=[{"parameter": "region", "in": "query",
-                                       "detail": "not a GB/T 2260 division code"}]) from None
-            ensure_region(principal, region)
+        region_filter(region, principal)
         views = await runtime.views()
         with views.transaction() as tx:
             docs = deadline_documents(tx, state)
-        items = [
-            d for d in docs
-            if principal.can_access(d["region_code"])
-            and (region is None or region_contains(region, d["region_code"]))
-        ]
+        items = in_region(docs, principal, region)
         items.sort(key=lambda d: (d["due_at"], d["deadline_id"]))
         return {"items": items}
 

@@ -422,7 +422,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         return await runtime.idempotent(request, principal.user_id, handle)
 
     async def take_step(case_id: str, request: Request, principal: Principal, title: str,
-                        take: Callable[[Meta], Any], reason: str = "") -> Any:
+                        take: Callable[[Meta], Any], reason: str = "", status: int = 200) -> Any:
         """One step of the procedure by a person, answered with the procedure as it now stands."""
         await asyncio.to_thread(load, case_id, principal)
 
@@ -430,7 +430,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             with refused_as_problem(title):
                 v = await asyncio.to_thread(take, Meta.of(principal, reason))
             runtime.saved()
-            return 200, verification_view(v)
+            return status, verification_view(v)
 
         return await runtime.idempotent(request, principal.user_id, handle)
 
@@ -484,19 +484,12 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                               principal: Principal = runtime.auth.require(*GRIEVANCE_TAKERS)):
         """Contest a verification result or a refusal (by the household through a clerk, or
         from a board objection); due in 15 working days. Answers the case's procedure."""
-        await asyncio.to_thread(load, body.case_id, principal)
-        key = request.headers.get("Idempotency-Key")
-
-        async def handle() -> tuple[int, dict]:
-            grievance_id = idempotent_id("G", principal.user_id, key) or new_id("G")
-            with refused_as_problem("Grievance not raised"):
-                v = await asyncio.to_thread(
-                    app.raise_grievance, body.case_id, grievance_id, body.against, body.text,
-                    body.channel, body.objection_id, Meta.of(principal))
-            runtime.saved()
-            return 201, verification_view(v)
-
-        return await runtime.idempotent(request, principal.user_id, handle)
+        # A retried request (same Idempotency-Key) names the same grievance.
+        grievance_id = idempotent_id("G", principal.user_id, request.headers.get("Idempotency-Key")) or new_id("G")
+        return await take_step(body.case_id, request, principal, "Grievance not raised",
+                               lambda meta: app.raise_grievance(
+                                   body.case_id, grievance_id, body.against, body.text, body.channel,
+                                   body.objection_id, meta), status=201)
 
     @api.post("/grievances/{grievance_id}/outcome", tags=["grievances"], response_model=VerificationOut,
               responses=COMMAND_ERRORS)

@@ -84,7 +84,7 @@ class VerificationApplication(ServiceApplication):
     def accept(self, case_id: str, accepted_at: datetime, meta: Meta, pe: ProcessingEvent) -> None:
         """Intake accepted: ask the departments and start the procedure's clocks."""
         v = self.get_verification(case_id)
-        if not v.accept(accepted_at, meta):
+        if not v.accept(accepted_at, meta, dict(self._policy(v.region_code, accepted_at).clock_days)):
             return
         now = self.clock.now()
         self._request_records(v, now, meta)

@@ -87,9 +87,12 @@ class Verification(LifelineAggregate):
     class Accepted(LifelineAggregate.Event):
         case_id: str
         accepted_at: str
+        # The county's own periods in force at acceptance (clock → days); the rest default.
+        clock_days: dict[str, int]
 
         def apply(self, v: "Verification") -> None:
             v.accepted_at = self.accepted_at
+            v.clock_days = dict(self.clock_days)
             v.state = "requested"
 
     class NotAccepted(LifelineAggregate.Event):
@@ -402,6 +405,7 @@ class Verification(LifelineAggregate):
         self.application = application
         self.state = "awaiting_acceptance"
         self.accepted_at: str | None = None
+        self.clock_days: dict[str, int] = {}
         self.requests: dict[str, str] = {}
         self.records: dict[str, DepartmentRecord] = {}
         self.assessment: dict[str, Any] | None = None
@@ -447,8 +451,11 @@ class Verification(LifelineAggregate):
     # --- deadlines ----------------------------------------------------------------
     def _set_deadline(self, clock: str, start: datetime, now: datetime, by: Meta) -> str:
         """Start one statutory clock (lifeline.rules.clocks) on this case; its deadline id."""
-        due = (clocks.verification_report_due(start) if clock == "verification_report"
-               else clocks.clock_due(clock, start))
+        days = self.clock_days.get(clock)
+        if clock == "verification_report":  # warned after 3 working days, due after 5
+            due = clocks.verification_report_due(start, limit_days=days or 5, target_days=min(3, days or 5))
+        else:
+            due = clocks.clock_due(clock, start, days=days)
         base = f"{self.case_id}/{clock}"
         repeats = sum(1 for d in self.deadlines.values() if d["clock"] == clock)
         deadline_id = base if not repeats else f"{base}/{repeats + 1}"
@@ -479,12 +486,13 @@ class Verification(LifelineAggregate):
             )
 
     # --- acceptance (intake decides; the procedure's clocks start here) ---------------
-    def accept(self, accepted_at: datetime, by: Meta) -> bool:
-        """Intake accepted the application; False when already known."""
+    def accept(self, accepted_at: datetime, by: Meta, clock_days: dict[str, int] | None = None) -> bool:
+        """Intake accepted the application; False when already known. `clock_days` are the
+        county's own periods (policy `clock_days`), kept for every deadline of this case."""
         if self.state != "awaiting_acceptance":
             return False
         self.trigger_event(self.Accepted, case_id=self.case_id, accepted_at=accepted_at.isoformat(),
-                           meta=by.as_dict())
+                           clock_days=dict(clock_days or {}), meta=by.as_dict())
         return True
 
     def start_clocks(self, accepted_at: datetime, requested_at: datetime, by: Meta) -> None:

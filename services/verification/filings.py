@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.values import Member, mask_name
-from lifeline.http.app import LIST_ERRORS, problem_responses
+from lifeline.http.app import LIST_ERRORS, ResidentIdNumber, in_region, problem_responses, region_filter
 from lifeline.http.auth import Principal, ensure_region
 from lifeline.http.problems import Problem
-from lifeline.rules.ids import InvalidResidentId, has_resident_id_form, parse_resident_id
-from lifeline.rules.regions import InvalidRegionCode, is_known_county, region_contains, validate_region_code
+from lifeline.rules.ids import has_resident_id_form
+from lifeline.rules.regions import is_known_county
 from lifeline.rules.vocabulary import CADRE_RELATIONS
 from lifeline.stores.sidestore import SideTx
 
@@ -230,19 +230,12 @@ REGISTER_READ_ERRORS = problem_responses(401, 403, 404, 422, 503)
 class CadreEntryIn(BaseModel):
     model_config = strict(CADRE_EXAMPLE, RELATIVE_EXAMPLE)
 
-    id_number: str = Field(min_length=18, max_length=18)
+    id_number: ResidentIdNumber
     name: str = Field(min_length=1, max_length=NAME_MAX)
     relation: Literal[CADRE_RELATIONS] = Field(description="cadre (村/社区/乡镇干部) or close_relative (近亲属)")
     post: str = Field(min_length=1, max_length=POST_MAX,
                       description="the cadre's post (for a relative: whose relative, and the post)")
 
-    @field_validator("id_number")
-    @classmethod
-    def _resident_id(cls, value: str) -> str:
-        try:
-            return parse_resident_id(value.upper()).number
-        except InvalidResidentId as exc:
-            raise ValueError(f"invalid resident ID number: {exc}") from exc
 
 
 class CadreRegisterIn(BaseModel):
@@ -286,19 +279,6 @@ class FilingOut(BaseModel):
 
 class FilingsOut(BaseModel):
     items: list[FilingOut] = Field(description="those within the caller's region, by time flagged")
-
-
-def _region_param(region: str | None, principal: Principal) -> None:
-    if region is None:
-        return
-    try:
-        validate_region_code(region)
-    except InvalidRegionCode:
-        raise Problem(422, "Request validation failed", "region is not a known division code.",
-                      slug="validation",
-                      errors=[{"parameter": "region", "in": "query",
-                               "detail": "not a GB/T 2260 division code"}]) from None
-    ensure_region(principal, region)
 
 
 def _county(county_code: str) -> str:
@@ -355,15 +335,11 @@ def router(runtime: "ServiceRuntime") -> APIRouter:
     ):
         """Cases filed (备案) because a member is a cadre or a cadre's close relative, within the
         caller's region: why (declared at intake, or the county's register), names masked."""
-        _region_param(region, principal)
+        region_filter(region, principal)
         views = await runtime.views()
         with views.transaction() as tx:
             docs = [doc for _, _, _, doc in tx.all("filing")]
-        items = [
-            d for d in docs
-            if principal.can_access(d["region_code"])
-            and (region is None or region_contains(region, d["region_code"]))
-        ]
+        items = in_region(docs, principal, region)
         items.sort(key=lambda d: (d["flagged_at"], d["case_id"]))
         return {"items": items}
 

@@ -23,6 +23,7 @@ import jsonschema
 import yaml
 
 from lifeline.errors import ConfigurationError
+from lifeline.rules.clocks import CLOCKS
 from lifeline.rules.departments import DEPARTMENTS
 from lifeline.settings import DEFAULT_POLICY_FILE, Settings
 from lifeline.rules.regions import InvalidRegionCode, county_of, is_known_county
@@ -117,6 +118,9 @@ class CountyPolicy:
     temporary_relief_months: int = 3
     obligor_warning_multiple: Fraction = Fraction(2)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
+    # The procedure's periods where the county sets its own (clock name → days); every other
+    # clock keeps its default in lifeline.rules.clocks.CLOCKS.
+    clock_days: tuple[tuple[str, int], ...] = ()
     source: str = ""
 
     # convenience accessors --------------------------------------------------------------
@@ -254,6 +258,11 @@ POLICY_SCHEMA: dict[str, Any] = {
                         },
                     },
                     "temporary_relief_months": {"type": "integer", "minimum": 1, "maximum": 12},
+                    "clock_days": {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {name: {"type": "integer", "minimum": 1, "maximum": 120}
+                                       for name in CLOCKS},
+                    },
                     "obligor_warning_multiple": _RATIO,
                     "mandatory_departments": {**_DEPT_LIST, "minItems": 1},
                     "expenditure_departments": _DEPT_LIST,
@@ -475,6 +484,7 @@ def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyP
         temporary_relief_months=raw.get("temporary_relief_months", 3),
         obligor_warning_multiple=obligor,
         review=review,
+        clock_days=tuple(sorted(raw.get("clock_days", {}).items())),
         source=raw.get("source", ""),
     )
 

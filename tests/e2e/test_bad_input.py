@@ -230,3 +230,66 @@ def test_steps_before_acceptance_are_refused_and_change_nothing(lifeline):
     assert lifeline.verification(case_id) == view
     time.sleep(1.0)
     assert _published_about(lifeline, case_id) == ["ApplicationSubmitted"]
+
+
+def test_steps_out_of_order_repeated_or_by_the_maker_are_refused_and_change_nothing(lifeline):
+    """Inside the procedure: a repeated step, a survey without a village-based cadre, a visit
+    in the future, an unknown field, a decision before the notice's end and a decision by the
+    person who proposed it each get problem+json naming the rule; the procedure and the
+    verification topic stay as they were."""
+    from tests.e2e.conftest import make_poor
+
+    people = new_people(2)
+    make_poor(lifeline, people)
+    case_id = _submitted_by(lifeline, people)
+    lifeline.accept(case_id)
+    before = wait_for(lambda: (v := lifeline.verification(case_id))["state"] == "completed" and v,
+                      what="the check completed")
+    today = lifeline.clock("show").date()
+    survey = {"surveyors": [{"name": "李卫东", "role": "village_cadre"}, {"name": "赵敏", "role": "township_staff"}],
+              "visited_on": today.isoformat(), "findings": "入户调查"}
+    for body, rule in (
+        ({**survey, "surveyors": [{"name": "甲", "role": "township_staff"}, {"name": "乙", "role": "other"}]},
+         "survey_village_cadre"),
+        ({**survey, "surveyors": survey["surveyors"][:1]}, "survey_two_people"),
+        ({**survey, "visited_on": "2099-01-01"}, "date_in_future"),
+    ):
+        assert _problem(lifeline.step(case_id, "survey", body), 422)["rule"] == rule
+    assert _problem(lifeline.step(case_id, "public-notice"), 409)["rule"] == "initial_review"  # out of order
+    assert lifeline.verification(case_id) == before
+
+    view = lifeline.prepare_decision(case_id)  # survey, proposal, notice by caseworker@370502
+
+    def from_verification() -> list[str]:
+        """What verification published about the case, on every topic (read order across
+        topics is not defined: sorted)."""
+        return sorted(e.name for e in map(registry.decode, lifeline.published())
+                      if e.subject == case_id and e.source == "lifeline/verification")
+
+    published = wait_for(lambda: (p := from_verification()) and "PublicNoticePosted" in p and p,
+                         what="the notice published")
+    refused = [
+        (lifeline.step(case_id, "survey", survey), 409, "household_survey"),  # repeated
+        (lifeline.step(case_id, "public-notice"), 409, "public_notice"),  # repeated
+        (lifeline.step(case_id, "decision", {"decision": "approve", "reason": "同意"}, role="reviewer"),
+         409, "public_notice"),  # the notice is still running
+    ]
+    for r, status, rule in refused:
+        assert _problem(r, status)["rule"] == rule, r.text
+    r = lifeline.step(case_id, "initial-review", {"proposal": "include", "reason": "x", "amount_fen": 1})
+    assert _problem(r, 422)["errors"][0]["pointer"].endswith("amount_fen"), r.text
+    lifeline.pass_notices(view)
+    # Four eyes: the caseworker who surveyed and proposed, now deciding as a reviewer.
+    with lifeline.client("verification", "reviewer", "370502", user="caseworker@370502") as c:
+        r = c.post(f"/v1/verifications/{case_id}/decision", json={"decision": "approve", "reason": "同意"})
+    assert _problem(r, 403)["rule"] == "four_eyes"
+    assert lifeline.verification(case_id) == view
+    time.sleep(1.0)  # several relay polls
+    assert from_verification() == published
+
+
+def _submitted_by(lifeline, people: list[str]) -> str:
+    with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
+        r = c.post("/v1/applications", json=household(people, REGION))
+    assert r.status_code == 201, r.text
+    return r.json()["case_id"]

@@ -12,7 +12,7 @@ from lifeline.contracts import topics as T
 from lifeline.messaging.consumer import EventConsumer
 from lifeline.messaging.kafka import Bus
 from lifeline.settings import Settings
-from services.notify.bootstrap import SPEC
+from services.verification.bootstrap import SPEC
 from tests.integration.test_tracking import application
 
 pytestmark = pytest.mark.integration
@@ -24,8 +24,8 @@ async def consumer(infra, namespace, tmp_data_dir):
     app = SPEC.application(settings)
     bus = Bus(settings, client_id="triage-test")
     await bus.start()
-    consumer = EventConsumer(app, bus, [T.TOPICS["intake"]], "notify", max_attempts=1, retry_delay=0)
-    await bus.ensure_topics([T.dlq_topic(T.TOPICS["intake"], "notify")])
+    consumer = EventConsumer(app, bus, [T.TOPICS["intake"]], "verification", max_attempts=1, retry_delay=0)
+    await bus.ensure_topics([T.dlq_topic(T.TOPICS["intake"], "verification")])
     try:
         yield consumer
     finally:

@@ -9,7 +9,7 @@ import pytest
 from lifeline.contracts import registry
 from lifeline.stores.eventstore import event_store_env
 from lifeline.settings import Settings
-from services.notify.application import NotifyApplication
+from services.verification.application import VerificationApplication
 from tests.unit.services import submitted_data
 from tests.unit.contract_examples import make_id_number
 
@@ -17,8 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def notify_app(infra, namespace, tmp_data_dir):
-    app = NotifyApplication(env=event_store_env(Settings.from_env(infra.env(namespace, tmp_data_dir)), "notify"))
+def consumer_app(infra, namespace, tmp_data_dir):
+    """Verification: it handles ApplicationSubmitted by opening one procedure per case."""
+    app = VerificationApplication(
+        env=event_store_env(Settings.from_env(infra.env(namespace, tmp_data_dir)), "verification"))
     yield app
     app.close()
 
@@ -34,26 +36,26 @@ def application(sequence: int):
     )
 
 
-def test_out_of_order_positions_are_each_processed_once(notify_app):
+def test_out_of_order_positions_are_each_processed_once(consumer_app):
     later, earlier = application(500), application(300)
-    assert notify_app.process_cloud_event(later) is True
+    assert consumer_app.process_cloud_event(later) is True
     # An earlier position from another partition arrives afterwards: still new.
-    assert notify_app.process_cloud_event(earlier) is True
-    assert notify_app.process_cloud_event(earlier) is False
-    assert notify_app.process_cloud_event(later) is False
-    assert notify_app.recorder.max_notification_id() == 2  # one notice each
+    assert consumer_app.process_cloud_event(earlier) is True
+    assert consumer_app.process_cloud_event(earlier) is False
+    assert consumer_app.process_cloud_event(later) is False
+    assert consumer_app.recorder.max_notification_id() == 2  # one procedure opened each
 
 
-def test_effects_and_tracking_are_one_transaction(notify_app, monkeypatch):
+def test_effects_and_tracking_are_one_transaction(consumer_app, monkeypatch):
     event = application(700)
 
     def boom(*args, **kwargs):
         raise RuntimeError("crash while recording")
 
-    monkeypatch.setattr(notify_app, "_record", boom)
+    monkeypatch.setattr(consumer_app, "_record", boom)
     with pytest.raises(RuntimeError):
-        notify_app.process_cloud_event(event)
+        consumer_app.process_cloud_event(event)
     monkeypatch.undo()
-    assert not notify_app.is_processed(event)  # nothing half-done
-    assert notify_app.process_cloud_event(event) is True
-    assert notify_app.recorder.max_notification_id() == 1
+    assert not consumer_app.is_processed(event)  # nothing half-done
+    assert consumer_app.process_cloud_event(event) is True
+    assert consumer_app.recorder.max_notification_id() == 1

@@ -354,3 +354,31 @@ def test_an_upheld_grievance_on_the_original_evidence_replays_the_verification(t
     view = verification_view(v)
     assert len(view["decisions"]) == 2 and view["grievances"][0]["outcome"] == "upheld"
     app.close()
+
+
+# --- the county's own periods -------------------------------------------------------------------
+def test_a_county_may_set_its_own_periods_and_each_case_keeps_those_in_force_at_acceptance():
+    import copy
+
+    import yaml
+
+    from lifeline.settings import DEFAULT_POLICY_FILE
+    from services.verification.policy import PolicyBook, PolicyError
+
+    data = yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
+    own = copy.deepcopy(data)
+    for county in own["counties"]:
+        if county["county_code"] == "370502":
+            county["clock_days"] = {"household_survey": 5, "grievance": 10}
+    policy = PolicyBook.from_mapping(own).policy_for("370502", date(2026, 9, 28))
+    assert dict(policy.clock_days) == {"household_survey": 5, "grievance": 10}
+    v = Verification.open(application(CASE_ID, IDS), "V-PROC1", SYSTEM)
+    v.accept(at("2026-09-28"), SYSTEM, dict(policy.clock_days))
+    v.start_clocks(at("2026-09-28"), at("2026-09-28"), SYSTEM)
+    # 5 working days from Mon 09-28: 09-29, 09-30, 10-08, 10-09, 10-10 (make-up).
+    assert due(v, "household_survey") == {f"{CASE_ID}/household_survey": ("2026-10-10", "open")}
+    assert due(v, "whole_procedure") == {f"{CASE_ID}/whole_procedure": ("2026-10-30", "open")}  # default
+    bad = copy.deepcopy(data)
+    bad["counties"][0]["clock_days"] = {"no_such_clock": 3}
+    with pytest.raises(PolicyError, match="clock_days"):
+        PolicyBook.from_mapping(bad)
