@@ -90,7 +90,6 @@ class MemberIn(BaseModel):
         default=None, description="备案: cadre (村/社区/乡镇干部) or close_relative (近亲属) of one; null otherwise")
 
 
-
 class BankAccountIn(BaseModel):
     model_config = strict(BANK_ACCOUNT_EXAMPLE)
 

@@ -26,6 +26,7 @@ from lifeline.rules.vocabulary import (
 from services.verification.assessment import Outcome
 from services.verification import filings
 from services.verification.application import (
+    grievances_view,
     ProcedureError,
     VerificationApplication,
     VerificationNotFound,
@@ -509,7 +510,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     @api.get("/grievances", tags=["grievances"], response_model=GrievancesOut, responses=READ_ERRORS)
     async def list_grievances(case_id: CaseId, principal: Principal = runtime.auth.require(*CASE_READERS)):
         v = await asyncio.to_thread(load, case_id, principal)
-        return {"case_id": case_id, "items": list(v.grievances.values())}
+        return {"case_id": case_id, "items": grievances_view(v)}
 
     # 备案: the cadre registers and the filed cases (services/verification/filings.py).
     both = APIRouter()

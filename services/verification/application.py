@@ -121,15 +121,7 @@ class VerificationApplication(ServiceApplication):
         A department answering at the same moment is no reason to fail the reviewer:
         complete again on the fresh state (which may now be complete already).
         """
-        for _ in range(CONFLICT_ATTEMPTS):
-            v = self.get_verification(case_id)
-            self._complete(v, meta)
-            try:
-                self.save(v)
-                return v.assessment
-            except IntegrityError:
-                continue
-        raise DecisionNotAllowed("the verification keeps changing; reload and retry")
+        return self._step(case_id, lambda v, now: self._complete(v, meta)).assessment
 
     def record_survey(self, case_id: str, surveyors: list[dict[str, str]], visited_on: date,
                       findings: str, meta: Meta) -> Verification:
@@ -181,27 +173,37 @@ class VerificationApplication(ServiceApplication):
         return self._step(case_id, lambda v, now: v.declare_major_dispute(reason, now, meta))
 
     def _step(self, case_id: str, action: Callable[[Verification, datetime], None]) -> Verification:
-        """One step of the procedure by a person: on the current state, saved or refused whole."""
-        v = self.get_verification(case_id)
-        action(v, self.clock.now())
-        self._save_or_conflict(v)
-        return v
+        """One step of the procedure by a person: taken on the current state and saved whole,
+        or refused whole. A consumer writing the same case meanwhile (a department's answer)
+        is no reason to fail the person: the step is taken again on the fresh state, where
+        its rules are checked again."""
+        for _ in range(CONFLICT_ATTEMPTS):
+            v = self.get_verification(case_id)
+            action(v, self.clock.now())
+            try:
+                self.save(v)
+                return v
+            except IntegrityError:
+                continue
+        raise DecisionNotAllowed("the verification keeps changing; reload and retry")
 
     def decide(self, case_id: str, decision: str, reason: str, meta: Meta) -> dict[str, Any]:
         """Approve or refuse; the rules in force on the decision date decide, on the records
         as they stand (a standard raised since the check was completed applies)."""
-        v = self.get_verification(case_id)
-        now = self.clock.now()
-        v.check_decidable(now, meta)  # before assessing: a step missing is refused at once
-        self._check_filing(v, now, meta)  # the register may have been loaded since acceptance
-        result = self._assess(v, now)
-        if decision == "approve":
-            v.decide(result, assessment_record(result), now, meta, reason)
-        else:
-            v.refuse(now, meta, reason, assessment_record(result))
-        decided = v.pending_events[-1]
-        self._save_or_conflict(v)
-        return decision_view(decided)
+        decided: list[Verification.Approved | Verification.Refused] = []
+
+        def take(v: Verification, now: datetime) -> None:
+            v.check_decidable(now, meta)  # before assessing: a step missing is refused at once
+            self._check_filing(v, now, meta)  # the register may have been loaded since acceptance
+            result = self._assess(v, now)
+            if decision == "approve":
+                v.decide(result, assessment_record(result), now, meta, reason)
+            else:
+                v.refuse(now, meta, reason, assessment_record(result))
+            decided[:] = [v.pending_events[-1]]  # the decision is the last event it triggers
+
+        self._step(case_id, take)
+        return decision_view(decided[0])
 
     def _complete(self, v: Verification, meta: Meta) -> None:
         now = self.clock.now()
@@ -216,13 +218,6 @@ class VerificationApplication(ServiceApplication):
             records = self.repository.get(v.id, version=v.evidence_version).records
         return assess(v.application.household, records, self._policy(v.region_code, on), business_date(on))
 
-    def _save_or_conflict(self, v: Verification) -> None:
-        try:
-            self.save(v)
-        except IntegrityError as exc:
-            # Someone else changed this verification meanwhile: decide again on fresh state.
-            raise DecisionNotAllowed("the verification changed meanwhile; reload and retry") from exc
-
     # --- queries ------------------------------------------------------------
     def get_verification(self, case_id: str) -> Verification:
         return self.load(Verification.create_id(case_id), VerificationNotFound(case_id))
@@ -236,9 +231,13 @@ def decision_view(decided: Verification.Approved | Verification.Refused) -> dict
     return data
 
 
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if value is not None else None
+
+
 def verification_view(v: Verification) -> dict[str, Any]:
     missing = v.missing_step
-    deadlines = sorted(v.deadlines.values(), key=lambda d: (d["due_at"], d["deadline_id"]))
+    deadlines = [dataclasses.asdict(d) for d in sorted(v.deadlines.values(), key=lambda d: (d.due_at, d.deadline_id))]
     return {
         "case_id": v.case_id,
         "verification_id": v.verification_id,
@@ -246,26 +245,30 @@ def verification_view(v: Verification) -> dict[str, Any]:
         "region_code": v.region_code,
         "accepted_at": v.accepted_at,
         "next_step": {"step": missing[0], "message": missing[1]} if missing else None,
-        "survey": v.survey,
-        "initial_review": v.proposal,
-        "public_notice": v.notice,
-        "objections": v.objections,
-        "appraisals": v.appraisals,
-        "major_dispute": v.major_dispute,
+        "survey": _plain(v.survey),
+        "initial_review": _plain(v.proposal),
+        "public_notice": _plain(v.notice),
+        "objections": [dataclasses.asdict(o) for o in v.objections],
+        "appraisals": [dataclasses.asdict(a) for a in v.appraisals],
+        "major_dispute": _plain(v.major_dispute),
         "deadlines": deadlines,
         # A year whose holiday arrangement is unknown: counted on weekdays, and said so.
         "calendar_warnings": sorted({w for d in deadlines for w in d["warnings"]}),
         "filing": v.filing,
-        "decisions": v.decisions,
-        "grievances": list(v.grievances.values()),
+        "decisions": [dataclasses.asdict(d) for d in v.decisions],
+        "grievances": grievances_view(v),
         "departments_requested": sorted(v.requests),
         "departments_answered": sorted(v.records),
         "departments_missing": sorted(v.departments_missing),
         "assessment": v.assessment,
-        "benefit": dataclasses.asdict(v.benefit) if v.benefit else None,
-        "refusal": dataclasses.asdict(v.refusal) if v.refusal else None,
+        "benefit": _plain(v.benefit),
+        "refusal": _plain(v.refusal),
         "version": v.version,
     }
+
+
+def grievances_view(v: Verification) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(g) for g in v.grievances.values()]
 
 
 def project(event: Any, tx: SideTx) -> None:

@@ -18,6 +18,18 @@ from lifeline.rules import clocks
 from lifeline.rules.periods import business_date, first_payment_period, period_of, start_of_day
 from lifeline.rules.vocabulary import ONE_OFF_TYPES
 from services.verification.assessment import Assessment, DepartmentRecord
+from services.verification.procedure import (
+    Appraisal,
+    CaseDeadline,
+    Decision,
+    Grievance,
+    MajorDispute,
+    Objection,
+    Proposal,
+    PublicNotice,
+    Survey,
+    Surveyor,
+)
 
 # Roles that decide at county level; every other deciding role is the township review group.
 COUNTY_ROLES = ("county_officer", "admin")
@@ -146,9 +158,8 @@ class Verification(LifelineAggregate):
         recorded_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.survey = {"surveyors": self.surveyors, "visited_on": self.visited_on,
-                        "findings": self.findings, "recorded_at": self.recorded_at,
-                        "recorded_by": self.meta["user_id"]}
+            v.survey = Survey(tuple(Surveyor(**s) for s in self.surveyors), self.visited_on,
+                              self.findings, self.recorded_at, self.meta["user_id"])
 
     class ReviewProposed(LifelineAggregate.Event):
         case_id: str
@@ -161,10 +172,9 @@ class Verification(LifelineAggregate):
         proposed_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.proposal = {"proposal": self.proposal, "assistance_type": self.assistance_type,
-                          "monthly_amount_fen": self.monthly_amount_fen,
-                          "one_off_amount_fen": self.one_off_amount_fen, "reason": self.reason,
-                          "proposed_at": self.proposed_at, "proposed_by": self.meta["user_id"]}
+            v.proposal = Proposal(self.proposal, self.assistance_type, self.monthly_amount_fen,
+                                  self.one_off_amount_fen, self.reason, self.proposed_at,
+                                  self.meta["user_id"])
 
     class NoticePosted(LifelineAggregate.Event):
         case_id: str
@@ -182,9 +192,8 @@ class Verification(LifelineAggregate):
         posted_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.notice = {"public_notice_id": self.public_notice_id, "village_code": self.village_code,
-                        "notice_from": self.notice_from, "notice_until": self.notice_until,
-                        "ends_at": self.ends_at, "posted_at": self.posted_at}
+            v.notice = PublicNotice(self.public_notice_id, self.village_code, self.notice_from,
+                                    self.notice_until, self.ends_at, self.posted_at)
             # A verification warning (or a check that could not conclude) calls for an appraisal.
             v.appraisal_due = v.check_warned
 
@@ -199,8 +208,7 @@ class Verification(LifelineAggregate):
         raised_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.objections.append({"objection_id": self.objection_id, "text": self.text,
-                                 "received_at": self.received_at, "raised_at": self.raised_at})
+            v.objections.append(Objection(self.objection_id, self.text, self.received_at, self.raised_at))
             v.appraisal_due = True
 
     class AppraisalHeld(LifelineAggregate.Event):
@@ -215,10 +223,9 @@ class Verification(LifelineAggregate):
         recorded_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.appraisals.append({"held_on": self.held_on, "participants": self.participants,
-                                 "votes_for": self.votes_for, "votes_against": self.votes_against,
-                                 "abstentions": self.abstentions, "opinion": self.opinion,
-                                 "recorded_at": self.recorded_at})
+            v.appraisals.append(Appraisal(self.held_on, self.participants, self.votes_for,
+                                          self.votes_against, self.abstentions, self.opinion,
+                                          self.recorded_at))
             v.appraisal_due = False
 
     class FilingFlagged(LifelineAggregate.Event):
@@ -238,7 +245,7 @@ class Verification(LifelineAggregate):
         declared_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.major_dispute = {"reason": self.reason, "declared_at": self.declared_at}
+            v.major_dispute = MajorDispute(self.reason, self.declared_at)
 
     class DeadlineSet(LifelineAggregate.Event):
         deadline_id: str
@@ -257,13 +264,9 @@ class Verification(LifelineAggregate):
         set_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.deadlines[self.deadline_id] = {
-                "deadline_id": self.deadline_id, "clock": self.clock, "label_zh": self.label_zh,
-                "start_date": self.start_date, "due_date": self.due_date, "due_at": self.due_at,
-                "warn_at": self.warn_at, "period": self.period,
-                "calendar_known": self.calendar_known, "warnings": list(self.warnings),
-                "state": "open", "cleared_at": None,
-            }
+            v.deadlines[self.deadline_id] = CaseDeadline(
+                self.deadline_id, self.clock, self.label_zh, self.start_date, self.due_date,
+                self.due_at, self.warn_at, self.period, self.calendar_known, tuple(self.warnings))
 
     class DeadlineCleared(LifelineAggregate.Event):
         deadline_id: str
@@ -273,7 +276,7 @@ class Verification(LifelineAggregate):
         cleared_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.deadlines[self.deadline_id].update(state=self.outcome, cleared_at=self.cleared_at)
+            v.deadlines[self.deadline_id] = v.deadlines[self.deadline_id].cleared(self.outcome, self.cleared_at)
 
     class Approved(LifelineAggregate.Event):
         case_id: str
@@ -307,10 +310,9 @@ class Verification(LifelineAggregate):
         def apply(self, v: "Verification") -> None:
             v.state = "approved"
             v.benefit = self.benefit
-            v.decisions.append({"decision": "approve", "decided_at": self.benefit.approved_at,
-                                "by": self.meta.get("user_id", ""), "reason": self.reason,
-                                "benefit_id": self.benefit.benefit_id, "assessment": self.assessment,
-                                "evidence_version": v.evidence_of(self)})
+            v.decisions.append(Decision("approve", self.benefit.approved_at, self.meta.get("user_id", ""),
+                                        self.reason, self.benefit.benefit_id, self.assessment,
+                                        v.evidence_of(self)))
 
     class Refused(LifelineAggregate.Event):
         case_id: str
@@ -336,10 +338,8 @@ class Verification(LifelineAggregate):
         def apply(self, v: "Verification") -> None:
             v.state = "refused"
             v.refusal = self.refusal
-            v.decisions.append({"decision": "refuse", "decided_at": self.refusal.refused_at,
-                                "by": self.meta.get("user_id", ""), "reason": self.refusal.reason,
-                                "benefit_id": None, "assessment": self.assessment,
-                                "evidence_version": v.evidence_of(self)})
+            v.decisions.append(Decision("refuse", self.refusal.refused_at, self.meta.get("user_id", ""),
+                                        self.refusal.reason, None, self.assessment, v.evidence_of(self)))
 
     class GrievanceRaised(LifelineAggregate.Event):
         case_id: str
@@ -351,12 +351,9 @@ class Verification(LifelineAggregate):
         raised_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.grievances[self.grievance_id] = {
-                "grievance_id": self.grievance_id, "against": self.against, "text": self.text,
-                "channel": self.channel, "objection_id": self.objection_id, "raised_at": self.raised_at,
-                "raised_by": self.meta.get("user_id", ""), "state": "open", "outcome": None,
-                "outcome_reason": None, "evidence": None, "decided_at": None,
-            }
+            v.grievances[self.grievance_id] = Grievance(
+                self.grievance_id, self.against, self.text, self.channel, self.objection_id,
+                self.raised_at, self.meta.get("user_id", ""))
 
     class GrievanceDecided(LifelineAggregate.Event):
         case_id: str
@@ -367,9 +364,8 @@ class Verification(LifelineAggregate):
         decided_at: str
 
         def apply(self, v: "Verification") -> None:
-            v.grievances[self.grievance_id].update(
-                state="decided", outcome=self.outcome, outcome_reason=self.reason,
-                evidence=self.evidence, decided_at=self.decided_at)
+            v.grievances[self.grievance_id] = v.grievances[self.grievance_id].decided(
+                self.outcome, self.reason, self.evidence, self.decided_at)
 
     class Reopened(LifelineAggregate.Event):
         """An upheld grievance re-opens the decision: on the evidence as it stood at the decision
@@ -409,19 +405,19 @@ class Verification(LifelineAggregate):
         self.requests: dict[str, str] = {}
         self.records: dict[str, DepartmentRecord] = {}
         self.assessment: dict[str, Any] | None = None
-        self.survey: dict[str, Any] | None = None
-        self.proposal: dict[str, Any] | None = None
-        self.notice: dict[str, Any] | None = None
-        self.objections: list[dict[str, Any]] = []
-        self.appraisals: list[dict[str, Any]] = []
+        self.survey: Survey | None = None
+        self.proposal: Proposal | None = None
+        self.notice: PublicNotice | None = None
+        self.objections: list[Objection] = []
+        self.appraisals: list[Appraisal] = []
         self.appraisal_due = False
-        self.major_dispute: dict[str, str] | None = None
+        self.major_dispute: MajorDispute | None = None
         self.filing: list[dict[str, str]] = []  # 备案 reasons; empty: nothing to file
-        self.deadlines: dict[str, dict[str, Any]] = {}
+        self.deadlines: dict[str, CaseDeadline] = {}
         self.benefit: Benefit | None = None
         self.refusal: Refusal | None = None
-        self.decisions: list[dict[str, Any]] = []  # every decision taken, with its assessment
-        self.grievances: dict[str, dict[str, Any]] = {}
+        self.decisions: list[Decision] = []  # every decision taken, with its assessment
+        self.grievances: dict[str, Grievance] = {}
         # After a grievance upheld on the original evidence: the version whose records decide.
         self.evidence_version: int | None = None
 
@@ -457,7 +453,7 @@ class Verification(LifelineAggregate):
         else:
             due = clocks.clock_due(clock, start, days=days)
         base = f"{self.case_id}/{clock}"
-        repeats = sum(1 for d in self.deadlines.values() if d["clock"] == clock)
+        repeats = sum(1 for d in self.deadlines.values() if d.clock == clock)
         deadline_id = base if not repeats else f"{base}/{repeats + 1}"
         self.trigger_event(
             self.DeadlineSet, deadline_id=deadline_id,
@@ -476,13 +472,12 @@ class Verification(LifelineAggregate):
         neither is named): met or late by the time of the step, or cancelled when the step no
         longer applies."""
         for d in list(self.deadlines.values()):
-            if d["state"] != "open" or (names and d["clock"] not in names) or (ids and d["deadline_id"] not in ids):
+            if not d.is_open or (names and d.clock not in names) or (ids and d.deadline_id not in ids):
                 continue
-            outcome = "cancelled" if cancel else (
-                "met" if now < datetime.fromisoformat(d["due_at"]) else "late")
             self.trigger_event(
-                self.DeadlineCleared, deadline_id=d["deadline_id"], case_id=self.case_id,
-                clock=d["clock"], outcome=outcome, cleared_at=now.isoformat(), meta=by.as_dict(),
+                self.DeadlineCleared, deadline_id=d.deadline_id, case_id=self.case_id, clock=d.clock,
+                outcome="cancelled" if cancel else d.outcome_at(now), cleared_at=now.isoformat(),
+                meta=by.as_dict(),
             )
 
     # --- acceptance (intake decides; the procedure's clocks start here) ---------------
@@ -626,7 +621,7 @@ class Verification(LifelineAggregate):
     def post_notice(self, public_notice_id: str, now: datetime, by: Meta) -> None:
         """公示: the proposed inclusion on the village board for 7 days."""
         self._check_open("public notice")
-        if self.proposal is None or self.proposal["proposal"] != "include":
+        if self.proposal is None or self.proposal.proposal != "include":
             raise DecisionNotAllowed("a public notice needs an initial review proposing inclusion",
                                      "initial_review")
         if self.notice is not None:
@@ -638,8 +633,8 @@ class Verification(LifelineAggregate):
             applicant_name_masked=mask_name(self.application.household.applicant.name),
             members_count=len(self.application.household.members),
             assistance_type=self.application.assistance_type,
-            monthly_amount_fen=self.proposal["monthly_amount_fen"],
-            one_off_amount_fen=self.proposal["one_off_amount_fen"],
+            monthly_amount_fen=self.proposal.monthly_amount_fen,
+            one_off_amount_fen=self.proposal.one_off_amount_fen,
             notice_from=(period.start_date + timedelta(days=1)).isoformat(),
             notice_until=period.due_date.isoformat(), ends_at=period.due_at.isoformat(),
             posted_at=now.isoformat(), meta=by.as_dict(),
@@ -652,9 +647,9 @@ class Verification(LifelineAggregate):
                         contact: str | None, received_at: datetime, now: datetime, by: Meta) -> bool:
         """An objection from the board; False when it cannot count here (already raised, no
         notice posted, the case decided: the board refuses those, so only a race gets here)."""
-        if self.notice is None or self.notice["public_notice_id"] != public_notice_id:
+        if self.notice is None or self.notice.public_notice_id != public_notice_id:
             return False
-        if any(o["objection_id"] == objection_id for o in self.objections):
+        if any(o.objection_id == objection_id for o in self.objections):
             return False
         if self.decided:
             # Too late for the notice (a race with the decision): it is heard as a grievance.
@@ -668,8 +663,7 @@ class Verification(LifelineAggregate):
         )
         # The decision now waits for an appraisal, due 3 working days from the objection.
         self._clear_deadlines(now, by, "decision", cancel=True)
-        if not any(d["clock"] == "democratic_appraisal" and d["state"] == "open"
-                   for d in self.deadlines.values()):
+        if not any(d.clock == "democratic_appraisal" and d.is_open for d in self.deadlines.values()):
             self._set_deadline("democratic_appraisal", received_at, now, by)
         return True
 
@@ -684,7 +678,7 @@ class Verification(LifelineAggregate):
                 "no objection and no verification warning (since the last appraisal): "
                 "no democratic appraisal is held", "appraisal_not_needed")
         self._not_future(held_on, now, "held_on")
-        if held_on < _day(self.notice["posted_at"]):
+        if held_on < _day(self.notice.posted_at):
             raise RuleBroken("held_on is before the public notice was posted", "date_before_notice")
         if votes_for + votes_against + abstentions > participants:
             raise RuleBroken("more votes than participants", "appraisal_votes")
@@ -696,7 +690,7 @@ class Verification(LifelineAggregate):
         )
         self._clear_deadlines(now, by, "democratic_appraisal")
         # The material reaches the review group with the appraisal, not before the notice ends.
-        start = max(held_on, date.fromisoformat(self.notice["notice_until"]))
+        start = max(held_on, date.fromisoformat(self.notice.notice_until))
         self._set_deadline("decision", start_of_day(start), now, by)
 
     def declare_major_dispute(self, reason: str, now: datetime, by: Meta) -> None:
@@ -739,7 +733,7 @@ class Verification(LifelineAggregate):
         grievance = self.grievances.get(grievance_id)
         if grievance is None:
             raise UnknownGrievance(f"no grievance {grievance_id} on this case", "grievance")
-        if grievance["state"] != "open":
+        if grievance.state != "open":
             raise DecisionNotAllowed("the grievance is already decided", "grievance_decided")
         reopen = outcome == "upheld" and (self.state == "refused" or (
             not self.decided and evidence == "new"))
@@ -752,7 +746,7 @@ class Verification(LifelineAggregate):
         self._clear_deadlines(now, by, ids=(self.deadline_of(grievance_id),))
         if not reopen:
             return
-        last = self.decisions[-1]["evidence_version"] if self.decisions else self.version
+        last = self.decisions[-1].evidence_version if self.decisions else self.version
         self.trigger_event(self.Reopened, case_id=self.case_id, grievance_id=grievance_id,
                            evidence=evidence, evidence_version=last, reopened_at=now.isoformat(),
                            meta=by.as_dict())
@@ -764,7 +758,7 @@ class Verification(LifelineAggregate):
     def deadline_of(self, grievance_id: str) -> str:
         """The grievance's deadline: each grievance set one, in the order they were raised."""
         n = list(self.grievances).index(grievance_id)
-        return [d["deadline_id"] for d in self.deadlines.values() if d["clock"] == "grievance"][n]
+        return [d.deadline_id for d in self.deadlines.values() if d.clock == "grievance"][n]
 
     @property
     def missing_step(self) -> tuple[str, str] | None:
@@ -778,7 +772,7 @@ class Verification(LifelineAggregate):
             return "household_survey", "the household survey is not recorded"
         if self.proposal is None:
             return "initial_review", "the initial review has not proposed anything"
-        if self.proposal["proposal"] == "include":
+        if self.proposal.proposal == "include":
             if self.notice is None:
                 return "public_notice", "the proposed inclusion has not been publicly noticed"
             if self.appraisal_due:
@@ -796,7 +790,7 @@ class Verification(LifelineAggregate):
         township's cap needs the county (graded approval).
         """
         self.check_decidable(decided_at, by)
-        if self.proposal["proposal"] != "include":
+        if self.proposal.proposal != "include":
             raise DecisionNotAllowed(
                 "the initial review proposed a refusal: an inclusion needs a proposal to include "
                 "and a public notice", "initial_review")
@@ -862,10 +856,10 @@ class Verification(LifelineAggregate):
         if missing is not None:
             rule, message = missing
             raise DecisionNotAllowed(f"decision: {message} (step {rule})", rule)
-        if self.notice is not None and now < datetime.fromisoformat(self.notice["ends_at"]):
+        if self.notice is not None and self.notice.running_at(now):
             raise DecisionNotAllowed(
-                f"decision: the public notice runs until {self.notice['notice_until']}", "public_notice")
-        makers = {self.survey["recorded_by"], self.proposal["proposed_by"]}
+                f"decision: the public notice runs until {self.notice.notice_until}", "public_notice")
+        makers = {self.survey.recorded_by, self.proposal.proposed_by}
         if by.user_id in makers:
             raise NotPermitted(
                 "four eyes: whoever recorded the survey or proposed the initial review cannot "

@@ -237,7 +237,6 @@ class CadreEntryIn(BaseModel):
                       description="the cadre's post (for a relative: whose relative, and the post)")
 
 
-
 class CadreRegisterIn(BaseModel):
     """The county's whole register: it replaces the one loaded before."""
 

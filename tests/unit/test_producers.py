@@ -170,7 +170,7 @@ def scenario(tmp_path_factory) -> Scenario:
     s.settle()
     s.clock.set(OBJECTION_AT)
     notice = verification.get_verification(cases["dibao"]).notice
-    notify.receive_objection(notice["village_code"], notice["public_notice_id"], "该户有小轿车一辆", None, "OBJ-PRODUCERS-1")
+    notify.receive_objection(notice.village_code, notice.public_notice_id, "该户有小轿车一辆", None, "OBJ-PRODUCERS-1")
     s.settle()
     s.clock.set(APPRAISAL_AT)
     for label in decided:

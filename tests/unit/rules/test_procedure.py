@@ -54,7 +54,7 @@ def complete(v: Verification, when: datetime, income: int = 0, **figures: int) -
 
 def due(v: Verification, clock: str) -> dict[str, str]:
     """The clock's deadlines as (due_date, state) in the order they were set."""
-    return {d["deadline_id"]: (d["due_date"], d["state"]) for d in v.deadlines.values() if d["clock"] == clock}
+    return {d.deadline_id: (d.due_date, d.state) for d in v.deadlines.values() if d.clock == clock}
 
 
 def decide(v: Verification, when: datetime, by: Meta = REVIEWER):
@@ -79,7 +79,7 @@ def test_the_procedure_across_national_day_with_an_objection_every_date_by_hand(
     assert due(v, "household_survey") == {f"{CASE_ID}/household_survey": ("2026-10-08", "open")}
     assert due(v, "verification_report") == {f"{CASE_ID}/verification_report": ("2026-10-10", "open")}
     assert due(v, "whole_procedure") == {f"{CASE_ID}/whole_procedure": ("2026-10-30", "open")}
-    assert v.deadlines[f"{CASE_ID}/verification_report"]["warn_at"] == "2026-10-09T00:00:00+08:00"
+    assert v.deadlines[f"{CASE_ID}/verification_report"].warn_at == "2026-10-09T00:00:00+08:00"
 
     complete(v, at("2026-09-29", 9))
     assert due(v, "verification_report")[f"{CASE_ID}/verification_report"][1] == "met"
@@ -92,8 +92,8 @@ def test_the_procedure_across_national_day_with_an_objection_every_date_by_hand(
     v.propose("include", "拟纳入低保", at("2026-09-30"), CASEWORKER)
     v.post_notice("P-PROC1", at("2026-09-30", 11), CASEWORKER)
     # 7 days from 09-30 end on 10-07, a holiday: the notice runs until the next working day.
-    assert (v.notice["notice_from"], v.notice["notice_until"]) == ("2026-10-01", "2026-10-08")
-    assert v.notice["ends_at"] == "2026-10-09T00:00:00+08:00"
+    assert (v.notice.notice_from, v.notice.notice_until) == ("2026-10-01", "2026-10-08")
+    assert v.notice.ends_at == "2026-10-09T00:00:00+08:00"
     # No warning: the decision is due 3 working days after the notice's end (10-09, 10-10, 10-12).
     assert due(v, "decision") == {f"{CASE_ID}/decision": ("2026-10-12", "open")}
 
@@ -112,8 +112,8 @@ def test_the_procedure_across_national_day_with_an_objection_every_date_by_hand(
 
     benefit = decide(v, at("2026-10-12", 9))
     assert benefit.first_period == "2026-11"
-    assert {d["state"] for d in v.deadlines.values() if d["clock"] in ("decision", "whole_procedure")} >= {"met"}
-    assert not [d for d in v.deadlines.values() if d["state"] == "open"]
+    assert {d.state for d in v.deadlines.values() if d.clock in ("decision", "whole_procedure")} >= {"met"}
+    assert not [d for d in v.deadlines.values() if d.is_open]
 
     names = [name for name, _ in published(v)]
     for name in ("DeadlineSet", "DeadlineCleared", "HouseholdSurveyRecorded", "InitialReviewProposed",
@@ -175,7 +175,7 @@ def test_a_survey_needs_two_people_one_a_village_cadre(surveyors, rule):
         v.record_survey(surveyors, date(2026, 9, 29), "x", at("2026-09-29"), CASEWORKER)
     assert e.value.rule == rule and e.value.status == 422
     assert v.survey is None and len(v.collect_events()) > 0  # nothing triggered by the refusal
-    assert not [d for d in v.deadlines.values() if d["clock"] == "initial_review"]
+    assert not [d for d in v.deadlines.values() if d.clock == "initial_review"]
 
 
 def test_dates_in_the_future_or_before_acceptance_are_refused():
@@ -238,7 +238,7 @@ def test_a_major_dispute_gives_the_procedure_30_working_days():
 def test_an_unknown_year_is_said_on_the_deadline_and_the_view():
     v = accepted(at("2026-12-21"))  # 20 working days run into 2027, unknown to the calendar
     whole = v.deadlines[f"{CASE_ID}/whole_procedure"]
-    assert not whole["calendar_known"] and any("2027" in w for w in whole["warnings"])
+    assert not whole.calendar_known and any("2027" in w for w in whole.warnings)
     view = verification_view(v)
     assert any("CALENDAR_UNKNOWN:2027" in w for w in view["calendar_warnings"])
 
@@ -324,12 +324,12 @@ def test_an_upheld_grievance_takes_the_decision_again_and_the_log_keeps_both():
     v.raise_grievance("G-1", "refusal", "不服", "window", None, at("2026-10-08"), CASEWORKER)
     v.decide_grievance("G-1", "upheld", "复核后认为应重新审核", "original", at("2026-10-09"), REVIEWER)
     assert v.state == "completed" and v.refusal is None and v.proposal is None
-    assert v.evidence_version == v.decisions[0]["evidence_version"]
+    assert v.evidence_version == v.decisions[0].evidence_version
     assert due(v, "initial_review")[f"{CASE_ID}/initial_review/2"] == ("2026-10-13", "open")
     v.propose("refuse", "复核后仍不符合", at("2026-10-09"), CASEWORKER)
     v.refuse(at("2026-10-09", 15), COUNTY_OFFICER, "复核后仍不符合条件")
-    assert [d["decision"] for d in v.decisions] == ["refuse", "refuse"]
-    assert v.decisions[0]["assessment"]["outcome"] == "ineligible"
+    assert [d.decision for d in v.decisions] == ["refuse", "refuse"]
+    assert v.decisions[0].assessment["outcome"] == "ineligible"
     assert [e for e in published(v) if e[0] == "BenefitRefused"].__len__() == 2
 
 
@@ -348,9 +348,9 @@ def test_an_upheld_grievance_on_the_original_evidence_replays_the_verification(t
     app.propose(CASE_ID, "refuse", "仍不符合", CASEWORKER)
     app.decide(CASE_ID, "refuse", "仍不符合条件", COUNTY_OFFICER)
     v = app.get_verification(CASE_ID)
-    assert [d["decision"] for d in v.decisions] == ["refuse", "refuse"]
+    assert [d.decision for d in v.decisions] == ["refuse", "refuse"]
     first, second = v.decisions
-    assert second["assessment"]["per_capita_income_fen"] == first["assessment"]["per_capita_income_fen"]
+    assert second.assessment["per_capita_income_fen"] == first.assessment["per_capita_income_fen"]
     view = verification_view(v)
     assert len(view["decisions"]) == 2 and view["grievances"][0]["outcome"] == "upheld"
     app.close()
@@ -382,3 +382,22 @@ def test_a_county_may_set_its_own_periods_and_each_case_keeps_those_in_force_at_
     bad["counties"][0]["clock_days"] = {"no_such_clock": 3}
     with pytest.raises(PolicyError, match="clock_days"):
         PolicyBook.from_mapping(bad)
+
+
+def test_an_objection_that_races_the_decision_is_heard_as_a_grievance():
+    v = accepted()
+    complete(v, at("2026-09-29"))
+    v.record_survey(SURVEYORS, date(2026, 9, 29), "x", at("2026-09-29"), CASEWORKER)
+    v.propose("include", "x", at("2026-09-30"), CASEWORKER)
+    v.post_notice("P-1", at("2026-09-30"), CASEWORKER)
+    decide(v, at("2026-10-09"))
+    # Received on the board on the notice's last day, reaching verification after the decision.
+    assert v.raise_objection("O-9", "P-1", "该户有车", None, at("2026-10-08", 23), at("2026-10-09", 10), SYSTEM)
+    assert not v.objections
+    (grievance,) = v.grievances.values()
+    assert (grievance.grievance_id, grievance.against, grievance.channel, grievance.objection_id) == (
+        "G-O-9", "verification_result", "board", "O-9")
+    assert due(v, "grievance")[f"{CASE_ID}/grievance"][1] == "open"
+    # The same objection again changes nothing.
+    assert not v.raise_objection("O-9", "P-1", "该户有车", None, at("2026-10-08", 23), at("2026-10-09", 11), SYSTEM)
+    assert len(v.grievances) == 1

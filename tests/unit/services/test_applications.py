@@ -210,7 +210,7 @@ def test_application_starts_one_request_per_mandatory_department(verification):
     assert len(requested) == len(departments)
     # Opened, accepted, the requests, and three deadlines: report, survey, whole procedure.
     assert log_length(verification) == 2 + len(departments) + 3
-    assert sorted(d["clock"] for d in v.deadlines.values()) == [
+    assert sorted(d.clock for d in v.deadlines.values()) == [
         "household_survey", "verification_report", "whole_procedure"]
     for e in requested:
         out = public(e, VERIFICATION_OUTBOUND)
