@@ -271,6 +271,9 @@ def test_steps_out_of_order_repeated_or_by_the_maker_are_refused_and_change_noth
     refused = [
         (lifeline.step(case_id, "survey", survey), 409, "household_survey"),  # repeated
         (lifeline.step(case_id, "public-notice"), 409, "public_notice"),  # repeated
+        (lifeline.step(case_id, "appraisal", {  # no objection, no warning: no appraisal
+            "held_on": today.isoformat(), "participants": 9, "votes_for": 9, "votes_against": 0,
+            "abstentions": 0, "opinion": "同意"}), 409, "appraisal_not_needed"),
         (lifeline.step(case_id, "decision", {"decision": "approve", "reason": "同意"}, role="reviewer"),
          409, "public_notice"),  # the notice is still running
     ]
