@@ -19,12 +19,23 @@ from lifeline.runtime.service import ServiceRuntime
 from lifeline.http.app import COMMAND_ERRORS, CREATE_ERRORS, READ_ERRORS, CaseId, found_in_region, idempotent_id
 from lifeline.rules.departments import DEPARTMENTS
 from lifeline.rules.vocabulary import (
-    APPROVAL_LEVELS, AREAS, ASSISTANCE_TYPES, BENEFIT_KINDS, DEADLINE_OUTCOMES, FUND_SOURCES,
-    CADRE_RELATIONS, GRIEVANCE_CHANNELS, GRIEVANCE_OUTCOMES, GRIEVANCE_SUBJECTS, PROPOSALS, REDECISION_EVIDENCE,
+    APPROVAL_LEVELS, AREAS, ASSISTANCE_TYPES, BENEFIT_KINDS, CADRE_RELATIONS, FUND_SOURCES,
+    GRIEVANCE_CHANNELS, GRIEVANCE_OUTCOMES, GRIEVANCE_SUBJECTS, PROPOSALS, REDECISION_EVIDENCE,
     SURVEYOR_ROLES,
 )
 from services.verification.assessment import Outcome
 from services.verification import filings
+from services.verification.procedure import (
+    Appraisal,
+    CaseDeadline,
+    Decision,
+    Grievance,
+    MajorDispute,
+    Objection,
+    Proposal,
+    PublicNotice,
+    Survey,
+)
 from services.verification.application import (
     grievances_view,
     ProcedureError,
@@ -191,72 +202,6 @@ class NextStep(BaseModel):
     message: str
 
 
-class SurveyOut(BaseModel):
-    surveyors: list[SurveyorIn]
-    visited_on: str
-    findings: str
-    recorded_at: str
-    recorded_by: str
-
-
-class InitialReviewOut(BaseModel):
-    proposal: Literal[PROPOSALS]
-    assistance_type: Literal[ASSISTANCE_TYPES]
-    monthly_amount_fen: int | None
-    one_off_amount_fen: int | None
-    reason: str
-    proposed_at: str
-    proposed_by: str
-
-
-class PublicNoticeOut(BaseModel):
-    public_notice_id: str
-    village_code: str
-    notice_from: str = Field(description="first day of the 7-day notice")
-    notice_until: str = Field(description="last day (moved past a rest day)")
-    ends_at: str
-    posted_at: str
-
-
-class ObjectionOut(BaseModel):
-    objection_id: str
-    text: str
-    received_at: str
-    raised_at: str
-
-
-class AppraisalOut(BaseModel):
-    held_on: str
-    participants: int
-    votes_for: int
-    votes_against: int
-    abstentions: int
-    opinion: str
-    recorded_at: str
-
-
-class MajorDisputeOut(BaseModel):
-    reason: str
-    declared_at: str
-
-
-class DeadlineOut(BaseModel):
-    """One statutory deadline on the case (lifeline.rules.clocks), as DeadlineSet carried it."""
-
-    deadline_id: str
-    clock: str = Field(examples=["household_survey"])
-    label_zh: str
-    start_date: str
-    due_date: str
-    due_at: str = Field(description="exclusive end: 24:00 of due_date")
-    warn_at: str
-    period: str
-    calendar_known: bool
-    warnings: list[str]
-    state: Literal[("open", *DEADLINE_OUTCOMES)]
-    cleared_at: str | None
-
-
 class FilingReason(BaseModel):
     reason: Literal["declared", "register"]
     relation: Literal[CADRE_RELATIONS]
@@ -264,36 +209,9 @@ class FilingReason(BaseModel):
     post: str | None = Field(default=None, description="the cadre's post, from the register")
 
 
-class DecisionRecord(BaseModel):
-    """One decision taken on the case, with the assessment it was taken on."""
-
-    decision: Literal["approve", "refuse"]
-    decided_at: str
-    by: str
-    reason: str
-    benefit_id: str | None
-    assessment: dict[str, Any]
-    evidence_version: int = Field(description="the verification's version the decision was taken on")
-
-
-class GrievanceOut(BaseModel):
-    grievance_id: str
-    against: Literal[GRIEVANCE_SUBJECTS]
-    text: str
-    channel: Literal[GRIEVANCE_CHANNELS]
-    objection_id: str | None
-    raised_at: str
-    raised_by: str
-    state: Literal["open", "decided"]
-    outcome: Literal[GRIEVANCE_OUTCOMES] | None
-    outcome_reason: str | None
-    evidence: Literal[REDECISION_EVIDENCE] | None
-    decided_at: str | None
-
-
 class GrievancesOut(BaseModel):
     case_id: str
-    items: list[GrievanceOut]
+    items: list[Grievance]
 
 
 class VerificationOut(BaseModel):
@@ -305,17 +223,18 @@ class VerificationOut(BaseModel):
     region_code: str
     accepted_at: str | None
     next_step: NextStep | None = Field(description="what a decision still waits for")
-    survey: SurveyOut | None
-    initial_review: InitialReviewOut | None
-    public_notice: PublicNoticeOut | None
-    objections: list[ObjectionOut]
-    appraisals: list[AppraisalOut]
-    major_dispute: MajorDisputeOut | None
-    deadlines: list[DeadlineOut]
+    # The procedure's records (services/verification/procedure.py), as the steps left them.
+    survey: Survey | None
+    initial_review: Proposal | None
+    public_notice: PublicNotice | None
+    objections: list[Objection]
+    appraisals: list[Appraisal]
+    major_dispute: MajorDispute | None
+    deadlines: list[CaseDeadline] = Field(description="each statutory deadline set on the case (lifeline.rules.clocks)")
     calendar_warnings: list[str] = Field(description="years whose holiday arrangement is unknown")
     filing: list[FilingReason] = Field(description="备案: why the case is filed with the county (empty: it is not)")
-    decisions: list[DecisionRecord] = Field(description="every decision taken, the latest last")
-    grievances: list[GrievanceOut]
+    decisions: list[Decision] = Field(description="every decision taken, the latest last, with its assessment")
+    grievances: list[Grievance]
     departments_requested: list[Department]
     departments_answered: list[Department]
     departments_missing: list[Department]

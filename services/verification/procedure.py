@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from lifeline.rules.vocabulary import (
+    ASSISTANCE_TYPES,
     DEADLINE_OUTCOMES,
     GRIEVANCE_CHANNELS,
     GRIEVANCE_OUTCOMES,
@@ -31,7 +32,7 @@ def _one_of(value: Any, allowed: tuple[Any, ...], what: str) -> None:
 @dataclass(frozen=True)
 class Surveyor:
     name: str
-    role: str  # village_cadre: 驻村干部
+    role: Literal[SURVEYOR_ROLES]  # village_cadre: 驻村干部
 
     def __post_init__(self) -> None:
         _one_of(self.role, SURVEYOR_ROLES, "a surveyor's role")
@@ -52,8 +53,8 @@ class Survey:
 class Proposal:
     """初审: include with the amount the assessment gives, or refuse."""
 
-    proposal: str
-    assistance_type: str
+    proposal: Literal[PROPOSALS]
+    assistance_type: Literal[ASSISTANCE_TYPES]
     monthly_amount_fen: int | None
     one_off_amount_fen: int | None
     reason: str
@@ -120,7 +121,7 @@ class CaseDeadline:
     period: str
     calendar_known: bool
     warnings: tuple[str, ...]
-    state: str = "open"  # open, or how it was cleared: met | late | cancelled
+    state: Literal[("open", *DEADLINE_OUTCOMES)] = "open"  # open, or how it was cleared
     cleared_at: str | None = None
 
     def __post_init__(self) -> None:
@@ -143,7 +144,7 @@ class Decision:
     """A decision taken on the case, with the assessment it was taken on and the version of
     the verification whose records it read (a grievance may take it again on those)."""
 
-    decision: str  # approve | refuse
+    decision: Literal["approve", "refuse"]
     decided_at: str
     by: str
     reason: str
@@ -157,16 +158,16 @@ class Grievance:
     """异议、申诉 against the check's result, a refusal or an adjustment."""
 
     grievance_id: str
-    against: str
+    against: Literal[GRIEVANCE_SUBJECTS]
     text: str
-    channel: str
+    channel: Literal[GRIEVANCE_CHANNELS]
     objection_id: str | None
     raised_at: str
     raised_by: str
-    state: str = "open"
-    outcome: str | None = None
+    state: Literal["open", "decided"] = "open"
+    outcome: Literal[GRIEVANCE_OUTCOMES] | None = None
     outcome_reason: str | None = None
-    evidence: str | None = None
+    evidence: Literal[REDECISION_EVIDENCE] | None = None
     decided_at: str | None = None
 
     def __post_init__(self) -> None:
