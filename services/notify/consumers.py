@@ -7,6 +7,7 @@ name whichever topic carries them (verification's today, intake's later).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from eventsourcing.application import ProcessingEvent
@@ -21,44 +22,23 @@ if TYPE_CHECKING:
 CONSUMES = [T.TOPICS["intake"], T.TOPICS["verification"]]
 
 
-def _meta(app: NotifyApplication, event: CloudEvent) -> Meta:
-    return Meta.caused_by(event, app.service)
+def _calls(use_case: str) -> Callable[[NotifyApplication, CloudEvent, ProcessingEvent], None]:
+    """A handler that passes the consumed event to one of notify's use cases: each takes the
+    whole event (notices quote its id as their cause) and acts as the service."""
 
+    def handle(app: NotifyApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+        getattr(app, use_case)(event, Meta.caused_by(event, app.service), pe)
 
-def on_application_accepted(app: NotifyApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
-    app.issue_acceptance(event, _meta(app, event), pe)
-
-
-def on_application_refused(app: NotifyApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
-    app.issue_non_acceptance(event, _meta(app, event), pe)
-
-
-def on_materials_requested(app: NotifyApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
-    app.issue_materials_request(event, _meta(app, event), pe)
-
-
-def on_benefit_refused(app: NotifyApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
-    app.issue_refusal(event, _meta(app, event), pe)
-
-
-def on_public_notice_posted(app: NotifyApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
-    app.post_public_notice(event, _meta(app, event), pe)
-
-
-def on_deadline_set(app: NotifyApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
-    app.open_deadline(event, _meta(app, event), pe)
-
-
-def on_deadline_cleared(app: NotifyApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
-    app.clear_deadline(event, _meta(app, event), pe)
+    handle.__name__ = f"calls_{use_case}"
+    return handle
 
 
 HANDLERS = {
-    "ApplicationAccepted": on_application_accepted,
-    "ApplicationRefused": on_application_refused,
-    "MaterialsRequested": on_materials_requested,
-    "BenefitRefused": on_benefit_refused,
-    "PublicNoticePosted": on_public_notice_posted,
-    "DeadlineSet": on_deadline_set,
-    "DeadlineCleared": on_deadline_cleared,
+    "ApplicationAccepted": _calls("issue_acceptance"),
+    "ApplicationRefused": _calls("issue_non_acceptance"),
+    "MaterialsRequested": _calls("issue_materials_request"),
+    "BenefitRefused": _calls("issue_refusal"),
+    "PublicNoticePosted": _calls("post_public_notice"),
+    "DeadlineSet": _calls("open_deadline"),
+    "DeadlineCleared": _calls("clear_deadline"),
 }
