@@ -46,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY_FILE = REPO_ROOT / "config" / "policy.yaml"
 DEFAULT_CALENDAR_DIR = REPO_ROOT / "config" / "calendar"
 DEFAULT_REGIONS_DIR = REPO_ROOT / "config" / "regions"
+DEFAULT_BANK_CHANNELS_FILE = REPO_ROOT / "config" / "bank-channels.yaml"
 
 
 class SettingsError(ConfigurationError):
@@ -123,6 +124,8 @@ class Settings(BaseSettings):
     policy_file: Path = Field(DEFAULT_POLICY_FILE, description="county standards and thresholds")
     calendar_dir: Path = Field(DEFAULT_CALENDAR_DIR, description="published holiday arrangements (YYYY.yaml)")
     regions_dir: Path = Field(DEFAULT_REGIONS_DIR, description="GB/T 2260 codes published after the shipped register")
+    bank_channels_file: Path = Field(
+        DEFAULT_BANK_CHANNELS_FILE, description="bank channels and the counties' paying accounts (payment)")
 
     # --- process behaviour ---------------------------------------------------------
     environment: Literal["development", "production"] = Field(
@@ -159,7 +162,7 @@ class Settings(BaseSettings):
     def _resolve_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("policy_file", "calendar_dir", "regions_dir", "kafka_jars_dir")
+    @field_validator("policy_file", "calendar_dir", "regions_dir", "bank_channels_file", "kafka_jars_dir")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

@@ -7,9 +7,11 @@ from typing import Any
 from eventsourcing.application import ProcessingEvent
 
 from lifeline.domain.aggregate import Meta
+from lifeline.domain.clock import Clock
 from lifeline.domain.values import BankAccount, Benefit
 from lifeline.stores.application import ServiceApplication
 from lifeline.stores.sidestore import SideTx
+from services.payment.channels import ChannelBook, shipped_channel_book
 from services.payment.consumers import HANDLERS
 from services.payment.domain import Entitlement
 from services.payment.outbound import OUTBOUND
@@ -20,6 +22,12 @@ class PaymentApplication(ServiceApplication):
     service = "payment"
     handlers = HANDLERS
     outbound = OUTBOUND
+
+    def __init__(self, env=None, *, clock: Clock | None = None, channels: ChannelBook | None = None):
+        super().__init__(env, clock=clock)
+        # The bank channels (config/bank-channels.yaml): the composition root loads the
+        # operator's file; without one, the shipped book.
+        self.channels = channels if channels is not None else shipped_channel_book()
 
     def record_benefit(self, approved: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
         """BenefitApproved → one entitlement (monthly, one-off payable, or recognition)."""

@@ -7,11 +7,13 @@ from lifeline.runtime.service import ServiceSpec
 from lifeline.settings import Settings
 from services.payment import api
 from services.payment.application import PaymentApplication, project
+from services.payment.channels import load_channel_book
 from services.payment.consumers import CONSUMES
 
 
 def build(settings: Settings, clock: Clock, env: dict[str, str]) -> PaymentApplication:
-    return PaymentApplication(env, clock=clock)
+    # A malformed bank-channels file stops the service here, naming file and line.
+    return PaymentApplication(env, clock=clock, channels=load_channel_book(settings.bank_channels_file))
 
 
 SPEC = ServiceSpec(
