@@ -3,6 +3,7 @@
   lifeline up                      run everything embedded on this machine
   lifeline serve SERVICE           run one service (API + outbox relay + consumers)
   lifeline simulator               run the partner-department simulator
+  lifeline bank-simulator          run the bank simulator (ISO 20022 files)
   lifeline token --role R --region CODE
   lifeline replay SERVICE          rebuild read models into a fresh store and compare
   lifeline republish SERVICE --from N
@@ -56,15 +57,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulator(_: argparse.Namespace) -> int:
-    import uvicorn
+# The simulators, by process name: the module whose create_app serves it, and its command.
+SIMULATORS = {"simulator": "lifeline.simulators.partners", "bank": "lifeline.simulators.bank"}
+COMMANDS = {"simulator": ["simulator"], "bank": ["bank-simulator"]}
 
-    from lifeline.simulators.partners import create_app
+
+def _run_simulator(name: str) -> int:
+    import uvicorn
 
     settings = Settings.from_env()
     _logging(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.ports["simulator"], log_level="warning", log_config=None)
+    app = importlib.import_module(SIMULATORS[name]).create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.ports[name], log_level="warning", log_config=None)
     return 0
+
+
+def cmd_simulator(_: argparse.Namespace) -> int:
+    return _run_simulator("simulator")
+
+
+def cmd_bank_simulator(_: argparse.Namespace) -> int:
+    return _run_simulator("bank")
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -186,8 +199,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     # the relays told to publish again (the memory-only broker starts empty).
     env = {**os.environ, "LIFELINE_DATA_DIR": str(settings.data_dir), "LIFELINE_REPUBLISH_ON_START": "true"}
     procs: dict[str, subprocess.Popen] = {}
-    for name in [*SERVICES, "simulator"]:
-        argv = [sys.executable, "-m", "lifeline.cli", *(["serve", name] if name != "simulator" else ["simulator"])]
+    for name in [*SERVICES, *SIMULATORS]:
+        argv = [sys.executable, "-m", "lifeline.cli", *(["serve", name] if name in SERVICES else COMMANDS[name])]
         out = open(logs / f"{name}.log", "ab")
         procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -205,7 +218,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  broker     {settings.kafka_bootstrap} (Tansu, memory-only; relays republish on start)")
     print(f"  redis      {settings.redis_url}")
     print(f"  data       {settings.data_dir}")
-    for name in [*SERVICES, "simulator"]:
+    for name in [*SERVICES, *SIMULATORS]:
         print(f"  {name:<12} http://{settings.host}:{settings.ports[name]}  (docs at /docs)")
     print(f"  logs       {logs}")
     print("An admin token (8 h):")
@@ -258,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("service", choices=SERVICES)
     p.set_defaults(func=cmd_serve)
     sub.add_parser("simulator", help="run the partner-department simulator").set_defaults(func=cmd_simulator)
+    sub.add_parser("bank-simulator", help="run the bank simulator (ISO 20022 files)").set_defaults(
+        func=cmd_bank_simulator)
     p = sub.add_parser("token", help="mint a bearer token (embedded mode)")
     p.add_argument("--role", required=True)
     p.add_argument("--region", required=True)

@@ -37,6 +37,7 @@ DEFAULT_PORTS = {
     "charity": 8004,
     "notify": 8005,
     "simulator": 8009,
+    "bank": 8010,
 }
 
 ENV_PREFIX = "LIFELINE_"
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
     charity_port: int = _port("charity", "charity's HTTP port")
     notify_port: int = _port("notify", "notify's HTTP port")
     simulator_port: int = _port("simulator", "the partner simulator's HTTP port")
+    bank_port: int = _port("bank", "the bank simulator's HTTP port (ISO 20022 files)")
     # Declared after host and simulator_port: its default is derived from them.
     simulator_url: str = Field("", validate_default=True, description="empty: http://<host>:<simulator_port>")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="larger request bodies get 413")

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from lifeline.cli import COMMANDS, SIMULATORS
 from lifeline.http.auth import mint_token
 
 SERVICES = ("intake", "verification", "payment", "charity", "notify")
@@ -74,9 +75,9 @@ class Lifeline:
         return f"http://127.0.0.1:{self.port(name)}"
 
     def start(self, *names: str, extra_env: dict[str, str] | None = None, wait: bool = True) -> None:
-        names = names or (*SERVICES, "simulator")
+        names = names or (*SERVICES, *SIMULATORS)
         for name in names:
-            argv = [sys.executable, "-m", "lifeline.cli", *(("serve", name) if name in SERVICES else (name,))]
+            argv = [sys.executable, "-m", "lifeline.cli", *(("serve", name) if name in SERVICES else COMMANDS[name])]
             log = open(self.logs / f"{name}.log", "ab")
             self.procs[name] = subprocess.Popen(
                 argv, env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,

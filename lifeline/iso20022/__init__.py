@@ -7,7 +7,7 @@ Amounts are integer fen everywhere in Lifeline and become two-decimal yuan strin
 from ._xml import MAX_MESSAGE_BYTES, SCHEMAS, Iso20022Error, schema, xsd_path
 from .amounts import decimal_to_fen, fen_to_decimal
 from .camt053 import Balance, Statement, StatementEntry, build_camt053, parse_camt053
-from .pain001 import BankBatch, CreditTransfer, build_pain001, control_sum_fen
+from .pain001 import BankBatch, CreditTransfer, ReceivedBatch, build_pain001, control_sum_fen, parse_pain001
 from .pain002 import (
     REASONS,
     PaymentInfoStatus,
@@ -34,6 +34,8 @@ __all__ = [
     "BankBatch",
     "CreditTransfer",
     "build_pain001",
+    "parse_pain001",
+    "ReceivedBatch",
     "control_sum_fen",
     "REASONS",
     "PaymentInfoStatus",

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from ._xml import Builder, check_text, format_date, format_datetime, serialize
-from .amounts import fen_to_decimal
+from ._xml import Builder, Iso20022Error, Reader, check_text, format_date, format_datetime, parse_datetime, parse_document, serialize
+from .amounts import decimal_to_fen, fen_to_decimal
 
 MESSAGE = "pain.001.001.09"
 
@@ -156,3 +156,43 @@ def build_pain001(batch: BankBatch) -> bytes:
             if t.remittance is not None:
                 b.path(tx, "RmtInf/Ustrd", t.remittance)
     return serialize(doc, MESSAGE)
+
+
+@dataclass(frozen=True)
+class ReceivedBatch:
+    """A pain.001 as a bank reads it: the batch's id, the paying account and the transfers."""
+
+    msg_id: str
+    created_at: datetime
+    debtor_account: str
+    transfers: tuple[CreditTransfer, ...]
+
+
+def parse_pain001(xml: bytes) -> ReceivedBatch:
+    """Validate `xml` against the pain.001.001.09 XSD and read its transfers (what a bank does
+    with a file it receives). Raises Iso20022Error, quoting no value, when it is not valid."""
+    root = parse_document(xml, MESSAGE)
+    r = Reader(MESSAGE)
+    init = r.find(root, "CstmrCdtTrfInitn")
+    transfers = []
+    debtor_account = ""
+    for pmt in r.findall(init, "PmtInf"):
+        debtor_account = r.text(pmt, "DbtrAcct/Id/Othr/Id") or debtor_account
+        for tx in r.findall(pmt, "CdtTrfTxInf"):
+            try:
+                amount_fen = decimal_to_fen(r.text(tx, "Amt/InstdAmt") or "")
+            except ValueError as exc:
+                raise Iso20022Error(f"{MESSAGE}: CdtTrfTxInf (line {tx.sourceline}): {exc}") from None
+            transfers.append(CreditTransfer(
+                end_to_end_id=r.text(tx, "PmtId/EndToEndId") or "",
+                amount_fen=amount_fen,
+                creditor_name=r.text(tx, "Cdtr/Nm") or "",
+                creditor_account=r.text(tx, "CdtrAcct/Id/Othr/Id") or "",
+                remittance=r.text(tx, "RmtInf/Ustrd"),
+            ))
+    hdr = r.find(init, "GrpHdr")
+    return ReceivedBatch(
+        msg_id=r.text(hdr, "MsgId") or "",
+        created_at=parse_datetime(r.text(hdr, "CreDtTm"), f"{MESSAGE}: GrpHdr/CreDtTm"),
+        debtor_account=debtor_account, transfers=tuple(transfers),
+    )

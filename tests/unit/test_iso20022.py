@@ -457,3 +457,14 @@ def test_the_parser_itself_is_safe_even_without_the_doctype_guard(xml):
         return  # libxml2 refused the amplification: fine
     text = etree.tostring(root)
     assert b"root:" not in text and b"lollollol" not in text
+
+
+def test_a_bank_reads_back_what_a_pain001_instructs():
+    from lifeline.iso20022 import parse_pain001
+
+    b = batch()
+    received = parse_pain001(build_pain001(b))
+    assert received.msg_id == b.batch_id and received.debtor_account == b.debtor_account
+    assert received.transfers == b.transfers
+    with pytest.raises(Iso20022Error):
+        parse_pain001(build_pain001(b).replace(b"CstmrCdtTrfInitn>", b"Nothing>"))

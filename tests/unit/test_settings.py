@@ -175,7 +175,7 @@ def test_the_kubernetes_config_is_production():
     data: dict[str, str] = {}
     for doc in yaml.safe_load_all((REPO_ROOT / "deploy" / "k8s" / "config.yaml").read_text(encoding="utf-8")):
         data |= doc.get("data", {}) | doc.get("stringData", {})
-    for manifest in [*SERVICES, "simulator"]:
+    for manifest in [*SERVICES, "simulator", "bank-simulator"]:
         text = (REPO_ROOT / "deploy" / "k8s" / f"{manifest}.yaml").read_text(encoding="utf-8")
         assert "name: lifeline-config" in text and "name: lifeline-secrets" in text, manifest
     s = Settings.from_env(data)
