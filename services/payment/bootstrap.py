@@ -5,6 +5,7 @@ from __future__ import annotations
 from lifeline.domain.clock import Clock
 from lifeline.runtime.service import ServiceSpec
 from lifeline.settings import Settings
+from lifeline.stores.sealing import sealer_for
 from services.payment import api
 from services.payment.application import PaymentApplication, project
 from services.payment.channels import load_channel_book
@@ -13,11 +14,12 @@ from services.payment.consumers import CONSUMES
 
 def build(settings: Settings, clock: Clock, env: dict[str, str]) -> PaymentApplication:
     # A malformed bank-channels file stops the service here, naming file and line.
-    return PaymentApplication(env, clock=clock, channels=load_channel_book(settings.bank_channels_file))
+    return PaymentApplication(env, clock=clock, channels=load_channel_book(settings.bank_channels_file),
+                              sealer=sealer_for(settings))
 
 
 SPEC = ServiceSpec(
     name="payment", title="Lifeline payment (社会化发放)", build=build,
     project=project, router=api.router, consumes=CONSUMES,
-    views_version=2,  # 2: entitlements have a kind (monthly, one-off, recognition)
+    views_version=3,  # 3: entitlements show the account they pay into (bank_account_ref)
 )

@@ -13,6 +13,10 @@ from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.values import BankAccount, Benefit, fen
 
 
+class NothingToPay(Exception):
+    """A command about paying on an entitlement that pays nothing (a recognition)."""
+
+
 class Entitlement(LifelineAggregate):
     id_kind = "entitlement"
 
@@ -62,6 +66,21 @@ class Entitlement(LifelineAggregate):
         region_code: str
         opened_at: str
 
+    class AccountCorrected(LifelineAggregate.Event):
+        """The household's account, corrected (e.g. after a return for a closed account): the
+        next payment goes there. The number stays sealed."""
+
+        entitlement_id: str
+        case_id: str
+        bank_account: BankAccount
+        bank_account_ref: str
+        reason: str
+        corrected_at: str
+
+        def apply(self, e: "Entitlement") -> None:
+            e.bank_account = self.bank_account
+            e.bank_account_ref = self.bank_account_ref
+
     @classmethod
     def from_benefit(cls, case_id: str, benefit: Benefit, bank_account: BankAccount | None,
                      bank_account_ref: str, region_code: str, opened_at: str, by: Meta) -> "Entitlement":
@@ -105,6 +124,17 @@ class Entitlement(LifelineAggregate):
         self.fund_source = fund_source
         self.bank_account = bank_account  # sealed: only a bank file unseals it
         self.bank_account_ref = bank_account_ref
+
+    def correct_account(self, account: BankAccount, reason: str, corrected_at: str, by: Meta) -> None:
+        if not self.payable:
+            raise NothingToPay(f"{self.entitlement_id} is a recognition: nothing is paid into an account")
+        if not reason.strip():
+            raise ValueError("a correction says why")
+        self.trigger_event(
+            self.AccountCorrected, entitlement_id=self.entitlement_id, case_id=self.case_id,
+            bank_account=account, bank_account_ref=account.ref, reason=reason,
+            corrected_at=corrected_at, meta=by.as_dict(),
+        )
 
     @property
     def kind(self) -> str:

@@ -197,3 +197,26 @@ def test_expenditure_relief_asks_medical_insurance_and_education(lifeline):
     v = completed(lifeline, case_id)
     assert v["departments_missing"] == []
     assert {"medical_insurance", "education"} <= set(v["departments_answered"])
+
+
+def test_a_caseworker_corrects_the_account_a_benefit_is_paid_into(lifeline):
+    """PUT /v1/entitlements/{id}/bank-account: sealed at once, masked in every answer; a bad
+    body or a recognition changes nothing."""
+    caps = policy(lifeline).emergency
+    case_id = relief_case(lifeline, caps.township_cap_fen - 100000)
+    assert decide(lifeline, case_id).status_code == 200
+    [item] = entitlements(lifeline, case_id)
+    path = f"/v1/entitlements/{item['entitlement_id']}/bank-account"
+    body = {"channel": "PSBC", "account_number": "6217990012345678888", "account_name": "王小明",
+            "reason": "原账户已销户，户主提供新账户"}
+    with lifeline.client("payment", role="caseworker", region=REGION[:6]) as c:
+        bad = c.put(path, json={**body, "account_number": "12AB"})
+        assert bad.status_code == 422 and "6217990012345678888" not in bad.text
+        r = c.put(path, json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["bank_account_ref"] == "PSBC:***************8888"
+        assert "6217990012345678888" not in r.text
+    with lifeline.client("payment", role="clerk", region=REGION[:6]) as c:
+        assert c.put(path, json=body).status_code == 403  # clerks do not change where money goes
+    [item] = entitlements(lifeline, case_id)
+    assert item["bank_account_ref"] == "PSBC:***************8888"
