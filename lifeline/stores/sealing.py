@@ -17,6 +17,7 @@ import time
 from eventsourcing.cipher import AESCipher
 from eventsourcing.utils import Environment
 
+from lifeline.domain.values import BankAccount
 from lifeline.settings import Settings
 
 
@@ -30,6 +31,12 @@ class Sealer:
 
     def unseal(self, token: str) -> str:
         return self._cipher.decrypt(base64.urlsafe_b64decode(token.encode("ascii"))).decode("utf-8")
+
+    def account(self, channel: str, account_number: str, account_name: str) -> BankAccount:
+        """A household's account as Lifeline keeps it: the number sealed at once, shown masked."""
+        return BankAccount(channel=channel, account_name=account_name,
+                           number_masked=BankAccount.mask(account_number),
+                           number_sealed=self.seal(account_number))
 
 
 def sealer_for(settings: Settings) -> Sealer:

@@ -11,7 +11,7 @@ from eventsourcing.persistence import IntegrityError
 
 from lifeline.domain.aggregate import Meta, new_id
 from lifeline.domain.clock import Clock
-from lifeline.domain.values import Application, BankAccount
+from lifeline.domain.values import Application
 from lifeline.stores.application import ServiceApplication
 from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideTx
@@ -45,11 +45,7 @@ class IntakeApplication(ServiceApplication):
         """Register an application as the clerk took it (the API's validated body)."""
         case_id = case_id or new_id("C")
         account = form["bank_account"]
-        sealed = BankAccount(
-            channel=account["channel"], account_name=account["account_name"],
-            number_masked=BankAccount.mask(account["account_number"]),
-            number_sealed=self.sealer.seal(account["account_number"]),
-        )
+        sealed = self.sealer.account(account["channel"], account["account_number"], account["account_name"])
         # The form is the payload less what intake adds: one mapping (from_wire) builds both.
         application = Application.from_wire({
             **form, "case_id": case_id, "clerk_id": meta.user_id,

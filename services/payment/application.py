@@ -42,11 +42,7 @@ class PaymentApplication(ServiceApplication):
         entitlement = self.get_entitlement(entitlement_id)
         if self.sealer is None:
             raise RuntimeError("payment was built without a sealer: it cannot take an account number")
-        sealed = BankAccount(
-            channel=account["channel"], account_name=account["account_name"],
-            number_masked=BankAccount.mask(account["account_number"]),
-            number_sealed=self.sealer.seal(account["account_number"]),
-        )
+        sealed = self.sealer.account(account["channel"], account["account_number"], account["account_name"])
         entitlement.correct_account(sealed, reason, self.clock.now().isoformat(), meta)
         self.save(entitlement)
         return entitlement
