@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     bank_port: int = _port("bank", "the bank simulator's HTTP port (ISO 20022 files)")
     # Declared after host and simulator_port: its default is derived from them.
     simulator_url: str = Field("", validate_default=True, description="empty: http://<host>:<simulator_port>")
+    bank_url: str = Field("", validate_default=True,
+                          description="where payment sends pain.001 files; empty: http://<host>:<bank_port>")
+    payment_url: str = Field("", validate_default=True,
+                             description="where the bank simulator posts pain.002 and camt.053; "
+                                         "empty: http://<host>:<payment_port>")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="larger request bodies get 413")
     max_upload_bytes: int = Field(
         4 * 1024 * 1024, ge=1, description="the limit on a service's bulk-upload paths (a county's cadre register)")
@@ -147,6 +152,14 @@ class Settings(BaseSettings):
     # A float, given as a whole number so README's default reads the same.
     deadline_scan_seconds: float = Field(1, gt=0, description="how often the deadline watch scans")
 
+    # --- payment: runs, files, the banks ------------------------------------------------
+    payment_scan_seconds: float = Field(2, gt=0, description="how often payment sends files, pays one-off "
+                                                              "relief and releases corrected returns")
+    payment_file_processes: int = Field(1, ge=0, le=8, description="processes writing pain.001 files "
+                                                                   "(0: a thread of the payment process)")
+    payment_unit_payments: int = Field(20_000, ge=1, description="payments a run commits per transaction "
+                                                                 "(whole bank batches)")
+
     # --- partner simulator -----------------------------------------------------------
     simulator_silent: str = Field("", description="departments the simulator never answers, comma-separated")
     simulator_seed: str = Field("lifeline", description="seed of the simulator's deterministic data set")
@@ -169,12 +182,13 @@ class Settings(BaseSettings):
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("simulator_url")
+    @field_validator("simulator_url", "bank_url", "payment_url")
     @classmethod
-    def _derive_simulator_url(cls, value: str, info: ValidationInfo) -> str:
+    def _derive_url(cls, value: str, info: ValidationInfo) -> str:
         if value:
-            return value
-        return f"http://{info.data.get('host', '127.0.0.1')}:{info.data.get('simulator_port', DEFAULT_PORTS['simulator'])}"
+            return value.rstrip("/")
+        port = info.field_name.removesuffix("_url")
+        return f"http://{info.data.get('host', '127.0.0.1')}:{info.data.get(f'{port}_port', DEFAULT_PORTS[port])}"
 
     @field_validator("environment", "test_backend", mode="before")
     @classmethod

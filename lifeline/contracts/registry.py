@@ -330,3 +330,16 @@ def _benefit_approved_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
         out["one_off_amount_fen"] = None
     out["bank_account"] = None
     return out
+
+
+# The account's masked number shows its first four digits too from ApplicationSubmitted v5 and
+# BenefitApproved v3 on. An older event keeps the form it was masked with (last four only),
+# which the newer schemas still accept: nothing can recover digits the event never carried.
+@upcaster("ApplicationSubmitted", 4)
+def _application_submitted_v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+@upcaster("BenefitApproved", 2)
+def _benefit_approved_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    return data

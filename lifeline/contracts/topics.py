@@ -42,11 +42,12 @@ _BY_SERVICE: dict[str, tuple[str, ...]] = {
     "verification": (
         "HouseholdSurveyRecorded", "InitialReviewProposed", "PublicNoticePosted", "ObjectionRaised",
         "DemocraticAppraisalHeld", "DeadlineSet", "DeadlineCleared", "VerificationCompleted", "BenefitApproved", "BenefitRefused",
-        "BenefitAdjusted", "BenefitSuspended", "BenefitTerminated", "FraudRecorded",
+        "BenefitAdjusted", "BenefitSuspended", "BenefitResumed", "BenefitTerminated", "FraudRecorded",
     ),
     "payment": (
         "EntitlementOpened", "PaymentRunStarted", "PaymentInstructed", "BankBatchSubmitted",
-        "PaymentSettled", "PaymentReturned", "PaymentRunCompleted", "ReconciliationCompleted",
+        "PaymentSettled", "PaymentReturned", "PaymentRecallRequested", "PaymentRunCompleted",
+        "ReconciliationCompleted",
     ),
     "charity": (
         "FundRegistered", "DonationReceived", "NeedOpened", "FundAllocated",
@@ -64,6 +65,8 @@ EVENT_TOPIC: dict[str, str] = {
 EVENT_TOPIC["VerificationRequested"] = PARTNER_REQUESTS
 # Published by partner departments (and the partner simulator).
 EVENT_TOPIC["DepartmentRecordsReported"] = PARTNER_RECORDS
+# A death a department reports (keyed by its subject, the department's record id).
+EVENT_TOPIC["DeathReported"] = PARTNER_RECORDS
 
 # ReferralRaised is also written to the referral feed read outside Lifeline.
 EXTRA_TOPICS: dict[str, tuple[str, ...]] = {"ReferralRaised": (REFERRALS,)}

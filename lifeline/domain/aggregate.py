@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,9 +25,25 @@ def new_id(prefix: str) -> str:
 
 
 def aggregate_id(kind: str, business_id: str) -> uuid.UUID:
-    # Deterministic: the same business id always names the same aggregate, which
-    # makes a repeated command collide in the store instead of doubling.
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:{kind}:{business_id}")
+    """uuid5(NAMESPACE_URL, "lifeline:<kind>:<business id>").
+
+    Deterministic: the same business id always names the same aggregate, which makes a
+    repeated command collide in the store instead of doubling. Computed from a hash of the
+    prefix kept per kind (the same value as `uuid.uuid5`, in half the time: a payment run
+    derives a million)."""
+    prefix = _PREFIXES.get(kind)
+    if prefix is None:
+        prefix = _PREFIXES[kind] = hashlib.sha1(uuid.NAMESPACE_URL.bytes + f"lifeline:{kind}:".encode())
+    digest = prefix.copy()
+    digest.update(business_id.encode())
+    value = int.from_bytes(digest.digest()[:16], "big")
+    return uuid.UUID(int=(value & _CLEAR_VERSION) | _VERSION_5)
+
+
+_PREFIXES: dict[str, Any] = {}
+# RFC 4122 version 5 and variant bits, as uuid.UUID(version=5) sets them.
+_CLEAR_VERSION = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_VERSION_5 = (5 << 76) | (0x8000 << 48)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ field against the JSON Schemas by `tests/unit/test_producers.py`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -198,6 +199,11 @@ class HouseholdProfile:
                    mask_name(application.household.applicant.name), application.assistance_type)
 
 
+# A masked account number: the first four digits (absent from accounts masked before
+# ApplicationSubmitted v5 / BenefitApproved v3), at least four "*", the last four.
+_MASKED_NUMBER = re.compile(r"(\d{4})?\*{4,}\d{4}", re.ASCII)
+
+
 @dataclass(frozen=True)
 class BankAccount:
     """Where benefits are paid. The number travels sealed (encrypted); only the masked
@@ -212,11 +218,20 @@ class BankAccount:
         _one_of(self.channel, tuple(BANK_CHANNELS), "bank_account.channel")
         if not self.account_name:
             raise ValueError("bank_account.account_name is required")
+        if not _MASKED_NUMBER.fullmatch(self.number_masked):  # never quote it: it may be a number in clear
+            raise ValueError("bank_account.number_masked must show at most the first four and the last four digits")
 
     @staticmethod
     def mask(number: str) -> str:
-        """6222021234567890123 → ************0123 (the last four digits stay)."""
-        return "*" * max(len(number) - 4, 4) + number[-4:]
+        """6222021234567890123 → 6222***********0123: the first four and the last four digits
+        stay and every digit between is an ``*`` (a 12-digit number, the shortest the API takes,
+        becomes 4 digits, 4 ``*``, 4 digits). A number shorter than 12 digits (none reaches here)
+        keeps only its last four, behind at least four ``*``. Accounts masked before this form
+        (ApplicationSubmitted v4, BenefitApproved v2 and earlier) keep their ``***************0123``:
+        nothing can recover their first four digits."""
+        if len(number) < 12:
+            return "*" * max(len(number) - 4, 4) + number[-4:]
+        return number[:4] + "*" * (len(number) - 8) + number[-4:]
 
     @property
     def ref(self) -> str:

@@ -38,6 +38,15 @@ BENEFIT_KINDS = ("monthly", "one_off", "recognition")
 APPROVAL_LEVELS = ("township", "county")
 # Where one-off relief is paid from.
 FUND_SOURCES = ("temporary_relief_budget", "township_reserve_fund")
+# Where a monthly benefit is paid from, by benefit type: the county budgets each per period.
+MONTHLY_FUND_SOURCES: dict[str, str] = {"dibao": "dibao_fund", "tekun": "tekun_fund"}
+# Every fund source a payment is charged to, and so a budget is set for (POST /v1/budgets).
+PAYMENT_FUND_SOURCES = (*MONTHLY_FUND_SOURCES.values(), *FUND_SOURCES)
+# Where a payment stands: instructed in a bank file; settled (booked on the statement);
+# returned by the bank and held until the account is corrected; released again.
+PAYMENT_STATUSES = ("instructed", "settled", "returned")
+# A payment run's steps (PaymentRun.status).
+PAYMENT_RUN_STATUSES = ("started", "awaiting_approval", "instructing", "instructed", "completed")
 # 一证一书: the only materials an applicant may ever be asked for (everything else is obtained
 # by data sharing), by the code used in MaterialsRequested; the names are what notices print.
 REQUIRED_MATERIALS: dict[str, str] = {
@@ -59,3 +68,6 @@ GRIEVANCE_OUTCOMES = ("upheld", "dismissed")
 REDECISION_EVIDENCE = ("original", "new")
 # 备案: a member who is a cadre (村/社区/乡镇干部) himself or a close relative (近亲属) of one.
 CADRE_RELATIONS = ("cadre", "close_relative")
+# After approval (动态管理): how a monthly benefit changes from a period on, and where it stands.
+BENEFIT_CHANGES = ("adjust", "suspend", "resume", "terminate")
+BENEFIT_STATUSES = ("paying", "suspended", "terminated")

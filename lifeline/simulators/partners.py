@@ -14,6 +14,12 @@ settings (`LIFELINE_SIMULATOR_SILENT=housing,tax`).
 An answer's identity is (source `partner/<department>`, sequence of the
 request in the verification log), so answering the same request twice is
 recognised downstream as one answer.
+
+It also reports deaths as public security (户籍注销) or civil affairs (殡葬) would:
+`POST /v1/deaths` publishes one DeathReported to `lifeline.partner.records.v1`.
+The department's record id, the CloudEvent id and its sequence all derive from
+(department, ID number, date of death), so the same death reported again — by a
+repeated command, or after a restart — is the same record to every consumer.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import date
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
@@ -36,7 +44,8 @@ from lifeline.contracts.envelope import ContractError
 from lifeline.domain.clock import clock_for
 from lifeline.messaging.kafka import Bus
 from lifeline.http.app import lifespan_of
-from lifeline.http.problems import install_problem_handlers
+from lifeline.http.problems import Problem, install_problem_handlers
+from lifeline.rules.ids import has_resident_id_form
 from lifeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,6 +101,41 @@ class RecordIn(BaseModel):
     education_expense_fen: int = Field(0, ge=0)
 
 
+# The departments that report deaths, as DeathReported's schema names them.
+DEATH_REPORTERS: tuple[str, ...] = tuple(
+    registry.schema("DeathReported")["properties"]["department"]["enum"])
+_RECORD_PREFIX = {"public_security": "PS", "civil_affairs": "CA"}
+
+
+class DeathIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id_number: str = Field(min_length=18, max_length=18, description="18-character resident ID number")
+    name: str = Field(min_length=1, max_length=64)
+    date_of_death: date = Field(description="YYYY-MM-DD")
+    department: Literal[DEATH_REPORTERS] = Field(  # type: ignore[valid-type]
+        default="public_security", description="public_security (户籍) or civil_affairs (殡葬)")
+
+    @field_validator("id_number")
+    @classmethod
+    def _resident_id(cls, value: str) -> str:
+        value = value.upper()
+        if not has_resident_id_form(value):
+            raise ValueError("not a resident ID number (17 digits and the GB 11643 check character)")
+        return value
+
+
+def death_record_id(department: str, id_number: str, date_of_death: str) -> str:
+    """The department's record id of a death: the same report gives the same id."""
+    digest = hashlib.sha256(f"death|{department}|{id_number}|{date_of_death}".encode()).hexdigest()
+    return f"{_RECORD_PREFIX.get(department, department.upper())}-{digest[:20].upper()}"
+
+
+def death_sequence(record_id: str) -> int:
+    """The report's sequence under source ``partner/<department>``: derived from the record id
+    (1 .. 2**52), so a consumer's (source, sequence) tracking sees a repeated report as one."""
+    return int(hashlib.sha256(f"sequence|{record_id}".encode()).hexdigest()[:13], 16) + 1
+
+
 class PartnerSimulator:
     def __init__(self, settings: Settings, seed: str | None = None):
         self.settings = settings
@@ -101,6 +145,7 @@ class PartnerSimulator:
         self.records: dict[tuple[str, str], dict[str, int]] = {}
         self.behaviour = Behaviour(silent=set(settings.silent_departments))
         self.answered = 0
+        self.deaths: dict[str, bytes] = {}  # record id -> the DeathReported first published
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.consumer: AIOKafkaConsumer | None = None
@@ -161,6 +206,35 @@ class PartnerSimulator:
         for _ in range(2 if self.behaviour.duplicate else 1):
             await (await self.bus.send(T.PARTNER_RECORDS, value, request.data["case_id"]))
         self.answered += 1
+
+    def death(self, body: DeathIn) -> tuple[dict[str, Any], bytes]:
+        """The DeathReported CloudEvent of one death (the one published before, if any)."""
+        department, day = body.department, body.date_of_death.isoformat()
+        record_id = death_record_id(department, body.id_number, day)
+        if record_id in self.deaths:
+            raw = self.deaths[record_id]
+            return registry.decode(raw).data, raw
+        now = self.clock.now()
+        data = {"record_id": record_id, "department": department, "id_number": body.id_number,
+                "name": body.name, "date_of_death": day, "reported_at": now.isoformat()}
+        event = registry.new_event(
+            "DeathReported", data,
+            subject=record_id,
+            source=f"partner/{department}",
+            time=now.isoformat(timespec="milliseconds"),
+            sequence=death_sequence(record_id),
+            actor={"user_id": f"adapter:{department}", "role": "partner", "org_code": department},
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:death:{record_id}")),
+        )
+        return data, event.to_json()
+
+    async def report_death(self, body: DeathIn) -> dict[str, Any]:
+        """Publish one DeathReported (again, for a death reported before) and wait for the ack."""
+        data, value = self.death(body)
+        key = T.key_for("DeathReported", data["record_id"], data)
+        await (await self.bus.send(T.PARTNER_RECORDS, value, key))
+        self.deaths.setdefault(data["record_id"], value)
+        return data
 
     async def start(self) -> None:
         await self.bus.start()
@@ -232,6 +306,19 @@ def create_app(settings: Settings) -> FastAPI:
     async def put_record(department: str, id_number: str, body: RecordIn):
         sim.records[(department, id_number)] = body.model_dump()
         return {"department": department, "id_number": id_number, **body.model_dump()}
+
+    @app.post("/v1/deaths", status_code=202)
+    async def report_death(body: DeathIn):
+        """Report a death as the department would: one DeathReported on the partner records
+        topic; the same death (department, ID number, date) always has the same record id."""
+        if body.date_of_death > sim.clock.now().date():
+            raise Problem(422, "Death in the future", "date_of_death is after today",
+                          slug="death-in-the-future")
+        try:
+            return await sim.report_death(body)
+        except KafkaError as exc:
+            raise Problem(503, "Broker unavailable", f"DeathReported not published: {type(exc).__name__}",
+                          headers={"Retry-After": "1"}) from None
 
     @app.get("/v1/records/{department}/{id_number}")
     async def get_record(department: str, id_number: str):

@@ -1,9 +1,11 @@
 """Sealed fields: a bank account number is encrypted wherever it is stored or sent
 (event stores, topics, read models) and unsealed only where a bank file is written.
 
-AES-256-GCM (eventsourcing's AESCipher), key derived from LIFELINE_CIPHER_KEY, or in
-the embedded mode from a secret generated once under the data directory, which every
-process of that Lifeline shares.
+AES-256-GCM, key derived from LIFELINE_CIPHER_KEY, or in the embedded mode from a
+secret generated once under the data directory, which every process of that Lifeline
+shares. The sealed form is eventsourcing's AESCipher's (nonce, tag, ciphertext; base64),
+made with `cryptography`'s AESGCM: a payment run unseals a million numbers, and this is
+twenty times faster than building a pycryptodome cipher for each.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import os
 import secrets
 import time
 
-from eventsourcing.cipher import AESCipher
-from eventsourcing.utils import Environment
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from lifeline.domain.values import BankAccount
 from lifeline.settings import Settings
@@ -23,14 +25,22 @@ from lifeline.settings import Settings
 
 class Sealer:
     def __init__(self, secret: str):
-        key = base64.b64encode(hashlib.sha256(b"lifeline-sealing\0" + secret.encode()).digest())
-        self._cipher = AESCipher(Environment(env={"CIPHER_KEY": key.decode("ascii")}))
+        self.secret = secret  # a bank-file writer process builds its own Sealer from it
+        self._aead = AESGCM(hashlib.sha256(b"lifeline-sealing\0" + secret.encode()).digest())
 
     def seal(self, text: str) -> str:
-        return base64.urlsafe_b64encode(self._cipher.encrypt(text.encode("utf-8"))).decode("ascii")
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, text.encode("utf-8"), None)  # ciphertext + tag
+        return base64.urlsafe_b64encode(nonce + sealed[-16:] + sealed[:-16]).decode("ascii")
 
     def unseal(self, token: str) -> str:
-        return self._cipher.decrypt(base64.urlsafe_b64decode(token.encode("ascii"))).decode("utf-8")
+        raw = base64.urlsafe_b64decode(token.encode("ascii"))
+        if len(raw) < 28:
+            raise ValueError("damaged sealed value")
+        try:
+            return self._aead.decrypt(raw[:12], raw[28:] + raw[12:28], None).decode("utf-8")
+        except InvalidTag:
+            raise ValueError("sealed value is damaged or sealed with another key") from None
 
     def account(self, channel: str, account_number: str, account_name: str) -> BankAccount:
         """A household's account as Lifeline keeps it: the number sealed at once, shown masked."""

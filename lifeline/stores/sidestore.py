@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
+
 from lifeline.stores.eventstore import ensure_postgres_schema, schema_name
 from lifeline.settings import Settings
 
@@ -83,6 +85,16 @@ class SideTx:
             "ON CONFLICT (kind, key) DO UPDATE SET ref = excluded.ref, doc = excluded.doc",
             (kind, key, ref, json.dumps(doc, ensure_ascii=False, sort_keys=True)),
         )
+
+    def delete(self, kind: str, key: str) -> None:
+        self._x("DELETE FROM {t}docs WHERE kind = ? AND key = ?", (kind, key))
+
+    def page(self, kind: str, after: str = "", limit: int = 1000) -> list[tuple[str, dict[str, Any]]]:
+        """Documents of one kind in key order after `after`: a long read in short transactions."""
+        rows = self._x(
+            "SELECT key, doc FROM {t}docs WHERE kind = ? AND key > ? ORDER BY key LIMIT ?", (kind, after, limit)
+        ).fetchall()
+        return [(r[0], orjson.loads(r[1])) for r in rows]
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         row = self._x("SELECT doc FROM {t}docs WHERE kind = ? AND key = ?", (kind, key)).fetchone()
@@ -177,6 +189,17 @@ class SideStore:
             with self._pool.connection() as conn, conn.transaction():
                 with conn.cursor() as cur:
                     yield SideTx(cur, "format", self._prefix, lock_rows=True)
+
+    def scan(self, kind: str, page_size: int = 2000) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every document of one kind, in key order, a page per transaction (memory stays flat)."""
+        after = ""
+        while True:
+            with self.transaction() as tx:
+                page = tx.page(kind, after, page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
 
     def dump(self) -> list[tuple[str, str, str, dict[str, Any]]]:
         with self.transaction() as tx:

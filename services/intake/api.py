@@ -277,7 +277,7 @@ class CaseOut(BaseModel):
     submitted_at: str = Field(description="ISO 8601 timestamp")
     accepted_at: str | None = Field(description="ISO 8601 timestamp, once accepted (受理)")
     missing_materials: list[Material] = Field(description="materials still asked for (补正)")
-    bank_account_ref: str = Field(description="bank channel and masked number", examples=["RCC:***************8901"])
+    bank_account_ref: str = Field(description="bank channel and masked number", examples=["RCC:6228***********8901"])
     verification_outcome: str | None = Field(description="eligible, ineligible or needs_appraisal once verified")
     per_capita_income_fen: int | None
     benefit_id: str | None

@@ -10,6 +10,7 @@ from services.payment import api
 from services.payment.application import PaymentApplication, project
 from services.payment.channels import load_channel_book
 from services.payment.consumers import CONSUMES
+from services.payment.worker import payment_worker
 
 
 def build(settings: Settings, clock: Clock, env: dict[str, str]) -> PaymentApplication:
@@ -21,5 +22,8 @@ def build(settings: Settings, clock: Clock, env: dict[str, str]) -> PaymentAppli
 SPEC = ServiceSpec(
     name="payment", title="Lifeline payment (社会化发放)", build=build,
     project=project, router=api.router, consumes=CONSUMES,
-    views_version=3,  # 3: entitlements show the account they pay into (bank_account_ref)
+    # 3: entitlements show the account they pay into (bank_account_ref); 4: payment runs
+    views_version=4,
+    workers=(payment_worker,),
+    upload_paths=("/v1/bank-channels/",),  # status reports and statements of a whole file
 )

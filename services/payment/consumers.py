@@ -1,4 +1,5 @@
-"""Kafka handlers of payment: approvals become entitlements.
+"""Kafka handlers of payment: approvals become entitlements, which follow the benefit's
+changes and the deaths partner departments report.
 
 `HANDLERS` is the whole map from consumed event to handler.
 """
@@ -16,11 +17,32 @@ from lifeline.domain.aggregate import Meta
 if TYPE_CHECKING:
     from services.payment.application import PaymentApplication
 
-CONSUMES = [T.TOPICS["verification"]]
+CONSUMES = [T.TOPICS["verification"], T.TOPICS["intake"], T.PARTNER_RECORDS]
 
 
 def on_benefit_approved(app: PaymentApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
     app.record_benefit(event.data, Meta.caused_by(event, app.service), pe)
 
 
-HANDLERS = {"BenefitApproved": on_benefit_approved}
+def on_benefit_changed(app: PaymentApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    # The CloudEvent's id names the change: a redelivery changes nothing twice.
+    app.change_benefit(event.name, event.data, event.id, Meta.caused_by(event, app.service), pe)
+
+
+def on_application_submitted(app: PaymentApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.record_household(event.data, Meta.caused_by(event, app.service), pe)
+
+
+def on_death_reported(app: PaymentApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.record_death(event.data, Meta.caused_by(event, app.service), pe)
+
+
+HANDLERS = {
+    "BenefitApproved": on_benefit_approved,
+    "BenefitAdjusted": on_benefit_changed,
+    "BenefitSuspended": on_benefit_changed,
+    "BenefitResumed": on_benefit_changed,
+    "BenefitTerminated": on_benefit_changed,
+    "ApplicationSubmitted": on_application_submitted,
+    "DeathReported": on_death_reported,
+}

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator
 
 from lifeline.domain.aggregate import Meta, new_id
 from lifeline.http.auth import CASE_READERS, Principal
@@ -19,14 +19,15 @@ from lifeline.runtime.service import ServiceRuntime
 from lifeline.http.app import COMMAND_ERRORS, CREATE_ERRORS, READ_ERRORS, CaseId, found_in_region, idempotent_id
 from lifeline.rules.departments import DEPARTMENTS
 from lifeline.rules.vocabulary import (
-    APPROVAL_LEVELS, AREAS, ASSISTANCE_TYPES, BENEFIT_KINDS, CADRE_RELATIONS, FUND_SOURCES,
-    GRIEVANCE_CHANNELS, GRIEVANCE_OUTCOMES, GRIEVANCE_SUBJECTS, PROPOSALS, REDECISION_EVIDENCE,
-    SURVEYOR_ROLES,
+    APPROVAL_LEVELS, AREAS, ASSISTANCE_TYPES, BENEFIT_CHANGES, BENEFIT_KINDS, BENEFIT_STATUSES,
+    CADRE_RELATIONS, FUND_SOURCES, GRIEVANCE_CHANNELS, GRIEVANCE_OUTCOMES, GRIEVANCE_SUBJECTS,
+    PROPOSALS, REDECISION_EVIDENCE, SURVEYOR_ROLES,
 )
 from services.verification.assessment import Outcome
 from services.verification import filings
 from services.verification.procedure import (
     Appraisal,
+    BenefitChange,
     CaseDeadline,
     Decision,
     Grievance,
@@ -138,6 +139,41 @@ class DecisionIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class BenefitChangeIn(BaseModel):
+    """A change to the approved monthly benefit from a payment period on (动态管理)."""
+
+    model_config = strict(
+        {"change": "adjust", "from_period": "2027-01", "monthly_amount_fen": 150000,
+         "reason": "年度复核：家庭成员实现就业，家庭人均收入提高，调整低保金。"},
+        {"change": "suspend", "from_period": "2027-02", "reason": "经复核家庭情况待查，暂停发放。"},
+        {"change": "resume", "from_period": "2027-04", "reason": "情况查实，符合条件，恢复发放。"},
+        {"change": "terminate", "from_period": "2027-06", "reason": "家庭人均收入超过当地低保标准，停发。"},
+    )
+    change: Literal[BENEFIT_CHANGES] = Field(
+        description="adjust: a new monthly amount; suspend: stop paying for now (only while paying); "
+                    "resume: pay again (only while suspended); terminate: end the benefit for good")
+    from_period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", examples=["2027-01"],
+                             description="YYYY-MM: the first payment period the change applies to; not "
+                                         "before the benefit's first period, nor before the latest change's")
+    monthly_amount_fen: int | None = Field(
+        default=None, ge=1, le=10**10, validate_default=True,
+        description="with adjust only, and then required: the new monthly amount (fen), different from "
+                    "the one in force")
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("monthly_amount_fen")
+    @classmethod
+    def _only_with_adjust(cls, value: int | None, info: ValidationInfo) -> int | None:
+        change = info.data.get("change")
+        if change is None:
+            return value  # the change itself is wrong: that error is reported
+        if change == "adjust" and value is None:
+            raise ValueError("an adjustment gives the new monthly_amount_fen")
+        if change != "adjust" and value is not None:
+            raise ValueError(f"monthly_amount_fen is sent with adjust only, not with {change}")
+        return value
+
+
 # --- responses ---------------------------------------------------------------------
 Department = Literal[tuple(DEPARTMENTS)]
 
@@ -240,6 +276,12 @@ class VerificationOut(BaseModel):
     departments_missing: list[Department]
     assessment: AssessmentRecord | None
     benefit: BenefitOut | None
+    benefit_status: Literal[BENEFIT_STATUSES] | None = Field(
+        description="an approved monthly benefit: paying, suspended or terminated (null otherwise)")
+    current_monthly_amount_fen: int | None = Field(
+        description="an approved monthly benefit: the monthly amount in force (approved, then adjusted)")
+    benefit_changes: list[BenefitChange] = Field(
+        description="every change to the approved monthly benefit, the latest last (动态管理)")
     refusal: RefusalOut | None
     version: int
 
@@ -258,7 +300,7 @@ class Approved(BenefitOut):
     decision: Literal["approve"]
     verification_id: str
     household: HouseholdOut
-    bank_account_ref: str = Field(examples=["RCC:***************0001"])
+    bank_account_ref: str = Field(examples=["RCC:6228***********0001"])
     reason: str
 
 
@@ -273,6 +315,20 @@ class Refused(RefusalOut):
 
 class DecisionOut(RootModel[Annotated[Approved | Refused, Field(discriminator="decision")]]):
     """What a decision answers: the approval with its benefit, or the refusal."""
+
+
+class BenefitChangeOut(BaseModel):
+    """A change to the approved monthly benefit (application.benefit_change_view): what it
+    publishes (BenefitAdjusted, BenefitSuspended, BenefitResumed or BenefitTerminated) and
+    where the benefit stands from `from_period` on."""
+
+    case_id: str
+    benefit_id: str
+    change: Literal[BENEFIT_CHANGES]
+    from_period: str = Field(description="YYYY-MM", examples=["2027-01"])
+    status: Literal[BENEFIT_STATUSES] = Field(description="the benefit's status from from_period on")
+    monthly_amount_fen: int = Field(description="the monthly amount in force from from_period on "
+                                                "(paid only while paying)")
 
 
 class CompletionOut(BaseModel):
@@ -320,6 +376,30 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 )
             runtime.saved()
             return 200, {"case_id": case_id, "decision": body.decision, **result}
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.post(
+        "/verifications/{case_id}/benefit-changes", tags=["benefits"], response_model=BenefitChangeOut,
+        responses=COMMAND_ERRORS,
+    )
+    async def change_benefit(
+        case_id: str, body: BenefitChangeIn, request: Request,
+        principal: Principal = runtime.auth.require(*DECIDERS),
+    ):
+        """After approval (动态管理): adjust, suspend, resume or terminate the approved monthly
+        benefit from a payment period on; publishes BenefitAdjusted, BenefitSuspended,
+        BenefitResumed or BenefitTerminated."""
+        await asyncio.to_thread(load, case_id, principal)
+
+        async def handle() -> tuple[int, dict]:
+            with refused_as_problem("Benefit not changed"):
+                result = await asyncio.to_thread(
+                    app.change_benefit, case_id, body.change, body.from_period, body.monthly_amount_fen,
+                    body.reason, Meta.of(principal, body.reason),
+                )
+            runtime.saved()
+            return 200, result
 
         return await runtime.idempotent(request, principal.user_id, handle)
 

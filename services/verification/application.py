@@ -172,6 +172,14 @@ class VerificationApplication(ServiceApplication):
     def declare_major_dispute(self, case_id: str, reason: str, meta: Meta) -> Verification:
         return self._step(case_id, lambda v, now: v.declare_major_dispute(reason, now, meta))
 
+    def change_benefit(self, case_id: str, change: str, from_period: str, monthly_amount_fen: int | None,
+                       reason: str, meta: Meta) -> dict[str, Any]:
+        """Adjust, suspend, resume or terminate the approved monthly benefit from a period on
+        (动态管理); answers the change as it now stands (benefit_change_view)."""
+        v = self._step(case_id, lambda v, now: v.change_benefit(
+            change, from_period, monthly_amount_fen, reason, now, meta))
+        return benefit_change_view(v)
+
     def _step(self, case_id: str, action: Callable[[Verification, datetime], None]) -> Verification:
         """One step of the procedure by a person: taken on the current state and saved whole,
         or refused whole. A consumer writing the same case meanwhile (a department's answer)
@@ -231,6 +239,17 @@ def decision_view(decided: Verification.Approved | Verification.Refused) -> dict
     return data
 
 
+def benefit_change_view(v: Verification) -> dict[str, Any]:
+    """What a benefit change answers: the latest change, with the status and the monthly
+    amount in force from its period on."""
+    last = v.benefit_changes[-1]
+    return {
+        "case_id": v.case_id, "benefit_id": v.benefit.benefit_id, "change": last.change,
+        "from_period": last.from_period, "status": last.status,
+        "monthly_amount_fen": last.monthly_amount_fen,
+    }
+
+
 def _plain(value: Any) -> Any:
     return dataclasses.asdict(value) if value is not None else None
 
@@ -262,6 +281,10 @@ def verification_view(v: Verification) -> dict[str, Any]:
         "departments_missing": sorted(v.departments_missing),
         "assessment": v.assessment,
         "benefit": _plain(v.benefit),
+        # After approval (a monthly benefit): where it stands, the amount in force, every change.
+        "benefit_status": v.benefit_status,
+        "current_monthly_amount_fen": v.current_monthly_amount_fen,
+        "benefit_changes": [dataclasses.asdict(c) for c in v.benefit_changes],
         "refusal": _plain(v.refusal),
         "version": v.version,
     }
@@ -272,8 +295,9 @@ def grievances_view(v: Verification) -> list[dict[str, Any]]:
 
 
 def project(event: Any, tx: SideTx) -> None:
-    """Read models: verifications by state, for the review group's work list; grievances by id;
-    cases flagged for filing (备案) and the cadre registers' sizes (filings.project_filing)."""
+    """Read models: verifications by state, for the review group's work list (an approved monthly
+    benefit with its status and the monthly amount in force); grievances by id; cases flagged
+    for filing (备案) and the cadre registers' sizes (filings.project_filing)."""
     if project_filing(event, tx):
         return
     if isinstance(event, Verification.Started):
@@ -291,6 +315,13 @@ def project(event: Any, tx: SideTx) -> None:
         doc = tx.get("grievance", event.grievance_id)
         if doc is not None:
             tx.put("grievance", event.grievance_id, {**doc, "state": "decided"}, ref=event.case_id)
+    elif isinstance(event, Verification.BenefitChanged):
+        doc = tx.get("verification", event.case_id)
+        if doc is not None:
+            doc["benefit_status"] = event.status or doc.get("benefit_status")
+            if isinstance(event, Verification.BenefitAdjusted):
+                doc["monthly_amount_fen"] = event.monthly_amount_fen
+            tx.put("verification", event.case_id, doc, ref=doc["state"])
     elif isinstance(event, (Verification.Accepted, Verification.NotAccepted, Verification.Completed,
                             Verification.Approved, Verification.Refused, Verification.Reopened)):
         doc = tx.get("verification", event.case_id)
@@ -305,4 +336,9 @@ def project(event: Any, tx: SideTx) -> None:
             }[type(event)]
             if isinstance(event, Verification.Completed):
                 doc["outcome"] = event.assessment["outcome"]
+            if isinstance(event, Verification.Approved) and event.benefit.kind == "monthly":
+                doc["benefit_status"], doc["monthly_amount_fen"] = "paying", event.benefit.monthly_amount_fen
+            if isinstance(event, Verification.Reopened):
+                doc.pop("benefit_status", None)
+                doc.pop("monthly_amount_fen", None)
             tx.put("verification", event.case_id, doc, ref=doc["state"])

@@ -18,6 +18,8 @@ def build(settings: Settings, clock: Clock, env: dict[str, str]) -> Verification
 SPEC = ServiceSpec(
     name="verification", title="Lifeline verification (审核确认)", build=build,
     project=project, router=api.router, consumes=CONSUMES,
-    views_version=2,  # 2: the procedure's states, grievances and filings (issue 9)
+    # 2: the procedure's states, grievances and filings (issue 9); 3: an approved monthly
+    # benefit's status and monthly amount in force on the verification's document
+    views_version=3,
     upload_paths=("/v1/cadre-registers/",),
 )

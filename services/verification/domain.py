@@ -8,18 +8,20 @@ rules allow it and the deciding body may approve that much.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from lifeline.contracts import registry
 from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.values import Application, BankAccount, Benefit, Refusal, StoresApplication, mask_name
 from lifeline.rules import clocks
-from lifeline.rules.periods import business_date, first_payment_period, period_of, start_of_day
+from lifeline.rules.periods import business_date, first_payment_period, parse_period, period_of, start_of_day
 from lifeline.rules.vocabulary import ONE_OFF_TYPES
 from services.verification.assessment import Assessment, DepartmentRecord
 from services.verification.procedure import (
     Appraisal,
+    BenefitChange,
     CaseDeadline,
     Decision,
     Grievance,
@@ -79,6 +81,10 @@ def _day(moment: datetime | str) -> date:
     return business_date(datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
 
 
+# A payment period as the wire writes it (ASCII digits only: the schemas' pattern is ECMA-262).
+_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
 class Verification(LifelineAggregate):
     """One case's procedure (审核确认): the economic check and the steps the law prescribes
     before a decision, each with its deadline.
@@ -86,7 +92,8 @@ class Verification(LifelineAggregate):
     State: `awaiting_acceptance` → (`not_accepted`) | `requested` (the check is running) →
     `completed` → `approved` | `refused`. The survey, the initial review, the public notice,
     objections and appraisals are recorded beside the check; `missing_step` says what a
-    decision still waits for.
+    decision still waits for. An approved monthly benefit is then `paying`, and may be
+    adjusted, suspended, resumed and terminated from a period on (`benefit_status`).
     """
 
     id_kind = "verification"  # one procedure per case: a repeated application collides
@@ -310,6 +317,8 @@ class Verification(LifelineAggregate):
         def apply(self, v: "Verification") -> None:
             v.state = "approved"
             v.benefit = self.benefit
+            if self.benefit.kind == "monthly":
+                v.benefit_status, v.current_monthly_amount_fen = "paying", self.benefit.monthly_amount_fen
             v.decisions.append(Decision("approve", self.benefit.approved_at, self.meta.get("user_id", ""),
                                         self.reason, self.benefit.benefit_id, self.assessment,
                                         v.evidence_of(self)))
@@ -340,6 +349,53 @@ class Verification(LifelineAggregate):
             v.refusal = self.refusal
             v.decisions.append(Decision("refuse", self.refusal.refused_at, self.meta.get("user_id", ""),
                                         self.refusal.reason, None, self.assessment, v.evidence_of(self)))
+
+    class BenefitChanged(LifelineAggregate.Event):
+        """The approved monthly benefit changes from `from_period` on (动态管理); one subclass per
+        change, each published as its own event (outbound.py). Never stored itself."""
+
+        case_id: str
+        benefit_id: str
+        from_period: str
+        reason: str
+        decided_by: str
+        decided_at: str
+
+        change: ClassVar[str]
+        status: ClassVar[str | None]  # the benefit's status from `from_period` on (None: as it was)
+
+        def apply(self, v: "Verification") -> None:
+            v.benefit_status = self.status or v.benefit_status
+            v.benefit_changes.append(BenefitChange(
+                self.change, self.from_period, v.benefit_status, v.current_monthly_amount_fen,
+                self.reason, self.decided_by, self.decided_at))
+
+    class BenefitAdjusted(BenefitChanged):
+        """调整: a new monthly amount; paying or suspended, the benefit stays as it was."""
+
+        monthly_amount_fen: int
+        previous_monthly_amount_fen: int
+
+        change, status = "adjust", None
+
+        def apply(self, v: "Verification") -> None:
+            v.current_monthly_amount_fen = self.monthly_amount_fen
+            super().apply(v)
+
+    class BenefitSuspended(BenefitChanged):
+        """暂停发放: nothing is paid from `from_period` on until the benefit is resumed."""
+
+        change, status = "suspend", "suspended"
+
+    class BenefitResumed(BenefitChanged):
+        """恢复发放: paid again from `from_period` on, at the amount in force."""
+
+        change, status = "resume", "paying"
+
+    class BenefitTerminated(BenefitChanged):
+        """停发: the benefit ends; nothing is paid from `from_period` on, nothing changes it again."""
+
+        change, status = "terminate", "terminated"
 
     class GrievanceRaised(LifelineAggregate.Event):
         case_id: str
@@ -382,6 +438,8 @@ class Verification(LifelineAggregate):
             v.state = "completed" if self.evidence == "original" else "requested"
             v.evidence_version = self.evidence_version if self.evidence == "original" else None
             v.benefit = v.refusal = None
+            v.benefit_status = v.current_monthly_amount_fen = None
+            v.benefit_changes = []
             v.proposal = v.notice = None
             v.objections, v.appraisals, v.appraisal_due = [], [], False
             if self.evidence == "new":
@@ -415,6 +473,11 @@ class Verification(LifelineAggregate):
         self.filing: list[dict[str, str]] = []  # 备案 reasons; empty: nothing to file
         self.deadlines: dict[str, CaseDeadline] = {}
         self.benefit: Benefit | None = None
+        # A monthly benefit after approval: paying | suspended | terminated, the monthly amount in
+        # force (approved, then adjusted) and every change, the latest last.
+        self.benefit_status: str | None = None
+        self.current_monthly_amount_fen: int | None = None
+        self.benefit_changes: list[BenefitChange] = []
         self.refusal: Refusal | None = None
         self.decisions: list[Decision] = []  # every decision taken, with its assessment
         self.grievances: dict[str, Grievance] = {}
@@ -864,3 +927,95 @@ class Verification(LifelineAggregate):
             raise NotPermitted(
                 "four eyes: whoever recorded the survey or proposed the initial review cannot "
                 "confirm the decision alone", "four_eyes")
+
+    # --- after approval: the monthly benefit changes (动态管理) -----------------------------
+    def change_benefit(self, change: str, from_period: str, monthly_amount_fen: int | None,
+                       reason: str, now: datetime, by: Meta) -> BenefitChange:
+        """Adjust, suspend, resume or terminate the approved monthly benefit from `from_period`
+        on; a new amount comes with `adjust` only. The change as it now stands."""
+        if change != "adjust" and monthly_amount_fen is not None:
+            raise RuleBroken(f"monthly_amount_fen is sent with an adjustment only, not with {change}",
+                             "monthly_amount_fen")
+        if change == "adjust":
+            self.adjust_benefit(monthly_amount_fen, from_period, reason, now, by)
+        elif change == "suspend":
+            self.suspend_benefit(from_period, reason, now, by)
+        elif change == "resume":
+            self.resume_benefit(from_period, reason, now, by)
+        elif change == "terminate":
+            self.terminate_benefit(from_period, reason, now, by)
+        else:
+            raise RuleBroken(f"no such benefit change: {change!r}", "benefit_change")
+        return self.benefit_changes[-1]
+
+    def adjust_benefit(self, monthly_amount_fen: int | None, from_period: str, reason: str,
+                       now: datetime, by: Meta) -> None:
+        """调整: a new monthly amount, positive and different from the one in force."""
+        self._check_changeable()
+        self._check_change(from_period, reason)
+        amount = monthly_amount_fen
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 1:
+            raise RuleBroken("an adjustment gives the new monthly_amount_fen, a positive number of fen "
+                             "(to stop paying, suspend or terminate)", "adjustment_amount")
+        if amount == self.current_monthly_amount_fen:
+            raise RuleBroken(f"the monthly amount is already {amount} fen: nothing to adjust",
+                             "adjustment_unchanged")
+        self._trigger_change(self.BenefitAdjusted, from_period, reason, now, by, monthly_amount_fen=amount,
+                             previous_monthly_amount_fen=self.current_monthly_amount_fen)
+
+    def suspend_benefit(self, from_period: str, reason: str, now: datetime, by: Meta) -> None:
+        """暂停发放: only a benefit being paid."""
+        self._check_changeable()
+        if self.benefit_status != "paying":
+            raise DecisionNotAllowed(f"the benefit is {self.benefit_status}, not paying: it cannot be "
+                                     "suspended", "benefit_not_paying")
+        self._check_change(from_period, reason)
+        self._trigger_change(self.BenefitSuspended, from_period, reason, now, by)
+
+    def resume_benefit(self, from_period: str, reason: str, now: datetime, by: Meta) -> None:
+        """恢复发放: only a suspended benefit."""
+        self._check_changeable()
+        if self.benefit_status != "suspended":
+            raise DecisionNotAllowed(f"the benefit is {self.benefit_status}, not suspended: there is "
+                                     "nothing to resume", "benefit_not_suspended")
+        self._check_change(from_period, reason)
+        self._trigger_change(self.BenefitResumed, from_period, reason, now, by)
+
+    def terminate_benefit(self, from_period: str, reason: str, now: datetime, by: Meta) -> None:
+        """停发: a paying or suspended benefit ends for good."""
+        self._check_changeable()
+        self._check_change(from_period, reason)
+        self._trigger_change(self.BenefitTerminated, from_period, reason, now, by)
+
+    def _check_changeable(self) -> None:
+        """Raise unless a monthly benefit was approved on this case and is not terminated (409)."""
+        if self.state != "approved" or self.benefit is None or self.benefit.kind != "monthly":
+            what = f"the case is {self.state}" if self.state != "approved" else (
+                f"the approved benefit is {self.benefit.kind if self.benefit else 'missing'}, not monthly")
+            raise DecisionNotAllowed(f"only an approved monthly benefit changes after approval; {what}",
+                                     "monthly_benefit")
+        if self.benefit_status == "terminated":
+            raise DecisionNotAllowed("the benefit is terminated: nothing changes it any more",
+                                     "benefit_terminated")
+
+    def _check_change(self, from_period: str, reason: str) -> None:
+        """Raise unless `from_period` is a period (YYYY-MM) neither before the benefit's first
+        period nor before the latest change, and a reason is given (422)."""
+        if not isinstance(from_period, str) or not _PERIOD.fullmatch(from_period):
+            raise RuleBroken("from_period must be a payment period, YYYY-MM", "from_period")
+        first = self.benefit.first_period
+        if parse_period(from_period) < parse_period(first):
+            raise RuleBroken(f"from_period {from_period} is before the benefit's first period {first}",
+                             "period_before_first_period")
+        last = self.benefit_changes[-1].from_period if self.benefit_changes else first
+        if parse_period(from_period) < parse_period(last):
+            raise RuleBroken(f"from_period {from_period} is before the latest change's, {last}: changes "
+                             "apply in the order of their periods", "period_before_last_change")
+        if not reason or not reason.strip() or len(reason) > 2000:
+            raise RuleBroken("a benefit change gives its reason (1 to 2000 characters)", "reason")
+
+    def _trigger_change(self, event_class: type, from_period: str, reason: str, now: datetime,
+                        by: Meta, **amounts: int | None) -> None:
+        self.trigger_event(event_class, case_id=self.case_id, benefit_id=self.benefit.benefit_id,
+                           from_period=from_period, reason=reason, decided_by=by.user_id,
+                           decided_at=now.isoformat(), meta=by.as_dict(), **amounts)

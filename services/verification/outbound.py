@@ -57,6 +57,15 @@ def benefit_approved(e: Verification.Approved) -> dict[str, Any]:
     }
 
 
+# After approval (动态管理): each change to a monthly benefit is its own public event, whose
+# payload is the event itself (case, benefit, from_period, reason, who and when; an
+# adjustment also the new and the previous monthly amount).
+OUTBOUND.copies(Verification.BenefitAdjusted, "BenefitAdjusted")
+OUTBOUND.copies(Verification.BenefitSuspended, "BenefitSuspended")
+OUTBOUND.copies(Verification.BenefitResumed, "BenefitResumed")
+OUTBOUND.copies(Verification.BenefitTerminated, "BenefitTerminated")
+
+
 @OUTBOUND.maps(Verification.Refused, "BenefitRefused")
 def benefit_refused(e: Verification.Refused) -> dict[str, Any]:
     return {

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from lifeline.rules.vocabulary import (
     ASSISTANCE_TYPES,
+    BENEFIT_CHANGES,
+    BENEFIT_STATUSES,
     DEADLINE_OUTCOMES,
     GRIEVANCE_CHANNELS,
     GRIEVANCE_OUTCOMES,
@@ -179,3 +181,21 @@ class Grievance:
     def decided(self, outcome: str, reason: str, evidence: str | None, at: str) -> "Grievance":
         return dataclasses.replace(self, state="decided", outcome=outcome, outcome_reason=reason,
                                    evidence=evidence, decided_at=at)
+
+
+@dataclass(frozen=True)
+class BenefitChange:
+    """A change to the approved monthly benefit (动态管理): from `from_period` on, the benefit is
+    `status` at `monthly_amount_fen` a month (the amount in force; paid only while paying)."""
+
+    change: Literal[BENEFIT_CHANGES]
+    from_period: str
+    status: Literal[BENEFIT_STATUSES]
+    monthly_amount_fen: int
+    reason: str
+    decided_by: str
+    decided_at: str
+
+    def __post_init__(self) -> None:
+        _one_of(self.change, BENEFIT_CHANGES, "a benefit change")
+        _one_of(self.status, BENEFIT_STATUSES, "a benefit's status")

@@ -214,9 +214,9 @@ def test_a_caseworker_corrects_the_account_a_benefit_is_paid_into(lifeline):
         assert bad.status_code == 422 and "6217990012345678888" not in bad.text
         r = c.put(path, json=body)
         assert r.status_code == 200, r.text
-        assert r.json()["bank_account_ref"] == "PSBC:***************8888"
+        assert r.json()["bank_account_ref"] == "PSBC:6217***********8888"
         assert "6217990012345678888" not in r.text
     with lifeline.client("payment", role="clerk", region=REGION[:6]) as c:
         assert c.put(path, json=body).status_code == 403  # clerks do not change where money goes
     [item] = entitlements(lifeline, case_id)
-    assert item["bank_account_ref"] == "PSBC:***************8888"
+    assert item["bank_account_ref"] == "PSBC:6217***********8888"

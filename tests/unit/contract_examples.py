@@ -1,5 +1,5 @@
-"""One valid ``data`` example per event (current versions) plus the old v1 and v3
-ApplicationSubmitted, for reuse by any test:
+"""One valid ``data`` example per event (current versions) plus the old v1 to v4
+ApplicationSubmitted and v2 BenefitApproved, for reuse by any test:
 
     from tests.unit.contract_examples import EXAMPLES, example, make_id_number
     data = example("BenefitApproved", monthly_amount_fen=80000)
@@ -50,10 +50,14 @@ _MEMBERS = [
     },
 ]
 
+# Account 6228480012345670001, masked as ApplicationSubmitted v5 / BenefitApproved v3 show it
+# (first four and last four digits) ...
 BANK_ACCOUNT = {
-    "channel": "RCC", "account_name": "张三", "number_masked": "***************0001",
+    "channel": "RCC", "account_name": "张三", "number_masked": "6228***********0001",
     "number_sealed": "c2VhbGVkLWFjY291bnQtbnVtYmVyLWV4YW1wbGU=",
 }
+# ... and as events before them carried it (last four only), which the current versions still accept.
+BANK_ACCOUNT_MASKED_BEFORE_V5 = {**BANK_ACCOUNT, "number_masked": "***************0001"}
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "ApplicationSubmitted": {
@@ -61,7 +65,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "area": "rural", "members": _MEMBERS, "declared_monthly_income_fen": 150000,
         "declared_assets_fen": 2000000, "declared_medical_expense_fen": 0,
         "declared_education_expense_fen": 0, "requested_amount_fen": 0, "single_person_member_id": None,
-        "bank_account_ref": "RCC:***************0001", "bank_account": BANK_ACCOUNT,
+        "bank_account_ref": "RCC:6228***********0001", "bank_account": BANK_ACCOUNT,
         "authorisation_signed": True, "urgency": "urgent", "clerk_id": "clerk-001", "submitted_at": T0,
     },
     "ApplicationAccepted": {
@@ -95,6 +99,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         ],
         "reported_at": "2026-03-03T10:00:00+08:00",
     },
+    "DeathReported": {
+        "record_id": "PS-320583-20261120-000123", "department": "public_security",
+        "id_number": APPLICANT_ID, "name": "张三", "date_of_death": "2026-11-20",
+        "reported_at": "2026-11-21T09:00:00+08:00",
+    },
     "VerificationCompleted": {
         "case_id": CASE_ID, "verification_id": VERIFICATION_ID, "per_capita_income_fen": 36000,
         "household_size": 3, "assets_summary": {"total_fen": 2000000, "within_limit": True},
@@ -109,7 +118,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "household": {"members_count": 3, "region_code": VILLAGE, "area": "rural"},
         "kind": "monthly", "benefit_type": "dibao", "tier": "B", "monthly_amount_fen": 189000,
         "one_off_amount_fen": None, "fund_source": None,
-        "first_period": "2026-04", "bank_account_ref": "RCC:***************0001",
+        "first_period": "2026-04", "bank_account_ref": "RCC:6228***********0001",
         "bank_account": BANK_ACCOUNT,
         "approving_body": "某某镇人民政府", "approval_level": "township",
         "reason": "家庭人均收入低于当地低保标准", "approved_at": "2026-03-20T15:00:00+08:00",
@@ -119,10 +128,77 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "reason": "家庭财产超过规定标准", "refusing_body": "某某镇人民政府",
         "refused_at": "2026-03-20T15:00:00+08:00",
     },
+    # After approval (动态管理): changes to the monthly benefit from a period on.
+    "BenefitAdjusted": {
+        "case_id": CASE_ID, "benefit_id": BENEFIT_ID, "from_period": "2026-07",
+        "monthly_amount_fen": 120000, "previous_monthly_amount_fen": 189000,
+        "reason": "家庭成员实现就业，家庭人均收入提高", "decided_by": "reviewer-001",
+        "decided_at": "2026-06-15T10:00:00+08:00",
+    },
+    "BenefitSuspended": {
+        "case_id": CASE_ID, "benefit_id": BENEFIT_ID, "from_period": "2026-08",
+        "reason": "经复核家庭情况待查，暂停发放", "decided_by": "reviewer-001",
+        "decided_at": "2026-07-20T10:00:00+08:00",
+    },
+    "BenefitResumed": {
+        "case_id": CASE_ID, "benefit_id": BENEFIT_ID, "from_period": "2026-10",
+        "reason": "情况查实，恢复发放", "decided_by": "reviewer-001",
+        "decided_at": "2026-09-18T10:00:00+08:00",
+    },
+    "BenefitTerminated": {
+        "case_id": CASE_ID, "benefit_id": BENEFIT_ID, "from_period": "2027-01",
+        "reason": "家庭人均收入超过当地低保标准", "decided_by": "county-001",
+        "decided_at": "2026-12-10T10:00:00+08:00",
+    },
     "EntitlementOpened": {
         "entitlement_id": "ent-000001", "case_id": CASE_ID, "benefit_id": BENEFIT_ID,
         "benefit_type": "dibao", "monthly_amount_fen": 189000, "first_period": "2026-04",
         "bank_account_ref": "acct-ref-0001", "opened_at": "2026-03-20T15:00:05+08:00",
+    },
+    "PaymentRunStarted": {
+        "run_id": "PR-370502-202604", "county_code": "370502", "period": "2026-04",
+        "started_by": "county-001", "started_at": "2026-04-01T09:00:00+08:00",
+    },
+    "PaymentInstructed": {
+        "payment_id": "E-0123456789ABCDEF0123-202604", "entitlement_id": "E-0123456789ABCDEF0123",
+        "case_id": CASE_ID, "period": "2026-04", "amount_fen": 189000, "fund_source": "dibao_fund",
+        "channel": "RCC", "bank_account_ref": "RCC:6228***********0001", "region_code": VILLAGE,
+        "run_id": "PR-370502-202604", "batch_id": "B-370502-202604-RCC-0001",
+        "instructed_at": "2026-04-01T09:00:03+08:00",
+    },
+    "BankBatchSubmitted": {
+        "batch_id": "B-370502-202604-RCC-0001", "run_id": "PR-370502-202604", "channel": "RCC", "count": 1200,
+        "total_fen": 226800000, "file_name": "B-370502-202604-RCC-0001.xml", "file_sha256": "0" * 64,
+        "group_status": "ACTC", "submitted_at": "2026-04-01T09:00:10+08:00",
+    },
+    "PaymentSettled": {
+        "payment_id": "E-0123456789ABCDEF0123-202604", "case_id": CASE_ID, "batch_id": "B-370502-202604-RCC-0001",
+        "amount_fen": 189000, "booked_on": "2026-04-02", "statement_id": "STMT-20260402-0001",
+    },
+    "PaymentReturned": {
+        "payment_id": "E-0123456789ABCDEF0123-202604", "case_id": CASE_ID, "batch_id": "B-370502-202604-RCC-0001",
+        "amount_fen": 189000, "reason_code": "AC04", "reason": "closed account number",
+        "message_id": "PAIN0022026040100001", "returned_at": "2026-04-01T09:00:11+08:00",
+    },
+    "PaymentRecallRequested": {
+        "payment_id": "E-0123456789ABCDEF0123-202604", "case_id": CASE_ID,
+        "reason": "死亡（public_security 记录 PS-0001，2026-03-28）", "requested_at": "2026-04-01T15:00:00+08:00",
+    },
+    "PaymentRunCompleted": {
+        "run_id": "PR-370502-202604", "county_code": "370502", "period": "2026-04", "count": 1200,
+        "total_fen": 226800000, "by_channel": {"RCC": {"count": 1200, "total_fen": 226800000, "batches": 1}},
+        "by_fund_source": {"dibao_fund": {"count": 1200, "total_fen": 226800000}},
+        "batches": ["B-370502-202604-RCC-0001"], "completed_at": "2026-04-01T09:00:12+08:00",
+    },
+    "ReconciliationCompleted": {
+        "run_id": "PR-370502-202604", "county_code": "370502", "period": "2026-04", "balanced": False,
+        "totals": {k: {"count": 0, "total_fen": 0} for k in (
+            "instructed", "reinstructed", "settled", "returned", "pending", "held")},
+        "by_channel": {"RCC": {k: {"count": 0, "total_fen": 0} for k in (
+            "instructed", "reinstructed", "settled", "returned", "pending")}},
+        "differences": [{"payment_id": "E-0123456789ABCDEF0123-202604", "problem": "missing_from_statement",
+                         "amount_fen": 189000}],
+        "reconciled_at": "2026-04-03T09:00:00+08:00",
     },
     "ReferralRaised": {
         "referral_id": REFERRAL_ID, "case_id": CASE_ID, "target": "charity",
@@ -211,13 +287,19 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 # The superseded wire formats, as still found in old logs and topics.
+# v5 masks the account number as its first four and last four digits; v4 and v3 masked all but
+# the last four, and upcast unchanged (the digits are gone), so they read with that older form.
+APPLICATION_SUBMITTED_V4: dict[str, Any] = {
+    **EXAMPLES["ApplicationSubmitted"],
+    "bank_account_ref": "RCC:***************0001", "bank_account": BANK_ACCOUNT_MASKED_BEFORE_V5,
+}
 # v4 added each member's declared cadre relation (备案), read as null from older versions.
 MEMBER_V4_ADDITIONS = ("cadre_relation",)
 APPLICATION_SUBMITTED_V3: dict[str, Any] = {
-    **EXAMPLES["ApplicationSubmitted"],
+    **APPLICATION_SUBMITTED_V4,
     "members": [
         {k: v for k, v in m.items() if k not in MEMBER_V4_ADDITIONS}
-        for m in EXAMPLES["ApplicationSubmitted"]["members"]
+        for m in APPLICATION_SUBMITTED_V4["members"]
     ],
 }
 # What v3 added, with the values an older application is read with.
@@ -237,15 +319,24 @@ APPLICATION_SUBMITTED_V1: dict[str, Any] = {
     if k not in ("urgency", "declared_monthly_income_fen")
 }
 APPLICATION_SUBMITTED_V1.update({"urgent": True, "declared_income_fen": 150000})
-# An old application read at the current version: the example with v3's and v4's defaults.
+# A v1 application read at the current version: the example with v3's and v4's defaults.
 APPLICATION_SUBMITTED_V1_AS_CURRENT: dict[str, Any] = {
     **EXAMPLES["ApplicationSubmitted"],
     "bank_account_ref": "acct-ref-0001", "bank_account": None,
 }
 
-# Subject of each example's envelope (the case id, or the fund id for funds).
+# BenefitApproved v3 masks the account number as v5 of ApplicationSubmitted does; v2 as v4 did.
+BENEFIT_APPROVED_V2: dict[str, Any] = {
+    **EXAMPLES["BenefitApproved"],
+    "bank_account_ref": "RCC:***************0001", "bank_account": BANK_ACCOUNT_MASKED_BEFORE_V5,
+}
+
+# Subject of each example's envelope (the case id, the fund id for funds, the record id for deaths).
 SUBJECTS: dict[str, str] = {name: data.get("case_id", "") for name, data in EXAMPLES.items()}
 SUBJECTS["FundRegistered"] = EXAMPLES["FundRegistered"]["fund_id"]
+SUBJECTS["DeathReported"] = EXAMPLES["DeathReported"]["record_id"]
+for _name in ("PaymentRunStarted", "BankBatchSubmitted", "PaymentRunCompleted", "ReconciliationCompleted"):
+    SUBJECTS[_name] = EXAMPLES[_name]["run_id"]  # a run's events are keyed by the run
 
 ACTOR = {"user_id": "clerk-001", "role": "clerk", "org_code": TOWNSHIP}
 

@@ -1,5 +1,9 @@
 """The bank simulator over HTTP: pain.001 in, pain.002 back, camt.053 on request, each valid
-against its XSD; rejections by account state; a file received twice booked once; misbehaviour."""
+against its XSD; rejections by account state; a file received twice booked once; misbehaviour.
+
+Its callbacks to payment are in test_bank_callbacks.py; here payment is a closed port, and the
+tests that pull statements turn the callbacks off (a callback's statement states what a file
+booked, so a later pull would not show it again)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from datetime import date, datetime
 import pytest
 from fastapi.testclient import TestClient
 
+from lifeline.dev.embedded import free_port
 from lifeline.domain.clock import FixedClock
 from lifeline.iso20022 import BankBatch, CreditTransfer, build_pain001, parse_camt053, parse_pain002
 from lifeline.rules.periods import SHANGHAI
@@ -16,6 +21,12 @@ from lifeline.simulators import bank as bank_module
 
 PAYING = "160200000000000101"
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
+NO_CALLBACKS = {"callbacks": False}
+
+
+def bank_settings(tmp_path) -> Settings:
+    """The bank's settings; payment is a closed port (never a Lifeline running on this machine)."""
+    return Settings.from_env({"LIFELINE_DATA_DIR": str(tmp_path), "LIFELINE_PAYMENT_PORT": str(free_port())})
 
 
 def pain001(batch_id: str, *accounts_amounts: tuple[str, int]) -> bytes:
@@ -31,7 +42,7 @@ def pain001(batch_id: str, *accounts_amounts: tuple[str, int]) -> bytes:
 @pytest.fixture
 def bank(tmp_path, monkeypatch):
     monkeypatch.setattr(bank_module, "clock_for", lambda settings: FixedClock(NOW))
-    app = bank_module.create_app(Settings.from_env({"LIFELINE_DATA_DIR": str(tmp_path)}))
+    app = bank_module.create_app(bank_settings(tmp_path))
     with TestClient(app) as client:
         yield client
 
@@ -50,6 +61,7 @@ def test_a_file_is_answered_per_transaction_by_the_account_state(bank):
 
 
 def test_a_file_received_twice_is_answered_alike_and_booked_once(bank):
+    bank.put("/v1/behaviour", json=NO_CALLBACKS)
     content = pain001("B-2", ("622848000000000001", 98000), ("622848000000000004", 1))
     first = bank.post("/v1/files", content=content)
     again = bank.post("/v1/files", content=content)
@@ -65,7 +77,7 @@ def test_misbehaviour_on_demand(bank):
     assert bank.put("/v1/behaviour", json={"down": True}).status_code == 200
     r = bank.post("/v1/files", content=pain001("B-3", ("622848000000000001", 100)))
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
-    bank.put("/v1/behaviour", json={"drop_statement_entry": True, "duplicate_status": True})
+    bank.put("/v1/behaviour", json={"drop_statement_entry": True, "duplicate_status": True, **NO_CALLBACKS})
     bank.post("/v1/files", content=pain001("B-4", ("622848000000000001", 100), ("622848000000000005", 200)))
     statement = parse_camt053(bank.post(f"/v1/statements/{PAYING}").content)
     assert len(statement.entries) == 1  # one booked entry left out, once
@@ -79,8 +91,10 @@ def test_garbage_is_refused_and_every_file_is_kept(bank):
     assert bank.get("/v1/files").json()["items"] == []
     bank.post("/v1/files", content=pain001("B-5", ("622848000000000001", 100)))
     items = bank.get("/v1/files").json()["items"]
-    assert [(f["name"], f["direction"]) for f in items] == [
+    assert [(f["name"], f["direction"]) for f in items[:2]] == [
         ("B-5.pain001.xml", "received"), ("B-5.pain002.xml", "sent")]
+    # ... and the statement of what it booked, for the callback to payment
+    assert [(f["kind"], f["direction"]) for f in items[2:]] == [("camt.053.001.08", "sent")]
     assert parse_pain002(bank.get("/v1/files/B-5.pain002.xml").content).original_msg_id == "B-5"
     assert bank.get("/v1/files/nothing.xml").status_code == 404
     assert bank.put("/v1/accounts/1", json={"status": "asleep"}).status_code == 422
@@ -88,11 +102,13 @@ def test_garbage_is_refused_and_every_file_is_kept(bank):
 
 def test_a_restarted_bank_remembers_what_it_answered_and_booked(tmp_path, monkeypatch):
     monkeypatch.setattr(bank_module, "clock_for", lambda settings: FixedClock(NOW))
-    settings = Settings.from_env({"LIFELINE_DATA_DIR": str(tmp_path)})
+    settings = bank_settings(tmp_path)
     content = pain001("B-6", ("622848000000000001", 700))
     with TestClient(bank_module.create_app(settings)) as first:
+        first.put("/v1/behaviour", json=NO_CALLBACKS)
         answer = first.post("/v1/files", content=content).content
     with TestClient(bank_module.create_app(settings)) as second:
+        second.put("/v1/behaviour", json=NO_CALLBACKS)
         assert second.post("/v1/files", content=content).content == answer
         entries = parse_camt053(second.post(f"/v1/statements/{PAYING}").content).entries
     assert [(e.end_to_end_id, e.amount_fen) for e in entries] == [("B-6-0", 700)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from dataclasses import replace
@@ -41,6 +42,8 @@ from tests.unit.contract_examples import (
     ACTOR,
     APPLICATION_SUBMITTED_V1,
     APPLICATION_SUBMITTED_V1_AS_CURRENT,
+    APPLICATION_SUBMITTED_V4,
+    BENEFIT_APPROVED_V2,
     EXAMPLES,
     SUBJECTS,
     example,
@@ -67,12 +70,12 @@ def reason_of(name: str, data: dict) -> str:
 # --- schemas ---------------------------------------------------------------------
 def test_schema_files_and_current_versions():
     assert set(CURRENT_VERSIONS) == set(EXAMPLES)
-    assert CURRENT_VERSIONS["ApplicationSubmitted"] == 4
-    assert CURRENT_VERSIONS["BenefitApproved"] == 2
+    assert CURRENT_VERSIONS["ApplicationSubmitted"] == 5
+    assert CURRENT_VERSIONS["BenefitApproved"] == 3
     newer = ("ApplicationSubmitted", "BenefitApproved")
     assert all(v == 1 for n, v in CURRENT_VERSIONS.items() if n not in newer)
     assert {("ApplicationSubmitted", 1), ("ApplicationSubmitted", 2), ("ApplicationSubmitted", 3),
-            ("BenefitApproved", 1)} <= set(SCHEMA_FILES)
+            ("ApplicationSubmitted", 4), ("BenefitApproved", 1), ("BenefitApproved", 2)} <= set(SCHEMA_FILES)
 
 
 @pytest.mark.parametrize("path", sorted(SCHEMA_DIR.glob("*.json")), ids=lambda p: p.name)
@@ -101,7 +104,8 @@ def test_money_fields_are_non_negative_integers():
         for where, sub in _money_fields(registry.schema(name, version)):
             assert "integer" in (sub["type"] if isinstance(sub["type"], list) else [sub["type"]]), where
             assert "number" not in str(sub["type"]), where
-            assert sub["minimum"] == 0, where
+            # Never negative; a field may ask for more (BenefitAdjusted's new amount is ≥ 1).
+            assert sub["minimum"] >= 0, where
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -189,6 +193,42 @@ def test_benefit_amounts_follow_its_kind():
     ):
         with pytest.raises(ContractError):
             make("BenefitApproved", example("BenefitApproved", **wrong))
+
+
+# --- the masked account number: first four and last four digits ------------------------------
+MASKED = ("6228***********0001", "6228****0001", "***************0001", "****0001")
+NOT_MASKED = ("6228480012345670001", "622***********0001", "62280***********0001", "6228***0001",
+              "6228***********001", "6228 ***********0001", "６２２８***********0001", "6228***********0001\n", "")
+
+
+@pytest.mark.parametrize("name", ["ApplicationSubmitted", "BenefitApproved"])
+def test_the_masked_number_shows_at_most_the_first_and_last_four_digits(name):
+    for masked in MASKED:  # the current form, and the older one that older events keep
+        account = dict(EXAMPLES[name]["bank_account"], number_masked=masked)
+        make(name, example(name, bank_account=account, bank_account_ref=f"RCC:{masked}"))
+    for wrong in NOT_MASKED:
+        account = dict(EXAMPLES[name]["bank_account"], number_masked=wrong)
+        reason = reason_of(name, example(name, bank_account=account))
+        assert "$.data.bank_account" in reason and (not wrong.strip() or wrong.strip() not in reason), reason
+
+
+@pytest.mark.parametrize(("name", "old", "version"),
+                         [("ApplicationSubmitted", APPLICATION_SUBMITTED_V4, 4),
+                          ("BenefitApproved", BENEFIT_APPROVED_V2, 2)])
+def test_an_account_masked_before_reads_unchanged_at_the_current_version(name, old, version):
+    # The older version pinned the last-four form; the current one takes the first four too.
+    assert registry.schema(name, version)["$defs"]["bank_account"]["properties"]["number_masked"]["pattern"] \
+        == "^\\*{4,}\\d{4}$"
+    event = replace(make(name, EXAMPLES[name]), type=event_type(name, version), data=copy.deepcopy(old))
+    validate(event)  # a valid event of the older version
+    with pytest.raises(ContractError, match=r"number_masked: must match"):
+        validate(replace(event, data=EXAMPLES[name]))  # the new form was never valid there
+    current = decode(event.to_json())
+    assert current.type == event_type(name, CURRENT_VERSIONS[name])
+    # No upcaster can recover digits an event never carried: the masked number stays as sent.
+    assert current.data == old
+    assert current.data["bank_account"]["number_masked"] == "***************0001"
+    assert registry.upcast_data(name, version, old) == old
 
 
 def test_old_benefit_approved_upcasts_by_its_amounts():
@@ -323,7 +363,7 @@ def test_old_v1_application_is_still_readable_and_upcast():
     old = _v1_event(dict(APPLICATION_SUBMITTED_V1))
     validate(old)  # v1 is still a valid v1
     event = decode(old.to_json())
-    assert event.type == "cn.gov.mca.lifeline.ApplicationSubmitted.v4"
+    assert event.type == "cn.gov.mca.lifeline.ApplicationSubmitted.v5"
     assert event.data == APPLICATION_SUBMITTED_V1_AS_CURRENT  # urgent=True -> "urgent"
     assert (event.id, event.sequence, event.time) == (old.id, old.sequence, old.time)
     assert old.data == APPLICATION_SUBMITTED_V1  # the stored event is untouched

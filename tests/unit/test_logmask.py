@@ -22,6 +22,14 @@ ID_X = next(i for i in (make_resident_id("370502", date(1975, 1, 1), s, female=T
         (f"id={ID_X.lower()}", f"id={ID_X[:6]}********{ID_X[-4:].lower()}"),
         ("call 13912345678 now", "call 139****5678 now"),
         (f"{ID},{ID}", f"{mask_resident_id(ID)},{mask_resident_id(ID)}"),
+        # A bank account number quoted as one: first 4 and last 4 kept (BankAccount.mask's form).
+        ('{"account_number": "6228480012345670001"}', '{"account_number": "6228***********0001"}'),
+        ("account_number='622848001234' x", "account_number='6228****1234' x"),
+        ("Transfer(creditor_account='6217990012345678888', amount_fen=189000)",
+         "Transfer(creditor_account='6217***********8888', amount_fen=189000)"),
+        (f"debtor_account={ID}", f"debtor_account={ID[:4]}{'*' * 10}{ID[-4:]}"),  # an account, not an ID
+        ("PUT /v1/accounts/6228480012345670001 200", "PUT /v1/accounts/6228***********0001 200"),
+        ("bank_account_ref='RCC:6228***********0001'", "bank_account_ref='RCC:6228***********0001'"),
         # Not personal data: longer digit runs (offsets, fen totals), ids inside other ids.
         ("offset 1234567890123456789", "offset 1234567890123456789"),
         (f"C-{ID}A", f"C-{ID}A"),

@@ -101,7 +101,22 @@ def examples_of(doc: dict[str, Any], media: dict[str, Any]) -> list[Any]:
 
 
 def body_operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(m, p, op) for m, p, op in operations(doc) if "requestBody" in op]
+    """Operations with a JSON request body (the bank channels' ISO 20022 XML: xml_operations)."""
+    return [(m, p, op) for m, p, op in operations(doc)
+            if "requestBody" in op and "application/xml" not in op["requestBody"]["content"]]
+
+
+def xml_operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(m, p, op) for m, p, op in operations(doc)
+            if "requestBody" in op and "application/xml" in op["requestBody"]["content"]]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_xml_request_bodies_are_described_with_an_example(apps, service):
+    for method, path, op in xml_operations(apps[service].openapi()):
+        media = op["requestBody"]["content"]["application/xml"]
+        assert media.get("schema", {}).get("type") == "string", f"{method} {path}"
+        assert media.get("example", "").startswith("<?xml"), f"{method} {path}: no example document"
 
 
 def nested_models(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
@@ -255,7 +270,7 @@ def test_the_examples_are_accepted_by_the_routes(apps):
     r = intake.get(f"/v1/cases/{case_id}", headers=clerk)
     assert r.status_code == 200, r.text
     case = r.json()
-    assert case["members_count"] == 3 and case["bank_account_ref"] == "RCC:***************8901"
+    assert case["members_count"] == 3 and case["bank_account_ref"] == "RCC:6228***********8901"
     assert [ref["need_category"] for ref in case["referrals"]] == ["medical"]
 
     charity = TestClient(apps["charity"], raise_server_exceptions=False)

@@ -18,6 +18,8 @@ from .services.test_applications import make
 
 def _old_project(event: Any, tx: SideTx) -> None:
     """Payment's projection before benefits had kinds."""
+    if not hasattr(event, "entitlement_id"):
+        return
     doc = {"entitlement_id": event.entitlement_id, "case_id": event.case_id}
     tx.put("entitlement", event.entitlement_id, doc, ref=event.case_id)
 

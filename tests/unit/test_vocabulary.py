@@ -32,7 +32,13 @@ VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
     ("BenefitApproved", "$.bank_account.channel"): tuple(V.BANK_CHANNELS),
     ("BenefitApproved", "$.approval_level"): V.APPROVAL_LEVELS,
     ("DepartmentRecordsReported", "$.department"): tuple(DEPARTMENTS),
+    # Who reports deaths: public security (户籍) and civil affairs' funeral records (殡葬); not a
+    # verification department (DEPARTMENTS), so a vocabulary of its own.
+    ("DeathReported", "$.department"): ("public_security", "civil_affairs"),
     ("EntitlementOpened", "$.benefit_type"): V.ASSISTANCE_TYPES,
+    ("PaymentInstructed", "$.fund_source"): V.PAYMENT_FUND_SOURCES,
+    ("PaymentInstructed", "$.channel"): tuple(V.BANK_CHANNELS),
+    ("BankBatchSubmitted", "$.channel"): tuple(V.BANK_CHANNELS),
     ("FundRegistered", "$.kind"): ("special", "named", "project"),
     ("FundRegistered", "$.need_categories[]"): V.NEED_CATEGORIES,
     ("NeedOpened", "$.need_category"): V.NEED_CATEGORIES,

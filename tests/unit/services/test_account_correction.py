@@ -36,7 +36,7 @@ def test_a_corrected_account_is_sealed_masked_and_paid_into(payment):
     entitlement_id = approved(payment)
     e = payment.correct_account(entitlement_id, {"channel": "PSBC", "account_number": NEW_NUMBER,
                                                  "account_name": "王小明"}, "原账户已销户", CLERK)
-    assert e.bank_account_ref == "PSBC:***************9999"
+    assert e.bank_account_ref == "PSBC:6228***********9999"
     assert SEALER.unseal(e.bank_account.number_sealed) == NEW_NUMBER
     stored = [payment.mapper.to_domain_event(n) for n in payment.recorder.select_notifications(1, 10)]
     (corrected,) = [s for s in stored if isinstance(s, Entitlement.AccountCorrected)]
@@ -44,7 +44,7 @@ def test_a_corrected_account_is_sealed_masked_and_paid_into(payment):
     assert payment.get_entitlement(entitlement_id).bank_account == e.bank_account  # replayed
     views = rebuild(payment, payment_project)
     with views.transaction() as tx:
-        assert tx.get("entitlement", entitlement_id)["bank_account_ref"] == "PSBC:***************9999"
+        assert tx.get("entitlement", entitlement_id)["bank_account_ref"] == "PSBC:6228***********9999"
 
 
 def test_nothing_to_correct_on_a_recognition_or_an_unknown_entitlement(payment):

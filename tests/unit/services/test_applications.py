@@ -40,6 +40,9 @@ from services.notify.outbound import OUTBOUND as NOTIFY_OUTBOUND
 from services.payment.application import PaymentApplication
 from services.payment.application import project as payment_project
 from services.payment.domain import Entitlement
+
+# What an approval records about the benefit (payment also records whom it concerns: Household).
+ENTITLEMENT_EVENTS = (Entitlement.Opened, Entitlement.OneOffRecorded, Entitlement.RecognitionRecorded)
 from services.payment.outbound import OUTBOUND as PAYMENT_OUTBOUND
 from services.verification.application import (
     DecisionNotAllowed,
@@ -130,7 +133,8 @@ def test_memory_env_mirrors_the_service_store_settings(tmp_path):
         (IntakeApplication, {"VerificationCompleted", "BenefitApproved", "BenefitRefused"}),
         (VerificationApplication, {"ApplicationSubmitted", "ApplicationAccepted", "ApplicationRefused",
                                    "DepartmentRecordsReported", "ObjectionReceived"}),
-        (PaymentApplication, {"BenefitApproved"}),
+        (PaymentApplication, {"BenefitApproved", "BenefitAdjusted", "BenefitSuspended", "BenefitResumed",
+                              "BenefitTerminated", "ApplicationSubmitted", "DeathReported"}),
         (CharityApplication, {"ReferralRaised"}),
         (NotifyApplication, {"ApplicationAccepted", "ApplicationRefused", "MaterialsRequested",
                              "BenefitRefused", "PublicNoticePosted", "DeadlineSet", "DeadlineCleared"}),
@@ -453,8 +457,10 @@ def test_verification_read_model(verification):
     start(verification, waiting)
     views = rebuild(verification, verification_project)
     with views.transaction() as tx:
+        # An approved monthly benefit: its status and the monthly amount in force.
         assert tx.get("verification", done) == {
-            "case_id": done, "state": "approved", "region_code": VILLAGE, "outcome": "eligible"}
+            "case_id": done, "state": "approved", "region_code": VILLAGE, "outcome": "eligible",
+            "benefit_status": "paying", "monthly_amount_fen": 206000}
         assert [d["case_id"] for d in tx.find("verification", "approved")] == [done]
         assert [d["case_id"] for d in tx.find("verification", "requested")] == [waiting]
 
@@ -472,7 +478,7 @@ def test_approval_opens_exactly_one_entitlement(payment):
     assert payment.process_cloud_event(first) is False  # redelivery
     assert payment.process_cloud_event(approved_event(case_id)) is True  # same benefit, other event
     (opened,) = stored(payment, Entitlement.Opened)
-    assert log_length(payment) == 1
+    assert len(stored(payment, *ENTITLEMENT_EVENTS)) == 1
     assert (opened.case_id, opened.benefit_id, opened.monthly_amount_fen) == (
         case_id, "B-0123456789ABCDEF0123", 206000)
     assert opened.entitlement_id == "E-0123456789ABCDEF0123" and opened.first_period == "2026-12"
@@ -497,7 +503,7 @@ def test_one_off_relief_is_recorded_once_and_opens_no_monthly_entitlement(paymen
     assert payment.process_cloud_event(event) is True
     assert payment.process_cloud_event(event) is False
     assert payment.is_processed(event)
-    (recorded,) = stored(payment)
+    (recorded,) = stored(payment, *ENTITLEMENT_EVENTS)
     assert isinstance(recorded, Entitlement.OneOffRecorded)
     assert (recorded.one_off_amount_fen, recorded.fund_source, recorded.first_period) == (
         300000, "temporary_relief_budget", "2026-11")
@@ -511,7 +517,7 @@ def test_a_recognition_is_recorded_and_not_payable(payment):
                         monthly_amount_fen=None)
     assert payment.process_cloud_event(cloud("BenefitApproved", data, subject=case_id,
                                              source="lifeline/verification")) is True
-    (recorded,) = stored(payment)
+    (recorded,) = stored(payment, *ENTITLEMENT_EVENTS)
     assert isinstance(recorded, Entitlement.RecognitionRecorded)
     entitlement = recorded.mutate(None)
     assert (entitlement.kind, entitlement.payable) == ("recognition", False)
@@ -625,7 +631,7 @@ def test_submit_application(intake):
 def test_the_account_number_is_sealed_never_stored_in_clear(intake):
     case_id = intake.submit_application(application_body(IDS), CLERK)
     account = intake.get_case(case_id).application.bank_account
-    masked = "*" * (len(ACCOUNT_NUMBER) - 4) + "0001"
+    masked = "6228***********0001"  # first four and last four digits of the 19
     assert (account.channel, account.account_name, account.number_masked) == ("RCC", APPLICANT_NAME, masked)
     assert SEALER.unseal(account.number_sealed) == ACCOUNT_NUMBER
     assert case_view(intake.get_case(case_id))["bank_account_ref"] == f"RCC:{masked}"
@@ -938,7 +944,7 @@ def test_emergency_relief_is_one_off_and_payment_records_it_once(verification, p
     assert view["first_period"] == "2026-11"  # paid in the month it is granted
     assert view["approval_level"] == "township"  # within the township's cap
 
-    (recorded,) = stored(payment)  # one entitlement however often the approval came
+    (recorded,) = stored(payment, *ENTITLEMENT_EVENTS)  # one entitlement however often the approval came
     assert isinstance(recorded, Entitlement.OneOffRecorded)
     assert (recorded.case_id, recorded.benefit_id, recorded.one_off_amount_fen) == (
         case_id, view["benefit_id"], 200000)
@@ -996,7 +1002,7 @@ def test_a_low_income_household_is_recognised_without_money(verification, paymen
     assert view["monthly_amount_fen"] is None and view["one_off_amount_fen"] is None
     assert view["fund_source"] is None
 
-    (recorded,) = stored(payment)
+    (recorded,) = stored(payment, *ENTITLEMENT_EVENTS)
     assert isinstance(recorded, Entitlement.RecognitionRecorded)
     entitlement = recorded.mutate(None)
     assert (entitlement.kind, entitlement.payable) == ("recognition", False)

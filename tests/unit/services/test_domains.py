@@ -33,6 +33,7 @@ from services.verification.assessment import assess
 from services.verification.domain import DecisionNotAllowed, NotPermitted, Verification
 from services.verification.outbound import OUTBOUND as VERIFICATION_OUTBOUND
 from services.verification.policy import shipped_policy_book
+from tests.unit.contract_examples import APPLICATION_SUBMITTED_V4
 
 from . import (
     ACCOUNT_NUMBER,
@@ -127,7 +128,7 @@ def test_case_submitted_state_and_wire_form():
     # The account number travels sealed and masked, never in clear.
     assert ACCOUNT_NUMBER not in json.dumps(out.data)
     account = out.data["bank_account"]
-    assert account["number_masked"] == "*" * (len(ACCOUNT_NUMBER) - 4) + "0001"
+    assert account["number_masked"] == "6228" + "*" * (len(ACCOUNT_NUMBER) - 8) + "0001"
     assert SEALER.unseal(account["number_sealed"]) == ACCOUNT_NUMBER
     assert out.data["bank_account_ref"] == f"RCC:{account['number_masked']}"
 
@@ -270,6 +271,46 @@ def test_mask_name(name, masked):
     # What the referral schema accepts as a masked name.
     assert re.fullmatch(r"[^*]{1,2}\*+[^*]?", masked)
     assert name[1:] not in masked or len(name) == 1
+
+
+# --- BankAccount.mask -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [
+        ("622848001234", "6228****1234"),                    # 12 digits, the shortest taken: 4 + 4 + 4
+        ("6228480012345670001", "6228***********0001"),
+        ("6217990012345678888", "6217***********8888"),
+        ("1" * 30, "1111" + "*" * 22 + "1111"),               # 30 digits, the longest taken
+        ("12345678901", "*******8901"),                       # shorter (never taken): last four only
+        ("12345", "****2345"),
+    ],
+)
+def test_an_account_number_is_masked_to_its_first_and_last_four_digits(number, masked):
+    assert BankAccount.mask(number) == masked
+    # Every digit between the first and last four is hidden; what the schemas accept.
+    assert sum(c.isdigit() for c in masked) <= 8 and masked.count("*") >= 4
+    assert re.fullmatch(registry.schema("ApplicationSubmitted")["$defs"]["bank_account"]["properties"]
+                        ["number_masked"]["pattern"].replace("$", r"\Z"), masked)
+    account = BankAccount("RCC", "王小明", masked, "c2VhbGVk" * 4)
+    assert account.ref == f"RCC:{masked}"
+
+
+@pytest.mark.parametrize("shown", ["6228480012345670001", "62284***********0001", "6228***0001", "", "6228-****-0001"])
+def test_an_account_never_holds_a_number_showing_more(shown):
+    with pytest.raises(ValueError, match="number_masked") as error:
+        BankAccount("RCC", "王小明", shown, "c2VhbGVk" * 4)
+    assert not shown or shown not in str(error.value)
+
+
+def test_an_account_masked_before_v5_is_published_again_as_it_was():
+    """A stored application whose account was masked to its last four digits (before
+    ApplicationSubmitted v5) loads, and a relay catching up publishes it as the current version
+    with that masked number: the first four digits were never recorded."""
+    app = Application.from_wire(APPLICATION_SUBMITTED_V4)
+    assert app.bank_account.number_masked == "***************0001"
+    data = app.to_wire()
+    registry.validate_data("ApplicationSubmitted", data)
+    assert data == APPLICATION_SUBMITTED_V4
 
 
 # --- verification: Verification ------------------------------------------------------------
@@ -614,7 +655,7 @@ def test_a_verification_approved_before_the_restructuring_still_loads():
     assert (approved.verification_id, approved.reason, approved.members_count) == ("V-1", "符合条件", 2)
     assert (approved.region_code, approved.area, approved.bank_account) == (VILLAGE, "urban", None)
     assert approved.assessment == {}
-    # A relay catching up still publishes it, as BenefitApproved v2.
+    # A relay catching up still publishes it, at the current BenefitApproved version.
     out = wire(approved, "verification")
     assert out.data["kind"] == "monthly" and out.data["bank_account"] is None
     with pytest.raises(DecisionNotAllowed):

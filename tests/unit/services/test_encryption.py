@@ -90,7 +90,7 @@ def test_without_a_key_the_account_number_is_still_sealed(tmp_path):
         account = app.get_case(case_id).application.bank_account
     finally:
         app.close()
-    assert account.number_masked.endswith(ACCOUNT_NUMBER[-4:])
+    assert account.number_masked == ACCOUNT_NUMBER[:4] + "*" * (len(ACCOUNT_NUMBER) - 8) + ACCOUNT_NUMBER[-4:]
     assert sealer_for(s).unseal(account.number_sealed) == ACCOUNT_NUMBER
 
 
