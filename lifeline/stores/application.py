@@ -154,30 +154,26 @@ class ServiceApplication(ProcessApplication):
 
     def save_unit(self, aggregates: Any = (), bulk: "Bulk | None" = None) -> None:
         """Save the new events of `aggregates` and the `bulk` events in one transaction: all or
-        nothing (IntegrityError when any of them exists already)."""
-        processing_event = ProcessingEvent()
-        for aggregate in aggregates:
-            processing_event.events.extend(aggregate.collect_events())
-        if bulk is None:
-            self._notify(self._record(processing_event))
-            return
-        if bulk.items:
-            # The contract check, on the first (the rest are made by the same code).
-            processing_event.events.append(bulk.event(0))
-        for event in processing_event.events:
+        nothing (IntegrityError when any of them exists already). For thousands of events at a
+        time: one multi-row insert (SQLite) or COPY (PostgreSQL)."""
+        events = [e for aggregate in aggregates for e in aggregate.collect_events()]
+        # The contract check, on every aggregate event and the first bulk one (the rest are
+        # made by the same code).
+        for event in events + ([bulk.event(0)] if bulk is not None and bulk.items else []):
             out = self.outbound(event)
             if out is not None:
                 registry.validate_data(out.name, out.data)
-        stored = [self.mapper.to_stored_event(e) for e in processing_event.events if not isinstance(e, bulk.event_class)]
+        stored = [self.mapper.to_stored_event(e) for e in events]
         recorder = self.recorder
-        if hasattr(recorder.datastore, "schema"):  # PostgreSQL: its recorder keeps the log's order
-            recorder.insert_events(stored + bulk.stored_events(self.mapper))
+        if hasattr(recorder.datastore, "schema"):
+            self._copy_into_postgres(stored + (bulk.stored_events(self.mapper) if bulk is not None else []))
             return
         # SQLite: one executemany instead of one statement per event (the notification id is
         # the rowid either way; nothing in this process follows the log by `_notify`).
-        topic = get_topic(bulk.event_class)
         rows = [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in stored]
-        rows.extend((ident.hex, 1, topic, data) for ident, data in bulk.rows(self.mapper))
+        if bulk is not None:
+            topic = get_topic(bulk.event_class)
+            rows.extend((ident.hex, 1, topic, data) for ident, data in bulk.rows(self.mapper))
         with recorder.datastore.transaction(commit=True) as c:
             # A run inserts at random places of a big index: keep more of it in memory, and
             # checkpoint the log into the database now and then rather than after each unit
@@ -185,6 +181,23 @@ class ServiceApplication(ProcessApplication):
             c.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
             c.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
             c.executemany(recorder.insert_events_statement, rows)
+
+    def _copy_into_postgres(self, stored: list[StoredEvent]) -> None:
+        """One transaction, as the library's recorder makes it (the table locked, so positions
+        are given in commit order; its channel notified), the rows sent by COPY: the recorder's
+        pipelined executemany stalls on tens of thousands of rows (the server waits for the
+        client's rows while the client waits for the server's results)."""
+        from psycopg.sql import SQL, Identifier
+
+        recorder = self.recorder
+        table = SQL("{0}.{1}").format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+        with recorder.datastore.transaction(commit=True) as curs:
+            recorder._lock_table(curs)
+            recorder._notify_channel(curs)
+            with curs.copy(SQL("COPY {0} (originator_id, originator_version, topic, state) FROM STDIN").format(
+                    table)) as copy:
+                for e in stored:
+                    copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
 
     def existing(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these aggregates exist, in one query per thousand (a run's resume check)."""

@@ -563,6 +563,7 @@ class Jobs:
             except Exception as exc:  # noqa: BLE001 - the bank is down or slow: next time
                 log.warning("payment: %s not sent to %s: %s", doc["batch_id"], doc["channel"], exc)
                 continue
+            maybe_crash("payment_after_send", "BankBatch")  # the fault tests' kill -9: the bank has it
             report = self.app.receive_status_report(doc["channel"], answer, meta)
             batch = self.app.get_batch(doc["batch_id"])
             group = report.get("group_status") or "ACTC"

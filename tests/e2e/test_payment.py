@@ -249,6 +249,22 @@ def test_one_off_relief_is_paid_as_soon_as_it_is_granted(lifeline):
     assert paid["run_id"].startswith("OO-")
 
 
+def test_a_malformed_bank_file_is_refused_with_a_problem_and_changes_nothing(lifeline):
+    before = lifeline.settled_log_sizes(["payment"])["payment"]
+    headers = {"Content-Type": "application/xml"}
+    with lifeline.client("payment", "bank_channel", "000000", user="bank:RCC") as c:
+        garbage = c.post("/v1/bank-channels/RCC/statements", content=b"<Document>not a statement</Document>",
+                         headers=headers)
+        entity = c.post("/v1/bank-channels/RCC/status-reports", headers=headers, content=(
+            b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "y">]><Document>&x;</Document>'))
+        other_bank = c.post("/v1/bank-channels/ICBC/status-reports", content=b"<Document/>", headers=headers)
+    for r in (garbage, entity):
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        assert r.json()["rule"] == "iso20022"
+    assert other_bank.status_code == 403, other_bank.text  # a bank posts to its own channel only
+    assert lifeline.log_size("payment") == before
+
+
 def next_period_of(period: str) -> str:
     from lifeline.rules.periods import next_period
 
@@ -275,27 +291,28 @@ def small_batches(infra, tmp_path_factory):
 
 
 def test_kill_9_between_units_of_a_run_and_in_the_middle_of_a_statement_pays_each_once(small_batches):
+    """payment killed after the run's second unit of work (its file queued, not sent), after a
+    file reached the bank (before the answer was saved: the file is sent again) and in the middle
+    of reading a statement (before it was saved: the bank calls again); restarted each time."""
     lifeline = small_batches
+    faults = {"LIFELINE_FAULTS": "payment_after_unit:PaymentRun:2,payment_after_send:BankBatch,"
+                                 "payment_statement_before_save:camt.053"}
     lifeline.stop("payment")
-    lifeline.start("payment", extra_env={
-        "LIFELINE_FAULTS": "payment_after_unit:PaymentRun:2,payment_statement_before_save:camt.053"})
+    lifeline.start("payment", extra_env=faults)
     cases = approve_households(lifeline, [f"62284800000000091{n:02d}" for n in range(5)])
     period = {entitlement(lifeline, case_id)["first_period"] for case_id in cases}.pop()
     set_budget(lifeline, period, 100_000_000)
     with officer(lifeline) as c:
         run_id = c.post("/v1/payment-runs", json={"period": period, "county_code": COUNTY}).json()["run_id"]
-    # Killed after the second batch was committed (and its file queued), before the third.
-    assert lifeline.wait_exit("payment", timeout=60) == -9
-    # The restarted payment resumes the run; the first statement kills it again before it is saved
-    # (as soon as it listens, the bank may be calling back already: not waited for ready).
-    lifeline.start("payment", wait=False, extra_env={
-        "LIFELINE_FAULTS": "payment_after_unit:PaymentRun:2,payment_statement_before_save:camt.053"})
-    assert lifeline.wait_exit("payment", timeout=60) == -9
-    lifeline.start("payment")
+    for _ in range(3):  # each fault fires once: three kills, three restarts
+        assert lifeline.wait_exit("payment", timeout=90) == -9
+        # The restarted payment goes on at once; as soon as it listens, the bank may be calling
+        # back already: not waited for ready.
+        lifeline.start("payment", wait=False, extra_env=faults)
     wait_for(lambda: all(p["status"] == "settled" for c in cases for p in payments(lifeline, c))
              and all(payments(lifeline, c) for c in cases), timeout=90, what="every payment settled")
-    view = run_view(lifeline, run_id)
-    assert view["status"] == "completed" and view["count"] == 5
+    view = wait_for(lambda: (v := run_view(lifeline, run_id))["status"] == "completed" and v, what="completed")
+    assert view["count"] == 5
     assert sorted(b["batch_id"] for b in view["batches"]) == [
         f"B-{run_id[3:]}-RCC-{n:04d}" for n in (1, 2, 3)]
     ids = [t.end_to_end_id for content in pain001_files(lifeline) for t in parse_pain001(content).transfers]
@@ -304,3 +321,43 @@ def test_kill_9_between_units_of_a_run_and_in_the_middle_of_a_statement_pays_eac
     report = wait_for(lambda: (r := reconciliation(lifeline, run_id))["totals"]["pending"]["count"] == 0 and r,
                       what="reconciled")
     assert report["balanced"] and report["totals"]["settled"]["count"] == 5
+
+
+def test_the_same_run_started_at_once_on_two_replicas_pays_each_entitlement_once(small_batches):
+    """Two payment processes on the same stores: both asked to start the period at the same
+    moment, both workers advancing it; one run, each payment once, in one file."""
+    import threading
+
+    from lifeline.dev.embedded import free_port
+
+    lifeline = small_batches
+    lifeline.clock_advance("62d")  # past the period the kill test paid
+    cases = approve_households(lifeline, [f"62284800000000094{n:02d}" for n in range(5)])
+    period = {entitlement(lifeline, case_id)["first_period"] for case_id in cases}.pop()
+    set_budget(lifeline, period, 100_000_000)
+    lifeline.start_replica("payment", "payment2", free_port())
+    answers: list[dict] = []
+
+    def start(service: str) -> None:
+        with lifeline.client(service, "county_officer", COUNTY, user=OFFICER) as c:
+            answers.append(c.post("/v1/payment-runs", json={"period": period, "county_code": COUNTY}).json())
+
+    try:
+        threads = [threading.Thread(target=start, args=(s,)) for s in ("payment", "payment2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len({a["run_id"] for a in answers}) == 1, answers
+        assert sorted(a["started"] for a in answers) == [False, True]
+        run_id = answers[0]["run_id"]
+        wait_for(lambda: all(p["status"] == "settled" for c in cases for p in payments(lifeline, c))
+                 and all(payments(lifeline, c) for c in cases), timeout=90, what="every payment settled")
+        paid = [p["payment_id"] for c in cases for p in payments(lifeline, c)]
+        ids = [t.end_to_end_id for content in pain001_files(lifeline) for t in parse_pain001(content).transfers]
+        assert len(paid) == 5 and all(ids.count(p) == 1 for p in paid)
+        # The kill test's households are paid this month too: ten in the run, each in one file.
+        this_period = [i for i in ids if i.endswith(period.replace("-", ""))]
+        assert run_view(lifeline, run_id)["count"] == len(this_period) == len(set(this_period)) == 10
+    finally:
+        lifeline.stop("payment2")

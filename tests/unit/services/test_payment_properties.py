@@ -240,7 +240,8 @@ class PaymentWorld(RuleBasedStateMachine):
         changes = len(self.w.events(Entitlement.Changed))
         length = self.w.app.recorder.max_notification_id()
         if other_position:  # the same CloudEvent (same id) through another partition
-            again = dataclasses.replace(event, sequence=event.sequence + 1_000_000 + self.serial)
+            # A position no event of this world has (its sequences are below 10**6).
+            again = dataclasses.replace(event, sequence=10**12 + self.serial)
             self.serial += 1
             assert self.w.app.process_cloud_event(again) is True
         else:
