@@ -26,7 +26,7 @@ from lifeline.runtime.service import ServiceRuntime
 from services.payment.application import EntitlementNotFound, PaymentApplication
 from services.payment.channels import NoPayingAccount, UnknownBankChannel
 from services.payment.domain import CHANGES, NothingToPay, PaymentConflict
-from services.payment.runs import reconciliation
+from services.payment.runs import reconciliation, run_totals
 from services.payment.worker import jobs_of, wake
 
 class EntitlementChange(BaseModel):
@@ -398,21 +398,11 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     def run_doc(run_id: str, principal: Principal) -> dict:
         with runtime.side.transaction() as tx:
             doc = tx.get("run", run_id)
-            if doc is None:
-                raise Problem(404, "No such payment run", f"no payment run {run_id}", slug="not-found")
-            ensure_region(principal, doc["county_code"])
-            batches = tx.find("batch", run_id)
-            funds = tx.find("run_fund", run_id)
-        by_channel: dict[str, dict[str, int]] = {}
-        for b in batches:
-            line = by_channel.setdefault(b["channel"], {"count": 0, "total_fen": 0, "batches": 0})
-            if b["purpose"] == "monthly":
-                line["count"] += b["count"]
-                line["total_fen"] += b["total_fen"]
-            line["batches"] += 1
-        return {**doc, "by_channel": by_channel,
-                "by_fund_source": {f["fund_source"]: {"count": f["count"], "total_fen": f["total_fen"]} for f in funds},
-                "batches": batches}
+        if doc is None:
+            raise Problem(404, "No such payment run", f"no payment run {run_id}", slug="not-found")
+        ensure_region(principal, doc["county_code"])
+        batches, by_channel, by_fund = run_totals(runtime.side, run_id)
+        return {**doc, "by_channel": by_channel, "by_fund_source": by_fund, "batches": batches}
 
     @api.post("/payment-runs", tags=["payment-runs"], status_code=202, response_model=RunStarted,
               responses=CREATE_ERRORS)

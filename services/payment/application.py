@@ -16,7 +16,6 @@ from lifeline.domain.values import BankAccount, Benefit
 from lifeline.iso20022.camt053 import parse_camt053
 from lifeline.iso20022.pain002 import REASONS, parse_pain002
 from lifeline.ops.faults import maybe_crash
-from lifeline.rules.vocabulary import MONTHLY_FUND_SOURCES
 from lifeline.rules.periods import add_periods, next_period, period_of
 from lifeline.stores.application import Bulk, ServiceApplication
 from lifeline.stores.sealing import Sealer
@@ -25,10 +24,10 @@ from services.payment.channels import ChannelBook, shipped_channel_book
 from services.payment.consumers import HANDLERS
 from services.payment.domain import (
     BankBatch, BankMessage, Budget, Entitlement, Household, Payment, PaymentConflict, PaymentRun, Person,
-    ReserveFund, payment_id_of, run_id_of, status_of,
+    ReserveFund, payment_fund_source, payment_id_of, run_id_of, status_of,
 )
 from services.payment.outbound import OUTBOUND
-from services.payment.runs import payable_kind
+from services.payment.runs import payable_kind, requested_execution_date, short_hash
 
 
 # Attempts at a command that lost a race with another replica (IntegrityError) before 409.
@@ -343,8 +342,6 @@ class PaymentApplication(ServiceApplication):
         so the balance never goes below zero."""
         if self.sealer is None:
             raise RuntimeError("payment was built without a sealer: it cannot take an account number")
-        from services.payment.runs import requested_execution_date, short_hash
-
         sealed = self.sealer.account(account["channel"], account["account_number"], account["account_name"])
         channel = self.channels.channel(sealed.channel)
         self.channels.paying_account(sealed.channel, township_code)  # NoPayingAccount: nothing to pay from
@@ -425,7 +422,8 @@ def project(event: Any, tx: SideTx) -> None:
             doc["bank_account_ref"] = event.bank_account_ref
             doc["account_corrected_at"] = event.corrected_at
             tx.put("entitlement", event.entitlement_id, doc, ref=event.case_id)
-            _put_payable(tx, old, doc, _fund_of(doc), event.bank_account)
+            fund = payment_fund_source(doc["benefit_type"], doc["fund_source"])
+            _put_payable(tx, old, doc, fund, event.bank_account)
     elif isinstance(event, Entitlement.Changed):
         doc = tx.get("entitlement", event.entitlement_id)
         if doc is not None:
@@ -494,10 +492,6 @@ def project(event: Any, tx: SideTx) -> None:
             "channel": event.channel, "kind": event.kind, "message_id": event.message_id, "sha256": event.sha256,
             "entries": event.entries, "applied": event.applied, "unmatched": event.unmatched,
             "received_at": event.received_at}, ref=event.channel)
-
-
-def _fund_of(doc: dict[str, Any]) -> str:
-    return doc["fund_source"] or MONTHLY_FUND_SOURCES[doc["benefit_type"]]
 
 
 def _payable_kind(doc: dict[str, Any], channel: str | None = None) -> str | None:

@@ -72,6 +72,12 @@ def amount_for(kind: str, first_period: str, monthly_amount_fen: int | None,
     return amount if paying else 0
 
 
+def payment_fund_source(benefit_type: str, fund_source: str | None) -> str:
+    """What a payment is charged to (the budget it draws on): one-off relief's own fund source,
+    a monthly benefit's by its type."""
+    return fund_source or MONTHLY_FUND_SOURCES[benefit_type]
+
+
 def status_of(changes: list[dict[str, Any]]) -> str:
     """active, suspended or terminated, after every change recorded."""
     status = "active"
@@ -260,10 +266,7 @@ class Entitlement(LifelineAggregate):
 
     @property
     def payment_fund_source(self) -> str:
-        """What a payment of this entitlement is charged to (the budget it draws on)."""
-        if self.kind == "one_off":
-            return str(self.fund_source)
-        return MONTHLY_FUND_SOURCES[self.benefit_type]
+        return payment_fund_source(self.benefit_type, self.fund_source)
 
     @property
     def kind(self) -> str:

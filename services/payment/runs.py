@@ -1,21 +1,24 @@
 """The payment run: a county's period paid as a streaming batch job.
 
-`RunEngine.advance(run_id)` plans the run (what it pays per fund source, checked against
-the budgets), then instructs it channel by channel. Each unit of work is one bank batch:
-up to the channel's file limit of `Payment.Instructed` events, the `BankBatch`, and the
-run's `BatchAdded`, saved in one transaction; its file is then written in the background.
+`RunEngine.advance(run_id)` plans the run once (what it pays per fund source, checked against
+the budgets; the rows read are spooled to a temp file), then instructs it channel by channel.
+A unit of work gathers whole bank batches (each up to the channel's file limit) until it holds
+`unit_payments` payments, and saves their `Payment.Instructed` events, the `BankBatch`es and the
+run's `BatchAdded`s in one transaction; the batches' files are then written by a second process.
 
 Why nothing is paid twice:
 - a payment's id is derived from entitlement × period, so the store refuses a second
   `Instructed` for it (the unit of work fails whole, and is redone without it);
-- before each unit the run asks the store which of its payments exist already, so a run
-  resumed after a crash, or started again, skips what was instructed;
-- one replica at a time advances a run (a lease in the read-model store); a second replica
-  reports the run instead; were the lease lost, the run's version check refuses the unit.
+- a resumed run (and every arrears row) asks the store which of its payments exist before each
+  unit, so a run resumed after a crash, or started again, skips what was instructed;
+- one replica at a time advances a run (a lease in the read-model store, renewed per unit); a
+  second replica reports the run instead; were the lease lost, the run's version check refuses
+  the unit.
 
-The run reads what to pay from the read model (`payable:<county>:<channel>` documents),
-caught up with the event log before it plans; what changes afterwards (a death, a
-termination) is caught by the recall path (`PaymentApplication.change_benefit`).
+A run pays what its plan read: entitlements opened later are paid by the next run, with the
+periods they missed (arrears). What changes afterwards (a death, a termination) is caught by
+the recall path (`PaymentApplication.change_benefit`, `record_death`). `Jobs` is the rest of the
+background work: one-off relief, releases, sending files, completing and reconciling runs.
 """
 
 from __future__ import annotations
@@ -27,18 +30,18 @@ import pickle
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
-from collections.abc import Iterator
 
 from eventsourcing.persistence import IntegrityError
 
 from lifeline.domain.aggregate import Meta
 from lifeline.ops.faults import maybe_crash
-from lifeline.rules.periods import next_period
 from lifeline.rules.calendar import default_calendar
+from lifeline.rules.periods import next_period
 from lifeline.stores.application import Bulk
 from lifeline.stores.projection import Projection
 from lifeline.stores.sidestore import SideStore
@@ -581,26 +584,12 @@ class Jobs:
         for doc in self._docs("run"):
             if doc["status"] != "instructed":
                 continue
-            with self.side.transaction() as tx:
-                batches = tx.find("batch", doc["run_id"])
-                funds = tx.find("run_fund", doc["run_id"])
+            batches, by_channel, by_fund = run_totals(self.side, doc["run_id"])
             if not all(b["submitted"] for b in batches):
                 continue
             run = self.app.get_run(doc["run_id"])
-            by_channel: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "total_fen": 0, "batches": 0})
-            for b in batches:
-                if b["purpose"] == "monthly":
-                    line = by_channel[b["channel"]]
-                    line["count"] += b["count"]
-                    line["total_fen"] += b["total_fen"]
-                    line["batches"] += 1
-            by_fund = {f["fund_source"]: {"count": f["count"], "total_fen": f["total_fen"]} for f in funds}
-            run.complete(dict(by_channel), by_fund, self.app.clock.now().isoformat(), meta)
-            try:
-                self.app.save(run)
-                n += 1
-            except IntegrityError:
-                pass
+            run.complete(by_channel, by_fund, self.app.clock.now().isoformat(), meta)
+            n += self._save(run)
         return n
 
     def reconcile_runs(self, meta: Meta) -> int:
@@ -615,12 +604,33 @@ class Jobs:
                 continue
             run = self.app.get_run(doc["run_id"])
             run.reconcile(report, self.app.clock.now().isoformat(), meta)
-            try:
-                self.app.save(run)
-                n += 1
-            except IntegrityError:
-                pass
+            n += self._save(run)
         return n
+
+    def _save(self, run: PaymentRun) -> int:
+        """1 when saved; 0 when another replica recorded the same step first."""
+        try:
+            self.app.save(run)
+        except IntegrityError:
+            return 0
+        return 1
+
+
+def run_totals(side: SideStore, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """A run's batches, and what it pays per channel (its own payments; every batch counted,
+    release batches too) and per fund source."""
+    with side.transaction() as tx:
+        batches = tx.find("batch", run_id)
+        funds = tx.find("run_fund", run_id)
+    by_channel: dict[str, dict[str, int]] = {}
+    for b in batches:
+        line = by_channel.setdefault(b["channel"], {"count": 0, "total_fen": 0, "batches": 0})
+        if b["purpose"] == "monthly":
+            line["count"] += b["count"]
+            line["total_fen"] += b["total_fen"]
+        line["batches"] += 1
+    by_fund = {f["fund_source"]: {"count": f["count"], "total_fen": f["total_fen"]} for f in funds}
+    return batches, by_channel, by_fund
 
 
 def _money(count: int = 0, total_fen: int = 0) -> dict[str, int]:
