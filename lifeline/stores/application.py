@@ -144,25 +144,24 @@ class ServiceApplication(ProcessApplication):
             transcoder.register(transcoding)
 
     def _record(self, processing_event: ProcessingEvent) -> Any:
+        self._check_contracts(processing_event.events)
+        return super()._record(processing_event)
+
+    def _check_contracts(self, events: Any) -> None:
         # The write side's contract check, for commands and consumed events alike: what
         # the relay could not publish is never stored (ContractError, nothing saved).
-        for event in processing_event.events:
+        for event in events:
             out = self.outbound(event)
             if out is not None:
                 registry.validate_data(out.name, out.data)
-        return super()._record(processing_event)
 
     def save_unit(self, aggregates: Any = (), bulk: "Bulk | None" = None) -> None:
         """Save the new events of `aggregates` and the `bulk` events in one transaction: all or
         nothing (IntegrityError when any of them exists already). For thousands of events at a
         time: one multi-row insert (SQLite) or COPY (PostgreSQL)."""
         events = [e for aggregate in aggregates for e in aggregate.collect_events()]
-        # The contract check, on every aggregate event and the first bulk one (the rest are
-        # made by the same code).
-        for event in events + ([bulk.event(0)] if bulk is not None and bulk.items else []):
-            out = self.outbound(event)
-            if out is not None:
-                registry.validate_data(out.name, out.data)
+        # Checked: every aggregate event and the first bulk one (the rest are made by the same code).
+        self._check_contracts(events + ([bulk.event(0)] if bulk is not None and bulk.items else []))
         stored = [self.mapper.to_stored_event(e) for e in events]
         recorder = self.recorder
         if hasattr(recorder.datastore, "schema"):
@@ -242,6 +241,13 @@ class ServiceApplication(ProcessApplication):
             return self.repository.get(ident)
         except AggregateNotFoundError:
             raise missing from None
+
+    def load_or_create(self, ident: uuid.UUID, create: Callable[[], Aggregate]) -> Any:
+        """The aggregate, or a new one from `create()` (not saved) when the store has none."""
+        try:
+            return self.repository.get(ident)
+        except AggregateNotFoundError:
+            return create()
 
     def save_new(self, aggregate: Aggregate, business_id: str) -> None:
         """Save a new aggregate; DuplicateRequest if one with its id exists (a retried command)."""

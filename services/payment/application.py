@@ -14,10 +14,10 @@ from lifeline.domain.aggregate import Meta, new_id
 from lifeline.domain.clock import Clock
 from lifeline.domain.values import BankAccount, Benefit
 from lifeline.iso20022.camt053 import parse_camt053
-from lifeline.iso20022.pain002 import REASONS, parse_pain002
+from lifeline.iso20022.pain002 import REASONS, TransactionStatus, parse_pain002
 from lifeline.ops.faults import maybe_crash
 from lifeline.rules.periods import add_periods, next_period, period_of
-from lifeline.stores.application import Bulk, ServiceApplication
+from lifeline.stores.application import ServiceApplication
 from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideTx
 from services.payment.channels import ChannelBook, shipped_channel_book
@@ -27,7 +27,7 @@ from services.payment.domain import (
     ReserveFund, payment_fund_source, payment_id_of, run_id_of, status_of,
 )
 from services.payment.outbound import OUTBOUND
-from services.payment.runs import payable_kind, requested_execution_date, short_hash
+from services.payment.runs import payable_kind, single_payment
 
 
 # Attempts at a command that lost a race with another replica (IntegrityError) before 409.
@@ -104,12 +104,15 @@ class PaymentApplication(ServiceApplication):
         """A caseworker corrects where the household is paid; the number is sealed at once. A
         payment held after a return goes again, to this account, with the channel's next batch."""
         entitlement = self.get_entitlement(entitlement_id)
-        if self.sealer is None:
-            raise RuntimeError("payment was built without a sealer: it cannot take an account number")
-        sealed = self.sealer.account(account["channel"], account["account_number"], account["account_name"])
-        entitlement.correct_account(sealed, reason, self._now(), meta)
+        entitlement.correct_account(self._seal(account), reason, self._now(), meta)
         self.save(entitlement)
         return entitlement
+
+    def _seal(self, account: dict[str, str]) -> BankAccount:
+        """A household's account as given (channel, number, name), its number sealed at once."""
+        if self.sealer is None:
+            raise RuntimeError("payment was built without a sealer: it cannot take an account number")
+        return self.sealer.account(account["channel"], account["account_number"], account["account_name"])
 
     def change_benefit(self, name: str, data: dict[str, Any], source: str, meta: Meta, pe: ProcessingEvent) -> None:
         """BenefitAdjusted / Suspended / Resumed / Terminated → the entitlement pays accordingly
@@ -125,8 +128,7 @@ class PaymentApplication(ServiceApplication):
             pe.collect_events(entitlement, *self._recalls(entitlement, data["from_period"], data["reason"], meta))
 
     def _household(self, case_id: str, meta: Meta) -> Household:
-        ident = Household.create_id(case_id)
-        return self.repository.get(ident) if self.exists(ident) else Household.register(case_id, meta)
+        return self.load_or_create(Household.create_id(case_id), lambda: Household.register(case_id, meta))
 
     def record_household(self, submitted: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
         """ApplicationSubmitted → whom a death report may concern (fingerprints, not numbers)."""
@@ -137,8 +139,7 @@ class PaymentApplication(ServiceApplication):
             return
         people = []
         for person in members:
-            ident = Person.create_id(person)
-            found = self.repository.get(ident) if self.exists(ident) else Person.register(person, meta)
+            found = self.load_or_create(Person.create_id(person), lambda: Person.register(person, meta))
             found.link(case_id, meta)
             people.append(found)
         pe.collect_events(household, *people)
@@ -239,7 +240,8 @@ class PaymentApplication(ServiceApplication):
                 batch = self.get_batch(report.original_msg_id)
             except BatchNotFound:
                 batch = None
-            statuses = [_Refused(pid, report.group_reason_code or "NARR") for pid in (batch.payment_ids if batch else [])]
+            statuses = [TransactionStatus(pid, "RJCT", report.group_reason_code or "NARR")
+                        for pid in (batch.payment_ids if batch else [])]
         known = self._known([s.end_to_end_id for s in statuses])
         changed: dict[str, Payment] = {}
         unmatched = []
@@ -318,10 +320,7 @@ class PaymentApplication(ServiceApplication):
 
     # --- the township reserve fund ----------------------------------------------------------
     def reserve_fund(self, township_code: str, meta: Meta) -> ReserveFund:
-        ident = ReserveFund.create_id(township_code)
-        if self.exists(ident):
-            return self.repository.get(ident)
-        return ReserveFund.open(township_code, meta)
+        return self.load_or_create(ReserveFund.create_id(township_code), lambda: ReserveFund.open(township_code, meta))
 
     def replenish(self, township_code: str, amount_fen: int, reference: str, meta: Meta) -> ReserveFund:
         for attempt in range(CONFLICT_ATTEMPTS):
@@ -340,49 +339,29 @@ class PaymentApplication(ServiceApplication):
         advance and the payment (a bank batch of its own) in one transaction. Two advances at
         once on two replicas: one is saved, the other reads the new balance and tries again,
         so the balance never goes below zero."""
-        if self.sealer is None:
-            raise RuntimeError("payment was built without a sealer: it cannot take an account number")
-        sealed = self.sealer.account(account["channel"], account["account_number"], account["account_name"])
+        sealed = self._seal(account)
         channel = self.channels.channel(sealed.channel)
         self.channels.paying_account(sealed.channel, township_code)  # NoPayingAccount: nothing to pay from
         for attempt in range(CONFLICT_ATTEMPTS):
             now = self.clock.now()
-            period = now.strftime("%Y-%m")
-            advance_id = new_id("EM")
-            payment_id = payment_id_of(advance_id, period)
             fund = self.reserve_fund(township_code, meta)
             if not self.exists(fund.id):
                 raise PaymentConflict(f"the reserve fund of {township_code} holds nothing yet", "reserve_fund_balance")
+            batch, bulk = single_payment(
+                "EM", f"EM-{township_code}", channel, now, meta, entitlement_id=new_id("EM"), case_id=case_id,
+                period=now.strftime("%Y-%m"), amount_fen=amount_fen, fund_source="township_reserve_fund",
+                account_name=sealed.account_name, number_sealed=sealed.number_sealed, bank_account_ref=sealed.ref,
+                region_code=township_code)
+            payment_id = batch.payment_ids[0]
             fund.advance(amount_fen, payment_id, case_id, now.isoformat(), meta)
-            batch_id = f"B-EM-{township_code[:6]}-{sealed.channel}-{short_hash([payment_id])}"
-            state = Payment.instruction(
-                entitlement_id=advance_id, case_id=case_id, period=period, amount_fen=amount_fen,
-                fund_source="township_reserve_fund", channel=sealed.channel, account_name=sealed.account_name,
-                number_sealed=sealed.number_sealed, bank_account_ref=sealed.ref, region_code=township_code,
-                run_id=f"EM-{township_code}", batch_id=batch_id, instructed_at=now.isoformat(), meta=meta.as_dict(),
-                payment_id=payment_id)
-            batch = BankBatch.assemble(
-                batch_id=batch_id, run_id=state["run_id"], county_code=township_code[:6], period=period,
-                channel=sealed.channel, purpose="one_off", payments=[(payment_id, amount_fen)],
-                requested_execution_date=requested_execution_date(channel, now), assembled_at=now.isoformat(),
-                by=meta)
             try:
-                self.save_unit([fund, batch], Bulk(Payment.Instructed, now, [(Payment.create_id(payment_id), state)]))
+                self.save_unit([fund, batch], bulk)
             except IntegrityError:
                 continue  # the other replica's advance came first: read the balance again
-            return {"payment_id": payment_id, "batch_id": batch_id, "case_id": case_id, "amount_fen": amount_fen,
+            return {"payment_id": payment_id, "batch_id": batch.batch_id, "case_id": case_id, "amount_fen": amount_fen,
                     "township_code": township_code, "balance_fen": fund.balance_fen,
                     "bank_account_ref": sealed.ref}
         raise PaymentConflict(f"the reserve fund of {township_code} is busy; retry", "reserve_fund_busy")
-
-
-class _Refused:
-    """A transaction of a file refused whole (pain.002 group status RJCT, no details)."""
-
-    status = "RJCT"
-
-    def __init__(self, end_to_end_id: str, reason_code: str):
-        self.end_to_end_id, self.reason_code = end_to_end_id, reason_code
 
 
 # --- read models --------------------------------------------------------------------------

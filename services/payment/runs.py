@@ -363,7 +363,8 @@ class RunEngine:
         self.pending.append(self.writer.submit(job))
 
     def queue_file(self, batch: Any, payments: list[Any]) -> None:
-        """Write a batch's file again (lost in a crash): from the batch and its Payment aggregates."""
+        """Write a batch's file from the batch and its payments (Payment aggregates or their
+        Instructed events): a release or a one-off, or one lost in a crash written again."""
         channel = self.app.channels.channel(batch.channel)
         account = self.app.channels.paying_account(batch.channel, batch.county_code)
         self._queue_file(batch, tuple(Transfer(p.payment_id, p.amount_fen, p.account_name, p.number_sealed, p.period,
@@ -397,6 +398,24 @@ class BankClient:
                                 "X-File-Name": file_name})
         r.raise_for_status()
         return r.content
+
+
+def single_payment(prefix: str, run_id: str, channel: BankChannel, now: datetime, meta: Meta,
+                   **payment: Any) -> tuple[BankBatch, Bulk]:
+    """One payment in a bank batch of its own, paid at once (one-off relief, a reserve-fund
+    advance): the batch and the payment's event to save with it. The batch id comes from the
+    payment's, so the same payment made twice collides in the store."""
+    payment_id = payment_id_of(payment["entitlement_id"], payment["period"])
+    county = payment["region_code"][:6]
+    batch_id = f"B-{prefix}-{county}-{channel.channel_id}-{short_hash([payment_id])}"
+    at = now.isoformat()
+    state = Payment.instruction(channel=channel.channel_id, run_id=run_id, batch_id=batch_id, instructed_at=at,
+                                meta=meta.as_dict(), payment_id=payment_id, **payment)
+    batch = BankBatch.assemble(
+        batch_id=batch_id, run_id=run_id, county_code=county, period=payment["period"], channel=channel.channel_id,
+        purpose="one_off", payments=[(payment_id, state["amount_fen"])],
+        requested_execution_date=requested_execution_date(channel, now), assembled_at=at, by=meta)
+    return batch, Bulk(Payment.Instructed, now, [(Payment.create_id(payment_id), state)])
 
 
 class Jobs:
@@ -456,48 +475,40 @@ class Jobs:
         for (county, channel_id), docs in by_channel.items():
             try:
                 channel = self.app.channels.channel(channel_id)
-                account = self.app.channels.paying_account(channel_id, county)
+                self.app.channels.paying_account(channel_id, county)  # what the file is paid from
             except (NoPayingAccount, LookupError):
                 log.error("payment: no paying account for county %s at %s: one-off relief waits", county, channel_id)
                 continue
             for doc in docs:
-                if self._pay_one_off(doc, channel, account, period, meta):
+                if self._pay_one_off(doc, channel, period, meta):
                     paid += 1
         return paid
 
-    def _pay_one_off(self, doc: dict[str, Any], channel: BankChannel, account: Any, period: str, meta: Meta) -> bool:
-        payment_id = payment_id_of(doc["entitlement_id"], doc["first_period"])
-        ident = Payment.create_id(payment_id)
+    def _pay_one_off(self, doc: dict[str, Any], channel: BankChannel, period: str, meta: Meta) -> bool:
+        ident = Payment.create_id(payment_id_of(doc["entitlement_id"], doc["first_period"]))
         if self.app.existing([ident]):
             return False
         now = self.app.clock.now()
-        batch_id = f"B-OO-{doc['region_code'][:6]}-{channel.channel_id}-{short_hash([payment_id])}"
-        state = Payment.instruction(
-            entitlement_id=doc["entitlement_id"], case_id=doc["case_id"], period=doc["first_period"],
-            amount_fen=doc["one_off_amount_fen"], fund_source=doc["fund_source"], channel=channel.channel_id,
+        batch, bulk = single_payment(
+            "OO", f"OO-{period}", channel, now, meta, entitlement_id=doc["entitlement_id"], case_id=doc["case_id"],
+            period=doc["first_period"], amount_fen=doc["one_off_amount_fen"], fund_source=doc["fund_source"],
             account_name=doc["account_name"], number_sealed=doc["number_sealed"],
-            bank_account_ref=doc["bank_account_ref"], region_code=doc["region_code"], run_id=f"OO-{period}",
-            batch_id=batch_id, instructed_at=now.isoformat(), meta=meta.as_dict(), payment_id=payment_id)
-        batch = BankBatch.assemble(
-            batch_id=batch_id, run_id=state["run_id"], county_code=doc["region_code"][:6], period=doc["first_period"],
-            channel=channel.channel_id, purpose="one_off", payments=[(payment_id, state["amount_fen"])],
-            requested_execution_date=requested_execution_date(channel, now), assembled_at=now.isoformat(), by=meta)
+            bank_account_ref=doc["bank_account_ref"], region_code=doc["region_code"])
+        instructed = bulk.event(0)
         aggregates: list[Any] = [batch]
         if doc["fund_source"] == "township_reserve_fund":
             fund = self.app.reserve_fund(doc["region_code"][:9], meta)
             try:
-                fund.advance(state["amount_fen"], payment_id, doc["case_id"], now.isoformat(), meta)
+                fund.advance(instructed.amount_fen, instructed.payment_id, doc["case_id"], now.isoformat(), meta)
             except PaymentConflict as exc:
-                log.error("payment: %s waits: %s", payment_id, exc)
+                log.error("payment: %s waits: %s", instructed.payment_id, exc)
                 return False
             aggregates.append(fund)
         try:
-            self.app.save_unit(aggregates, Bulk(Payment.Instructed, now, [(ident, state)]))
+            self.app.save_unit(aggregates, bulk)
         except IntegrityError:
             return False  # another replica paid it (or advanced the fund) first: seen next time
-        self.engine._queue_file(batch, (Transfer(payment_id, state["amount_fen"], doc["account_name"],
-                                                 doc["number_sealed"], doc["first_period"], doc["fund_source"]),),
-                                channel, account)
+        self.engine.queue_file(batch, [instructed])
         return True
 
     def release_held(self, meta: Meta) -> int:
@@ -522,7 +533,7 @@ class Jobs:
         for (run_id, county, channel_id), items in groups.items():
             channel = self.app.channels.channel(channel_id)
             try:
-                paying = self.app.channels.paying_account(channel_id, county)
+                self.app.channels.paying_account(channel_id, county)  # what the file is paid from
             except NoPayingAccount:
                 log.error("payment: no paying account for county %s at %s: releases wait", county, channel_id)
                 continue
@@ -540,9 +551,7 @@ class Jobs:
                 self.app.save_unit([batch, *(p for p, _ in items)])
             except IntegrityError:
                 continue  # released by another replica meanwhile
-            self.engine._queue_file(batch, tuple(Transfer(p.payment_id, p.amount_fen, p.account_name, p.number_sealed,
-                                                          p.period, p.fund_source) for p, _ in items),
-                                    channel, paying)
+            self.engine.queue_file(batch, [p for p, _ in items])
             released += len(items)
         return released
 
