@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+import httpx
 import pytest
 
 from lifeline.rules.periods import SHANGHAI, business_date, period_of
@@ -83,7 +84,15 @@ def test_emergency_relief_is_approved_once_and_recorded_as_a_one_off_payable(lif
     # Verification publishes its whole log again: payment hears every approval a second time.
     wait_for(lambda: metric(lifeline, "payment", "lifeline_events_consumed_total",
                             event="BenefitApproved", outcome="processed") >= 1, what="approval counted")
-    before = lifeline.settled_log_sizes(["payment"])
+    # The relief is paid at once, without a run: its payment, the bank's status report and statement are
+    # payment's own work in flight, done before the log is measured.
+    wait_for(lambda: [p["status"] for p in items(lifeline, "payment", "/v1/payments", case_id)] == ["settled"],
+             timeout=60, what="the relief paid")
+    with httpx.Client(base_url=lifeline.url("bank"), timeout=10) as bank:
+        wait_for(lambda: all(c["status"] != "pending" for c in bank.get("/v1/callbacks").json()["items"]),
+                 timeout=60, what="the bank's callbacks delivered")
+    # Quiet for longer than the payment worker's scan, which completes and reconciles the relief's run.
+    before = lifeline.settled_log_sizes(["payment"], quiet=3.0)
     processed = metric(lifeline, "payment", "lifeline_events_consumed_total",
                        event="BenefitApproved", outcome="processed")
     duplicates = metric(lifeline, "payment", "lifeline_events_consumed_total",
