@@ -17,8 +17,9 @@ TOPICS: dict[str, str] = {
 PARTNER_REQUESTS = "lifeline.partner.requests.v1"  # keyed by department code
 PARTNER_RECORDS = "lifeline.partner.records.v1"  # department answers and life events
 REFERRALS = "lifeline.referrals.v1"  # referral feed for departments and the federation
+CREDIT = "lifeline.credit.v1"  # the dishonesty-list feed (失信名单) read by the credit platform
 
-ALL_TOPICS: tuple[str, ...] = (*TOPICS.values(), PARTNER_REQUESTS, PARTNER_RECORDS, REFERRALS)
+ALL_TOPICS: tuple[str, ...] = (*TOPICS.values(), PARTNER_REQUESTS, PARTNER_RECORDS, REFERRALS, CREDIT)
 
 DLQ_INFIX = ".dlq."
 
@@ -36,18 +37,21 @@ def dlq_topic(topic: str, group: str) -> str:
 # EXTRA_TOPICS.
 _BY_SERVICE: dict[str, tuple[str, ...]] = {
     "intake": (
-        "DiscoveryReported", "ApplicationSubmitted", "ApplicationAccepted", "ApplicationRefused",
-        "MaterialsRequested", "EmergencyReliefGranted", "ReferralRaised", "CaseClosed",
+        "DiscoveryReported", "DiscoveryContacted", "ApplicationSubmitted", "ApplicationAccepted",
+        "ApplicationRefused", "MaterialsRequested", "DuplicateSuspected", "DuplicateDecided",
+        "EmergencyReliefGranted", "EmergencyReliefPostApprovalDecided", "ReferralRaised",
+        "ReferralOutcomeRecorded", "CaseClosed",
     ),
     "verification": (
         "HouseholdSurveyRecorded", "InitialReviewProposed", "PublicNoticePosted", "ObjectionRaised",
         "DemocraticAppraisalHeld", "DeadlineSet", "DeadlineCleared", "VerificationCompleted", "BenefitApproved", "BenefitRefused",
-        "BenefitAdjusted", "BenefitSuspended", "BenefitResumed", "BenefitTerminated", "FraudRecorded",
+        "BenefitAdjusted", "BenefitSuspended", "BenefitResumed", "BenefitTerminated", "ReviewStarted",
+        "ReviewCompleted", "FraudReported", "FraudRecorded",
     ),
     "payment": (
         "EntitlementOpened", "PaymentRunStarted", "PaymentInstructed", "BankBatchSubmitted",
         "PaymentSettled", "PaymentReturned", "PaymentRecallRequested", "PaymentRunCompleted",
-        "ReconciliationCompleted",
+        "ReconciliationCompleted", "RecoveryOpened",
     ),
     "charity": (
         "FundRegistered", "DonationReceived", "NeedOpened", "FundAllocated",
@@ -67,13 +71,29 @@ EVENT_TOPIC["VerificationRequested"] = PARTNER_REQUESTS
 EVENT_TOPIC["DepartmentRecordsReported"] = PARTNER_RECORDS
 # A death a department reports (keyed by its subject, the department's record id).
 EVENT_TOPIC["DeathReported"] = PARTNER_RECORDS
+# Other life events departments report about people (large medical bills, unemployment,
+# disaster losses), which dynamic monitoring matches against its risk rules; keyed by record id.
+EVENT_TOPIC["LifeEventReported"] = PARTNER_RECORDS
+# A department's answer to a referral raised to it (keyed by the case id).
+EVENT_TOPIC["ReferralAnswered"] = PARTNER_RECORDS
 
-# ReferralRaised is also written to the referral feed read outside Lifeline.
-EXTRA_TOPICS: dict[str, tuple[str, ...]] = {"ReferralRaised": (REFERRALS,)}
+# Events several services publish, each on its own topic: a statutory deadline is set and
+# cleared by the service whose step starts and ends its clock.
+SHARED_EVENTS: dict[str, tuple[str, ...]] = {
+    "DeadlineSet": ("verification", "intake"),
+    "DeadlineCleared": ("verification", "intake"),
+}
+
+# ReferralRaised is also written to the referral feed read outside Lifeline; FraudRecorded to
+# the dishonesty-list feed (masked: no ID number in clear, no address).
+EXTRA_TOPICS: dict[str, tuple[str, ...]] = {"ReferralRaised": (REFERRALS,), "FraudRecorded": (CREDIT,)}
 
 
-def topics_for(event_name: str) -> tuple[str, ...]:
-    """All topics an event is published to: primary first, then fan-out."""
+def topics_for(event_name: str, service: str | None = None) -> tuple[str, ...]:
+    """All topics an event is published to: primary first, then fan-out. An event several
+    services publish goes to the publishing `service`'s own topic."""
+    if service is not None and service in SHARED_EVENTS.get(event_name, ()):
+        return (TOPICS[service], *EXTRA_TOPICS.get(event_name, ()))
     return (EVENT_TOPIC[event_name], *EXTRA_TOPICS.get(event_name, ()))
 
 

@@ -70,7 +70,7 @@ def to_cloud_events(
     )
     # Topics and key come from the contract (topics.py, mirrored by asyncapi.yaml).
     key = T.key_for(out.name, out.subject, out.data)
-    return [(topic, key, cloud_event) for topic in T.topics_for(out.name)]
+    return [(topic, key, cloud_event) for topic in T.topics_for(out.name, service)]
 
 
 def _event_uuid(service: str, notification_id: int) -> uuid.UUID:

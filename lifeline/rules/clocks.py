@@ -61,6 +61,8 @@ CLOCKS: dict[str, ClockSpec] = {c.name: c for c in (
               "SPEC §4: each grievance gets a due date; default 15 working days (judgement)"),
     ClockSpec("emergency_post_approval", "working", 5, 1, "先行救助后补审批手续",
               "SPEC §4 先救助、后补手续; seed 004 后置审批; default 5 working days (judgement)"),
+    ClockSpec("discovery_contact", "working", 3, 1, "主动发现后联系核实",
+              "SPEC §4 主动发现: the office makes contact after a report; default 3 working days (issue 11)"),
 )}
 
 

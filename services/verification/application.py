@@ -23,7 +23,7 @@ from services.verification.consumers import HANDLERS
 from services.verification.domain import DecisionNotAllowed, ProcedureError, Verification
 from services.verification.filings import filing_reasons, project_filing, register_entries
 from services.verification.outbound import OUTBOUND
-from services.verification.policy import CountyPolicy, PolicyHolder, shipped_policy_book
+from lifeline.rules.policy import CountyPolicy, PolicyHolder, shipped_policy_book
 
 __all__ = ["VerificationApplication", "VerificationNotFound", "DecisionNotAllowed", "ProcedureError", "project"]
 

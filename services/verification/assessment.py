@@ -22,7 +22,7 @@ from lifeline.rules.departments import DEPARTMENTS
 from lifeline.rules.ids import mask_resident_id
 from lifeline.rules.periods import business_date
 from lifeline.rules.regions import county_of
-from services.verification.policy import CountyPolicy, PolicyError, ratio_text
+from lifeline.rules.policy import CountyPolicy, PolicyError, ratio_text
 
 Outcome = Literal["eligible", "ineligible", "needs_appraisal"]
 RECORD_FIELDS = ("monthly_income_fen", "income_tax_fen", "social_insurance_fen", "assets_fen",

@@ -8,7 +8,7 @@ from lifeline.settings import Settings
 from services.verification import api
 from services.verification.application import VerificationApplication, project
 from services.verification.consumers import CONSUMES
-from services.verification.policy import PolicyHolder, default_policy_book
+from lifeline.rules.policy import PolicyHolder, default_policy_book
 
 
 def build(settings: Settings, clock: Clock, env: dict[str, str]) -> VerificationApplication:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from lifeline.rules.periods import add_periods, business_date, next_period, period_of
 from services.verification.assessment import Household
-from services.verification.policy import CountyPolicy, ReviewPolicy
+from lifeline.rules.policy import CountyPolicy, ReviewPolicy
 
 GraceReason = Literal["pensioner", "graduate_employed", "public_employment",
                       "disabled_employment", "epidemic"]

@@ -19,7 +19,7 @@ import pytest
 
 from lifeline.rules.periods import SHANGHAI, business_date, period_of
 from lifeline.settings import Settings
-from services.verification.policy import CountyPolicy, default_policy_book
+from lifeline.rules.policy import CountyPolicy, default_policy_book
 from tests.e2e.conftest import make_poor, new_people, set_records
 from tests.e2e.test_flows import REGION, completed, items, metric, submit_accepted, verification
 from tests.harness import wait_for

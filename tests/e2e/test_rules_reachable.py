@@ -47,7 +47,7 @@ from lifeline.rules.clocks import verification_report_due, verification_request_
 from lifeline.rules.ids import make_resident_id
 from lifeline.rules.periods import SHANGHAI, business_date
 from lifeline.settings import Settings
-from services.verification.policy import CountyPolicy, default_policy_book, ratio_text
+from lifeline.rules.policy import CountyPolicy, default_policy_book, ratio_text
 from tests.conftest import REPO_ROOT
 from tests.e2e.test_flows import completed
 from tests.harness import household

@@ -33,6 +33,7 @@ from lifeline.contracts.topics import (
     EVENT_TOPIC,
     PARTNER_REQUESTS,
     REFERRALS,
+    SHARED_EVENTS,
     TOPICS,
     dlq_topic,
     key_for,
@@ -447,7 +448,7 @@ def test_asyncapi_document():
 
     # every event version is described on each topic it is published to
     for name, version in SCHEMA_FILES:
-        for topic in topics_for(name):
+        for topic in {t for service in (None, *SHARED_EVENTS.get(name, ())) for t in topics_for(name, service)}:
             schemas = [
                 _resolve(doc, m["$ref"])["payload"]["allOf"][1]["properties"]["data"]["$ref"]
                 for m in addresses[topic]["messages"].values()

@@ -12,7 +12,7 @@ import pytest
 from lifeline import cli
 from lifeline.rules import calendar, regions
 from lifeline.settings import DEFAULT_PORTS, SERVICES, Settings, SettingsError
-from services.verification import policy
+from lifeline.rules import policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.verification.policy import PolicyBook
+from lifeline.rules.policy import PolicyBook
 
 REPO = Path(__file__).resolve().parents[3]
 POLICY_FILE = REPO / "config" / "policy.yaml"

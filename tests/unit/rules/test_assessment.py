@@ -15,7 +15,7 @@ from services.verification.assessment import (
     monthly_amount,
     per_capita_income,
 )
-from services.verification.policy import PolicyError
+from lifeline.rules.policy import PolicyError
 from tests.unit.rules.helpers import household, income_rows, member, pid, records
 
 D26 = date(2026, 3, 1)

@@ -223,7 +223,8 @@ def test_every_spec_clock_is_registered():
     assert set(clocks.CLOCKS) >= {
         "verification_request", "verification_report", "household_survey", "initial_review",
         "public_notice", "democratic_appraisal", "decision", "refusal_notice", "whole_procedure",
-        "whole_procedure_major_dispute", "referral", "emergency_post_approval"}
+        "whole_procedure_major_dispute", "referral", "emergency_post_approval",
+        "discovery_contact"}
     assert clocks.CLOCKS["public_notice"].kind == "calendar"
 
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 import yaml
 
-from services.verification.policy import (
+from lifeline.rules.policy import (
     PolicyBook,
     PolicyError,
     PolicyHolder,

@@ -23,7 +23,7 @@ from services.verification.domain import (
     Verification,
 )
 from services.verification.outbound import OUTBOUND
-from services.verification.policy import shipped_policy_book
+from lifeline.rules.policy import shipped_policy_book
 
 from tests.unit.services import CASEWORKER, COUNTY_OFFICER, REVIEWER, SURVEYORS, SYSTEM, application, pid
 
@@ -363,7 +363,7 @@ def test_a_county_may_set_its_own_periods_and_each_case_keeps_those_in_force_at_
     import yaml
 
     from lifeline.settings import DEFAULT_POLICY_FILE
-    from services.verification.policy import PolicyBook, PolicyError
+    from lifeline.rules.policy import PolicyBook, PolicyError
 
     data = yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
     own = copy.deepcopy(data)

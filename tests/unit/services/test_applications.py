@@ -53,7 +53,7 @@ from services.verification.application import (
 from services.verification.application import project as verification_project
 from services.verification.domain import NotPermitted, Verification
 from services.verification.outbound import OUTBOUND as VERIFICATION_OUTBOUND
-from services.verification.policy import PolicyHolder, shipped_policy_book
+from lifeline.rules.policy import PolicyHolder, shipped_policy_book
 
 from . import (
     ACCOUNT_NUMBER,

@@ -92,7 +92,7 @@ def test_the_shipped_file_loads_and_configures_every_channel_of_the_vocabulary()
 
 
 def test_the_shipped_file_has_an_account_for_every_county_of_the_policy_file():
-    from services.verification.policy import shipped_policy_book
+    from lifeline.rules.policy import shipped_policy_book
 
     book = shipped_channel_book()
     for county in shipped_policy_book().counties:

@@ -32,7 +32,7 @@ from services.verification.application import assessment_record
 from services.verification.assessment import assess
 from services.verification.domain import DecisionNotAllowed, NotPermitted, Verification
 from services.verification.outbound import OUTBOUND as VERIFICATION_OUTBOUND
-from services.verification.policy import shipped_policy_book
+from lifeline.rules.policy import shipped_policy_book
 from tests.unit.contract_examples import APPLICATION_SUBMITTED_V4
 
 from . import (
