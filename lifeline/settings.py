@@ -48,6 +48,7 @@ DEFAULT_POLICY_FILE = REPO_ROOT / "config" / "policy.yaml"
 DEFAULT_CALENDAR_DIR = REPO_ROOT / "config" / "calendar"
 DEFAULT_REGIONS_DIR = REPO_ROOT / "config" / "regions"
 DEFAULT_BANK_CHANNELS_FILE = REPO_ROOT / "config" / "bank-channels.yaml"
+DEFAULT_RISK_RULES_FILE = REPO_ROOT / "config" / "risk-rules.yaml"
 
 
 class SettingsError(ConfigurationError):
@@ -133,6 +134,13 @@ class Settings(BaseSettings):
     regions_dir: Path = Field(DEFAULT_REGIONS_DIR, description="GB/T 2260 codes published after the shipped register")
     bank_channels_file: Path = Field(
         DEFAULT_BANK_CHANNELS_FILE, description="bank channels and the counties' paying accounts (payment)")
+    risk_rules_file: Path = Field(
+        DEFAULT_RISK_RULES_FILE, description="dynamic monitoring's risk rules on partner records (intake)")
+    # Intake's own clocks (issue 11), in working days.
+    discovery_contact_days: int = Field(3, ge=1, le=60, description="working days to make contact after a "
+                                                                      "discovery report (intake)")
+    referral_days: int = Field(5, ge=1, le=60, description="working days a referral's target has to answer "
+                                                            "when the clerk gives no due date (intake)")
 
     # --- process behaviour ---------------------------------------------------------
     environment: Literal["development", "production"] = Field(
@@ -177,7 +185,8 @@ class Settings(BaseSettings):
     def _resolve_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("policy_file", "calendar_dir", "regions_dir", "bank_channels_file", "kafka_jars_dir")
+    @field_validator("policy_file", "calendar_dir", "regions_dir", "bank_channels_file", "risk_rules_file",
+                     "kafka_jars_dir")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

@@ -46,7 +46,7 @@ _BY_SERVICE: dict[str, tuple[str, ...]] = {
         "HouseholdSurveyRecorded", "InitialReviewProposed", "PublicNoticePosted", "ObjectionRaised",
         "DemocraticAppraisalHeld", "DeadlineSet", "DeadlineCleared", "VerificationCompleted", "BenefitApproved", "BenefitRefused",
         "BenefitAdjusted", "BenefitSuspended", "BenefitResumed", "BenefitTerminated", "ReviewStarted",
-        "ReviewCompleted", "FraudReported", "FraudRecorded",
+        "ReviewCompleted", "FraudRecorded",
     ),
     "payment": (
         "EntitlementOpened", "PaymentRunStarted", "PaymentInstructed", "BankBatchSubmitted",

@@ -58,8 +58,27 @@ REQUIRED_MATERIALS: dict[str, str] = {
 SURVEYOR_ROLES = ("village_cadre", "township_staff", "village_committee", "other")
 PROPOSALS = ("include", "refuse")
 DEADLINE_OUTCOMES = ("met", "late", "cancelled")
+# One person, one file per benefit (issue 11): why an application is held as a suspected
+# duplicate, and how the hold is decided.
+DUPLICATE_REASONS = ("covered", "open_application")
+DUPLICATE_DECISIONS = ("proceed", "withdraw")
+# The emergency green channel (issue 11): the post-approval (后置审批) of a grant, and where a
+# grant stands.
+POST_APPROVAL_DECISIONS = ("approved", "refused")
+EMERGENCY_GRANT_STATES = ("granted", "post_approved", "post_approval_refused")
 # Where an overdue case is escalated (督办): the office above the responsible one.
 ESCALATION_LEVELS = ("county", "prefecture", "province")
+# Finding (issue 11): who reports a person in trouble (主动发现; `monitoring` is a risk rule
+# that fired on partner records), what the office's contact found, the partner records dynamic
+# monitoring matches, and how a referral (转介) is answered and where it stands.
+DISCOVERY_REPORTERS = ("grid_worker", "village_committee", "hospital", "school", "police", "hotline",
+                       "caseworker", "clerk", "monitoring")
+DISCOVERY_CONTACT_OUTCOMES = ("applying", "declined", "not_found", "already_covered")
+DISCOVERY_STATES = ("discovered", "contacted", "applied")
+LIFE_EVENT_KINDS = ("medical_expense", "unemployment_registered", "disaster_loss")
+REFERRAL_OUTCOMES = ("accepted", "resolved", "declined", "not_ours")
+REFERRAL_STATES = ("raised", "overdue", "answered")
+REFERRAL_ANSWERED_BY = ("department", "clerk")
 # Grievances (异议、申诉): what is contested, how it ends, and on which evidence an upheld one
 # has the decision taken again.
 GRIEVANCE_SUBJECTS = ("verification_result", "refusal", "adjustment")

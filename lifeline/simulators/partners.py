@@ -20,6 +20,12 @@ It also reports deaths as public security (户籍注销) or civil affairs (殡�
 The department's record id, the CloudEvent id and its sequence all derive from
 (department, ID number, date of death), so the same death reported again — by a
 repeated command, or after a restart — is the same record to every consumer.
+
+Likewise other life events (`POST /v1/life-events`: large medical costs after insurance,
+registered unemployment, disaster losses) publish one LifeEventReported, whose record id
+derives from (department, kind, ID number, day, amount); and a department answers a
+referral raised to it (`POST /v1/referral-answers`) with one ReferralAnswered, whose id
+derives from (referral, department, outcome).
 """
 
 from __future__ import annotations
@@ -124,6 +130,56 @@ class DeathIn(BaseModel):
         return value
 
 
+# Life events (dynamic monitoring) and referral answers, as their schemas name them.
+LIFE_EVENT_DEPARTMENTS: tuple[str, ...] = tuple(
+    registry.schema("LifeEventReported")["properties"]["department"]["enum"])
+LIFE_EVENT_KINDS: tuple[str, ...] = tuple(registry.schema("LifeEventReported")["properties"]["kind"]["enum"])
+# Who reports a kind of life event unless told otherwise.
+LIFE_EVENT_REPORTER = {"medical_expense": "medical_insurance", "unemployment_registered": "hrss",
+                       "disaster_loss": "emergency"}
+REFERRAL_ANSWERERS: tuple[str, ...] = tuple(
+    registry.schema("ReferralAnswered")["properties"]["department"]["enum"])
+REFERRAL_OUTCOMES: tuple[str, ...] = tuple(registry.schema("ReferralAnswered")["properties"]["outcome"]["enum"])
+
+
+class LifeEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal[LIFE_EVENT_KINDS]  # type: ignore[valid-type]
+    id_number: str = Field(min_length=18, max_length=18, description="18-character resident ID number")
+    name: str = Field(min_length=1, max_length=64)
+    region_code: str = Field(pattern=r"^\d{9}(\d{3})?$", description="township (9) or village (12) code")
+    amount_fen: int = Field(0, ge=0, description="costs after insurance, losses (fen); 0 for unemployment")
+    only_earner: bool | None = Field(None, description="the household's only earner (unemployment)")
+    occurred_on: date = Field(description="YYYY-MM-DD")
+    department: Literal[LIFE_EVENT_DEPARTMENTS] | None = Field(  # type: ignore[valid-type]
+        None, description="default: medical_insurance, hrss or emergency by kind")
+    record_id: str | None = Field(None, min_length=1, max_length=64,
+                                  description="the department's record id; default derived from the record")
+
+    @field_validator("id_number")
+    @classmethod
+    def _resident_id(cls, value: str) -> str:
+        value = value.upper()
+        if not has_resident_id_form(value):
+            raise ValueError("not a resident ID number (17 digits and the GB 11643 check character)")
+        return value
+
+
+class ReferralAnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    referral_id: str = Field(min_length=1, max_length=64)
+    case_id: str = Field(min_length=1, max_length=64)
+    department: Literal[REFERRAL_ANSWERERS]  # type: ignore[valid-type]
+    outcome: Literal[REFERRAL_OUTCOMES]  # type: ignore[valid-type]
+    note: str = Field("", max_length=2000)
+
+
+def life_event_record_id(department: str, kind: str, id_number: str, occurred_on: str, amount_fen: int) -> str:
+    """The department's record id of a life event: the same record gives the same id."""
+    digest = hashlib.sha256(f"life|{department}|{kind}|{id_number}|{occurred_on}|{amount_fen}".encode()).hexdigest()
+    return f"{department.upper()[:4]}-{digest[:20].upper()}"
+
+
 def death_record_id(department: str, id_number: str, date_of_death: str) -> str:
     """The department's record id of a death: the same report gives the same id."""
     digest = hashlib.sha256(f"death|{department}|{id_number}|{date_of_death}".encode()).hexdigest()
@@ -146,6 +202,7 @@ class PartnerSimulator:
         self.behaviour = Behaviour(silent=set(settings.silent_departments))
         self.answered = 0
         self.deaths: dict[str, bytes] = {}  # record id -> the DeathReported first published
+        self.life_events: dict[str, bytes] = {}  # record id -> the LifeEventReported first published
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.consumer: AIOKafkaConsumer | None = None
@@ -236,6 +293,60 @@ class PartnerSimulator:
         self.deaths.setdefault(data["record_id"], value)
         return data
 
+    def life_event(self, body: LifeEventIn) -> tuple[dict[str, Any], bytes]:
+        """The LifeEventReported CloudEvent of one record (the one published before, if any)."""
+        department = body.department or LIFE_EVENT_REPORTER[body.kind]
+        day = body.occurred_on.isoformat()
+        record_id = body.record_id or life_event_record_id(department, body.kind, body.id_number, day,
+                                                           body.amount_fen)
+        if record_id in self.life_events:
+            raw = self.life_events[record_id]
+            return registry.decode(raw).data, raw
+        now = self.clock.now()
+        data = {"record_id": record_id, "department": department, "kind": body.kind,
+                "id_number": body.id_number, "name": body.name, "region_code": body.region_code,
+                "amount_fen": body.amount_fen, "only_earner": body.only_earner, "occurred_on": day,
+                "reported_at": now.isoformat()}
+        event = registry.new_event(
+            "LifeEventReported", data,
+            subject=record_id,
+            source=f"partner/{department}",
+            time=now.isoformat(timespec="milliseconds"),
+            sequence=death_sequence(record_id),
+            actor={"user_id": f"adapter:{department}", "role": "partner", "org_code": department},
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:life-event:{department}:{record_id}")),
+        )
+        return data, event.to_json()
+
+    async def report_life_event(self, body: LifeEventIn) -> dict[str, Any]:
+        """Publish one LifeEventReported (again, for a record reported before) and wait for the ack."""
+        data, value = self.life_event(body)
+        await (await self.bus.send(T.PARTNER_RECORDS, value, T.key_for("LifeEventReported", data["record_id"], data)))
+        self.life_events.setdefault(data["record_id"], value)
+        return data
+
+    def referral_answer(self, body: ReferralAnswerIn) -> tuple[dict[str, Any], bytes]:
+        """The ReferralAnswered CloudEvent of one answer: the same answer is the same event."""
+        answer_id = f"{body.referral_id}|{body.department}|{body.outcome}"
+        now = self.clock.now()
+        data = {"referral_id": body.referral_id, "case_id": body.case_id, "department": body.department,
+                "outcome": body.outcome, "note": body.note, "answered_at": now.isoformat()}
+        event = registry.new_event(
+            "ReferralAnswered", data,
+            subject=body.case_id,
+            source=f"partner/{body.department}",
+            time=now.isoformat(timespec="milliseconds"),
+            sequence=death_sequence(f"answer|{answer_id}"),
+            actor={"user_id": f"adapter:{body.department}", "role": "partner", "org_code": body.department},
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:referral-answer:{answer_id}")),
+        )
+        return data, event.to_json()
+
+    async def answer_referral(self, body: ReferralAnswerIn) -> dict[str, Any]:
+        data, value = self.referral_answer(body)
+        await (await self.bus.send(T.PARTNER_RECORDS, value, T.key_for("ReferralAnswered", data["case_id"], data)))
+        return data
+
     async def start(self) -> None:
         await self.bus.start()
         await self.bus.ensure_topics(T.ALL_TOPICS)
@@ -318,6 +429,29 @@ def create_app(settings: Settings) -> FastAPI:
             return await sim.report_death(body)
         except KafkaError as exc:
             raise Problem(503, "Broker unavailable", f"DeathReported not published: {type(exc).__name__}",
+                          headers={"Retry-After": "1"}) from None
+
+    @app.post("/v1/life-events", status_code=202)
+    async def report_life_event(body: LifeEventIn):
+        """Report a life event as the department would (医保 costs after insurance, 人社 registered
+        unemployment, 应急 disaster losses): one LifeEventReported on the partner records topic;
+        the same record always has the same record id (and CloudEvent id)."""
+        if body.occurred_on > sim.clock.now().date():
+            raise Problem(422, "Life event in the future", "occurred_on is after today",
+                          slug="life-event-in-the-future")
+        try:
+            return await sim.report_life_event(body)
+        except KafkaError as exc:
+            raise Problem(503, "Broker unavailable", f"LifeEventReported not published: {type(exc).__name__}",
+                          headers={"Retry-After": "1"}) from None
+
+    @app.post("/v1/referral-answers", status_code=202)
+    async def answer_referral(body: ReferralAnswerIn):
+        """The referral's target answers it: one ReferralAnswered on the partner records topic."""
+        try:
+            return await sim.answer_referral(body)
+        except KafkaError as exc:
+            raise Problem(503, "Broker unavailable", f"ReferralAnswered not published: {type(exc).__name__}",
                           headers={"Retry-After": "1"}) from None
 
     @app.get("/v1/records/{department}/{id_number}")

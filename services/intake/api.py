@@ -37,8 +37,22 @@ from lifeline.rules.vocabulary import (
     URGENCIES,
     WORK_ABILITY,
 )
+from services.intake import persons, relief
 from services.intake.application import CaseNotFound, IntakeApplication, case_view
 from services.intake.domain import CASE_STATUSES, AcceptanceNotAllowed, AcceptanceRuleBroken
+from fastapi import Query
+from lifeline.http.app import LIST_ERRORS, in_region, region_filter
+from services.intake import outreach_api as O
+from services.intake.discovery import DiscoveryNotAllowed, RuleBroken
+from services.intake.domain import ReferralNotAllowed
+from services.intake.outreach_api import ContactIn, DiscoveryReportIn, ReferralDoc, ReferralOutcomeIn
+from services.intake.outreach import (
+    DISCOVERY_DOC_KIND,
+    DiscoveryReportNotFound,
+    ReferralNotFound,
+    discovery_reports,
+    referrals,
+)
 
 WRITERS = ("clerk", "caseworker", "county_officer", "admin")
 
@@ -135,6 +149,10 @@ class ApplicationIn(BaseModel):
     bank_account: BankAccountIn
     authorisation_signed: Literal[True] = Field(description="一证一书: the signed verification authorisation")
     urgency: Urgency = "normal"
+    discovery_report_id: str | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="made from a discovery report (主动发现): the application takes the case id the report "
+                    "reserved; once per report")
 
     @field_validator("region_code")
     @classmethod
@@ -167,7 +185,12 @@ class ReferralIn(BaseModel):
         "need_category": "medical",
         "amount_asked_fen": 500000,
         "urgency": "urgent",
-        "due_date": "2026-06-30",
+        "consent_to_share": True,
+    }, {
+        "target": "medical_insurance",
+        "need_category": "medical",
+        "amount_asked_fen": 0,
+        "due_date": "2030-06-28",
         "consent_to_share": True,
     })
 
@@ -175,7 +198,9 @@ class ReferralIn(BaseModel):
     need_category: NeedCategory
     amount_asked_fen: int = Field(ge=0, le=10**10)
     urgency: Urgency = "normal"
-    due_date: date
+    due_date: date | None = Field(
+        default=None, description="when the answer is due (not before today); by default the referral "
+                                  "clock's (5 working days)")
     consent_to_share: bool
 
     @field_validator("target")
@@ -227,10 +252,93 @@ class AcceptanceIn(BaseModel):
         return value
 
 
+# --- one person, one file per benefit; the emergency green channel (issue 11) -----------
+DUPLICATE_DECIDERS = ("caseworker", "county_officer")
+
+
+class DuplicateDecisionIn(BaseModel):
+    """A held application (suspected duplicate) decided: proceed (acceptance possible again) or
+    withdraw (the case ends). Never merged."""
+
+    model_config = strict(
+        {"decision": "proceed", "reason": "经核实，另案申请人系同名同户籍的另一人，本申请继续办理"},
+        {"decision": "withdraw", "reason": "该户已在另一乡镇申请低保，申请人同意撤回本申请"},
+    )
+
+    decision: Literal["proceed", "withdraw"]
+    reason: str = Field(min_length=1, max_length=2000, description="why; kept with the case")
+
+
+class EmergencyReliefIn(BaseModel):
+    """先救助、后补手续: relief at once on an urgent case, within the granting level's cap."""
+
+    model_config = strict({"amount_fen": 200000, "reason": "突发重病住院，家中无力支付急需的医疗和生活费用"})
+
+    amount_fen: int = Field(gt=0, le=10**10, description="amount granted (fen); the case's grants count "
+                                                           "together against the cap")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class PostApprovalIn(BaseModel):
+    """后置审批 of a grant: by a reviewer (township grants) or a county officer, not the granter."""
+
+    model_config = strict({"decision": "approve", "reason": "经补充核实，符合临时救助条件"},
+                          {"decision": "refuse", "reason": "经核实，该户不符合救助条件，先行救助资金予以追回"})
+
+    decision: Literal["approve", "refuse"]
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class DuplicateDecisionOut(BaseModel):
+    case_id: str
+    decision: Literal["proceed", "withdraw"]
+    status: Literal["submitted", "withdrawn"]
+    other_case_ids: list[str] = Field(description="the cases it was held for")
+    version: int
+
+
+class GrantOut(BaseModel):
+    """An emergency-relief grant (relief.Grant) and where its post-approval stands."""
+
+    grant_id: str = Field(examples=["ER-3F2A9C1B7E5D4A6B8C0D"])
+    case_id: str
+    amount_fen: int
+    reason: str
+    approval_level: Literal["township", "county"]
+    granted_by: str
+    granted_at: str = Field(description="ISO 8601 timestamp")
+    post_approval_due_date: str = Field(description="last day of the post-approval period (YYYY-MM-DD)")
+    deadline_id: str = Field(description="the emergency_post_approval deadline (notify GET /v1/deadlines)")
+    due_at: str = Field(description="exclusive end of the post-approval period (ISO 8601)")
+    state: Literal["granted", "post_approved", "post_approval_refused"]
+    decided_by: str | None
+    decided_at: str | None
+    decision_reason: str | None
+
+
+class GrantsOut(BaseModel):
+    case_id: str
+    items: list[GrantOut]
+
+
+def _relief_problem(exc: Exception) -> Problem:
+    if isinstance(exc, relief.ReliefNotAllowed):
+        return Problem(409, "Emergency relief not allowed", str(exc), slug="emergency-relief-not-allowed",
+                       rule=exc.rule, **exc.details)
+    if isinstance(exc, relief.ReliefRuleBroken):
+        return Problem(422, "Emergency relief rule broken", str(exc), slug="emergency-relief-rule",
+                       rule=exc.rule, **exc.details)
+    if isinstance(exc, relief.ReliefForbidden):
+        return Problem(403, "Not your level", str(exc), slug="role-forbidden", rule=exc.rule)
+    return Problem(404, "Grant not found", f"no emergency-relief grant {exc}")
+
+
 # --- responses ---------------------------------------------------------------------
 class ApplicationAccepted(BaseModel):
     case_id: str = Field(examples=["C-3F2A9C1B7E5D4A6B8C0D"])
-    status: Literal["submitted"]
+    status: Literal["submitted", "suspected_duplicate"] = Field(
+        description="suspected_duplicate: registered but held, a person named is covered by this benefit or "
+                    "on another open application for it (GET the case: duplicate_of)")
 
 
 class AcceptanceOut(BaseModel):
@@ -250,19 +358,6 @@ class ReferralRaisedOut(BaseModel):
     case_id: str
 
 
-class ReferralDoc(BaseModel):
-    """A referral as intake's read model keeps it (application.project)."""
-
-    # Declared in the order the side store returns a document's keys (sorted), so the JSON
-    # answered is the stored document, byte for byte.
-    case_id: str
-    due_date: str = Field(description="ISO 8601 date", examples=["2026-06-30"])
-    need_category: NeedCategory
-    referral_id: str
-    status: Literal["raised"]
-    target: str = Field(description="'charity' or a department code")
-
-
 class CaseOut(BaseModel):
     """application.case_view and the case's referrals."""
 
@@ -277,6 +372,7 @@ class CaseOut(BaseModel):
     submitted_at: str = Field(description="ISO 8601 timestamp")
     accepted_at: str | None = Field(description="ISO 8601 timestamp, once accepted (受理)")
     missing_materials: list[Material] = Field(description="materials still asked for (补正)")
+    duplicate_of: list[str] = Field(description="the cases it was held for as a suspected duplicate, if ever")
     bank_account_ref: str = Field(description="bank channel and masked number", examples=["RCC:6228***********8901"])
     verification_outcome: str | None = Field(description="eligible, ineligible or needs_appraisal once verified")
     per_capita_income_fen: int | None
@@ -311,8 +407,13 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 )
             except DuplicateRequest as dup:
                 case_id = str(dup)
+            except RuleBroken as exc:  # the discovery report named (outreach.py)
+                raise O.rule_broken(exc) from None
+            except DiscoveryNotAllowed as exc:
+                raise O.not_allowed(exc) from None
             runtime.saved()
-            return 201, {"case_id": case_id, "status": "submitted"}
+            held = (await asyncio.to_thread(app.get_case, case_id)).status == "suspected_duplicate"
+            return 201, {"case_id": case_id, "status": "suspected_duplicate" if held else "submitted"}
 
         return await runtime.idempotent(request, principal.user_id, handle)
 
@@ -359,6 +460,105 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
         return await runtime.idempotent(request, principal.user_id, handle)
 
+    # --- one person, one file per benefit (persons.py) ----------------------------------
+    @api.post(
+        "/cases/{case_id}/duplicate-decision", tags=["cases"], response_model=DuplicateDecisionOut,
+        responses=COMMAND_ERRORS,
+    )
+    async def decide_duplicate(
+        case_id: str, body: DuplicateDecisionIn, request: Request,
+        principal: Principal = runtime.auth.require(*DUPLICATE_DECIDERS),
+    ):
+        """A case held as a suspected duplicate, decided by a caseworker or county officer whose
+        region covers the case's county: 409 `not_held` when it is not held."""
+        case = await asyncio.to_thread(case_or_404, case_id, principal)
+        if not principal.can_access(case.region_code[:6]):
+            raise Problem(403, "Outside your region", "a suspected duplicate is decided by the case's county "
+                          "(the other case may lie in another township)", slug="region-forbidden",
+                          rule="county_decides")
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                answer = await asyncio.to_thread(
+                    persons.decide_duplicate, app, case_id, body.decision, body.reason,
+                    Meta.of(principal, body.reason),
+                )
+            except AcceptanceNotAllowed as exc:
+                state = {"case_status": exc.case_status} if exc.case_status else {}
+                raise Problem(409, "Duplicate decision not allowed", str(exc), slug="duplicate-decision-not-allowed",
+                              rule=exc.rule, **state) from None
+            except AcceptanceRuleBroken as exc:
+                raise Problem(422, "Duplicate decision rule broken", str(exc), slug="duplicate-decision-rule",
+                              rule=exc.rule) from None
+            runtime.saved()
+            return 200, answer
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    # --- the emergency green channel (relief.py) -----------------------------------------
+    @api.post(
+        "/cases/{case_id}/emergency-relief", status_code=201, tags=["emergency-relief"], response_model=GrantOut,
+        responses=COMMAND_ERRORS,
+    )
+    async def grant_emergency_relief(
+        case_id: str, body: EmergencyReliefIn, request: Request,
+        principal: Principal = runtime.auth.require(*relief.GRANTING_ROLES),
+    ):
+        """先救助、后补手续 on an urgent case before or during verification: a reviewer or caseworker
+        grants up to the township's cap, a county officer up to the county's (422 `emergency_cap`,
+        naming the cap); 409 `not_urgent`, `case_decided`, `suspected_duplicate`."""
+        await asyncio.to_thread(case_or_404, case_id, principal)
+        key = request.headers.get("Idempotency-Key")
+
+        async def handle() -> tuple[int, dict]:
+            grant_id = idempotent_id("ER", principal.user_id, f"{case_id}\0{key}" if key else None)
+            try:
+                grant, _ = await asyncio.to_thread(
+                    relief.grant_relief, app, case_id, body.amount_fen, body.reason,
+                    Meta.of(principal, body.reason), grant_id,
+                )
+            except (relief.ReliefNotAllowed, relief.ReliefRuleBroken, relief.ReliefForbidden) as exc:
+                raise _relief_problem(exc) from None
+            runtime.saved()
+            return 201, grant
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.post(
+        "/cases/{case_id}/emergency-relief/{grant_id}/post-approval", tags=["emergency-relief"],
+        response_model=GrantOut, responses=COMMAND_ERRORS,
+    )
+    async def post_approve_emergency_relief(
+        case_id: str, grant_id: str, body: PostApprovalIn, request: Request,
+        principal: Principal = runtime.auth.require("reviewer", "county_officer"),
+    ):
+        """后置审批, once (409 `decided_once`), never by whoever granted it (409 `four_eyes`): a
+        township grant by a reviewer or a county officer, a county grant by a county officer."""
+        await asyncio.to_thread(case_or_404, case_id, principal)
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                grant = await asyncio.to_thread(
+                    relief.decide_post_approval, app, case_id, grant_id, body.decision, body.reason,
+                    Meta.of(principal, body.reason),
+                )
+            except (relief.ReliefNotAllowed, relief.ReliefRuleBroken, relief.ReliefForbidden,
+                    relief.GrantNotFound) as exc:
+                raise _relief_problem(exc) from None
+            runtime.saved()
+            return 200, grant
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.get(
+        "/cases/{case_id}/emergency-relief", tags=["emergency-relief"], response_model=GrantsOut,
+        responses=READ_ERRORS,
+    )
+    async def list_emergency_relief(case_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
+        """The case's grants, their state and post-approval due dates."""
+        await asyncio.to_thread(case_or_404, case_id, principal)
+        return {"case_id": case_id, "items": await asyncio.to_thread(relief.grants_of, app, case_id)}
+
     @api.post(
         "/cases/{case_id}/referrals", status_code=201, tags=["referrals"], response_model=ReferralRaisedOut,
         responses=COMMAND_ERRORS,
@@ -378,9 +578,129 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 )
             except DuplicateRequest as dup:
                 referral_id = str(dup)
+            except RuleBroken as exc:  # a due date before today
+                raise O.rule_broken(exc) from None
             runtime.saved()
             return 201, {"referral_id": referral_id, "case_id": case_id}
 
         return await runtime.idempotent(request, principal.user_id, handle)
+
+    # --- finding households; referrals followed up (issue 11; models in outreach_api.py) -------
+    @api.post("/discovery-reports", status_code=201, tags=["discovery"], response_model=O.DiscoveryReportedOut,
+              responses=CREATE_ERRORS)
+    async def report_discovery(body: DiscoveryReportIn, request: Request,
+                               principal: Principal = runtime.auth.require(*O.REPORTERS)):
+        """主动发现: a case is reserved for the person's township, which must make contact within
+        the discovery_contact clock (3 working days by default)."""
+        ensure_region(principal, body.person.region_code)
+        key = request.headers.get("Idempotency-Key")
+
+        async def handle() -> tuple[int, dict]:
+            report_id = idempotent_id("D", principal.user_id, key)
+            try:
+                report = await asyncio.to_thread(app.report_discovery, body.model_dump(), Meta.of(principal),
+                                                 report_id)
+            except DuplicateRequest as dup:  # pragma: no cover - report_discovery answers the first
+                report = await asyncio.to_thread(app.get_discovery_report, str(dup))
+            runtime.saved()
+            return 201, {"report_id": report.report_id, "case_id": report.case_id, "state": report.state,
+                         "contact_due_date": report.contact_due_date}
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.get("/discovery-reports", tags=["discovery"], response_model=O.DiscoveryReportsOut, responses=LIST_ERRORS)
+    async def list_discovery_reports(
+        region: Annotated[str | None, Query(pattern=r"^\d{6}(\d{3}(\d{3})?)?$",
+                                            description="only this division (within yours)")] = None,
+        state: Annotated[Literal[O.DISCOVERY_STATES] | None, Query()] = None,  # type: ignore[valid-type]
+        principal: Principal = runtime.auth.require(*CASE_READERS),
+    ):
+        region_filter(region, principal)
+        views = await runtime.views()
+        with views.transaction() as tx:
+            docs = discovery_reports(tx, state)
+        items = in_region(docs, principal, region)
+        items.sort(key=lambda d: (d["reported_at"], d["report_id"]))
+        return {"items": items}
+
+    @api.get("/discovery-reports/{report_id}", tags=["discovery"], response_model=O.DiscoveryReportDoc,
+             responses=READ_ERRORS)
+    async def get_discovery_report(report_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
+        views = await runtime.views()
+        with views.transaction() as tx:
+            doc = tx.get(DISCOVERY_DOC_KIND, report_id)
+        if doc is None:
+            raise Problem(404, "Discovery report not found", f"no discovery report {report_id}")
+        ensure_region(principal, doc["region_code"])
+        return doc
+
+    @api.post("/discovery-reports/{report_id}/contact", tags=["discovery"], response_model=O.ContactOut,
+              responses=COMMAND_ERRORS)
+    async def record_contact(report_id: str, body: ContactIn, request: Request,
+                             principal: Principal = runtime.auth.require(*WRITERS)):
+        """The office made contact: the contact clock stops (met or late)."""
+        await asyncio.to_thread(found_in_region, app.get_discovery_report, report_id, DiscoveryReportNotFound,
+                                "Discovery report", principal)
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                report = await asyncio.to_thread(app.record_contact, report_id, body.outcome, body.note,
+                                                 Meta.of(principal, body.note))
+            except DiscoveryNotAllowed as exc:
+                raise O.not_allowed(exc) from None
+            except RuleBroken as exc:
+                raise O.rule_broken(exc) from None
+            runtime.saved()
+            return 200, {"report_id": report.report_id, "case_id": report.case_id, "state": report.state,
+                         "contact_outcome": report.contact_outcome, "deadline_state": report.deadline_state}
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.post("/referrals/{referral_id}/outcome", tags=["referrals"], response_model=ReferralDoc,
+              responses=COMMAND_ERRORS)
+    async def record_referral_outcome(referral_id: str, body: ReferralOutcomeIn, request: Request,
+                                      principal: Principal = runtime.auth.require(*WRITERS)):
+        """A clerk records the target's answer: the referral closes once (409 after) and its clock
+        stops. The department may answer itself instead (ReferralAnswered)."""
+        await asyncio.to_thread(found_in_region, app.get_referral, referral_id, ReferralNotFound, "Referral",
+                                principal)
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                await asyncio.to_thread(app.record_referral_outcome, referral_id, body.outcome, body.note,
+                                        Meta.of(principal, body.note))
+            except ReferralNotAllowed as exc:
+                raise O.not_allowed(exc) from None
+            runtime.saved()
+            views = await runtime.views()
+            with views.transaction() as tx:
+                return 200, tx.get("referral", referral_id)
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.get("/referrals", tags=["referrals"], response_model=O.ReferralsOut, responses=LIST_ERRORS)
+    async def list_referrals(
+        assignee: Annotated[str | None, Query(min_length=1, max_length=64,
+                                              description="the first clerk responsible's user id")] = None,
+        state: Annotated[Literal[O.REFERRAL_STATES] | None, Query()] = None,  # type: ignore[valid-type]
+        principal: Principal = runtime.auth.require(*CASE_READERS),
+    ):
+        """Referrals within the caller's region, by due date: e.g. a clerk's overdue ones."""
+        views = await runtime.views()
+        with views.transaction() as tx:
+            docs = referrals(tx, assignee, state)
+        items = [d for d in docs if d.get("region_code") and principal.can_access(d["region_code"])]
+        items.sort(key=lambda d: (d["due_date"], d["referral_id"]))
+        return {"items": items}
+
+    @api.get("/referrals/{referral_id}", tags=["referrals"], response_model=ReferralDoc, responses=READ_ERRORS)
+    async def get_referral(referral_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
+        views = await runtime.views()
+        with views.transaction() as tx:
+            doc = tx.get("referral", referral_id)
+        if doc is None:
+            raise Problem(404, "Referral not found", f"no referral {referral_id}")
+        ensure_region(principal, doc["region_code"])
+        return doc
 
     return api

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
 from typing import Any
 
 from eventsourcing.application import ProcessingEvent
@@ -12,6 +11,7 @@ from eventsourcing.persistence import IntegrityError
 from lifeline.domain.aggregate import Meta, new_id
 from lifeline.domain.clock import Clock
 from lifeline.domain.values import Application
+from lifeline.rules.policy import PolicyHolder, shipped_policy_book
 from lifeline.stores.application import ServiceApplication
 from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideTx
@@ -24,26 +24,42 @@ from services.intake.domain import (
     later_status,
 )
 from services.intake.outbound import OUTBOUND
+from services.intake import persons
+from services.intake import outreach
+from services.intake.discovery import RiskRules
 
 
 class CaseNotFound(LookupError):
     pass
 
 
-class IntakeApplication(ServiceApplication):
+class IntakeApplication(outreach.Outreach, ServiceApplication):
     name = "intake"
     service = "intake"
     handlers = HANDLERS
     outbound = OUTBOUND
 
-    def __init__(self, env=None, *, clock: Clock | None = None, sealer: Sealer):
+    def __init__(self, env=None, *, clock: Clock | None = None, sealer: Sealer,
+                 policies: PolicyHolder | None = None, risk_rules: RiskRules | None = None,
+                 clock_days: dict[str, int] | None = None):
         super().__init__(env, clock=clock)
         self.sealer = sealer
+        # Dynamic monitoring's rules (monitoring.py) and intake's own clocks' lengths in working
+        # days (discovery_contact, referral; the clocks' defaults otherwise): outreach.py.
+        if risk_rules is None:
+            from services.intake.monitoring import shipped_risk_rules
+            risk_rules = shipped_risk_rules()
+        self.risk_rules = risk_rules
+        self.clock_days = dict(clock_days or {})
+        # The county policies: the emergency-relief caps and post-approval period (relief.py).
+        self.policies = policies or PolicyHolder(shipped_policy_book())
 
     # --- commands --------------------------------------------------------
     def submit_application(self, form: dict[str, Any], meta: Meta, case_id: str | None = None) -> str:
-        """Register an application as the clerk took it (the API's validated body)."""
-        case_id = case_id or new_id("C")
+        """Register an application as the clerk took it (the API's validated body). Made from a
+        discovery report (`discovery_report_id`), it takes the case id the report reserved."""
+        form, report = self.discovery_report_for(form)  # outreach.py
+        case_id = report.case_id if report is not None else case_id or new_id("C")
         account = form["bank_account"]
         sealed = self.sealer.account(account["channel"], account["account_number"], account["account_name"])
         # The form is the payload less what intake adds: one mapping (from_wire) builds both.
@@ -51,11 +67,18 @@ class IntakeApplication(ServiceApplication):
             **form, "case_id": case_id, "clerk_id": meta.user_id,
             "submitted_at": self.clock.now().isoformat(), "bank_account": dataclasses.asdict(sealed),
         })
-        self.save_new(Case.register(application, meta), case_id)
+        # With its people's index entries, in one transaction; held when one is a suspected
+        # duplicate (persons.py).
+        if report is None:
+            persons.register_case(self, lambda: Case.register(application, meta), meta)
+        else:  # once per report, the report applied right after (outreach.py)
+            self.register_from_report(report, lambda: persons.register_case(
+                self, lambda: Case.register(application, meta), meta), meta)
         return case_id
 
     def decide_acceptance(
         self, case_id: str, decision: str, reason: str, missing_materials: list[str] | None, meta: Meta,
+        _retried: bool = False,
     ) -> dict[str, Any]:
         """受理 (accept), 不予受理 (refuse) or 补正材料 (request_materials, with what is missing).
 
@@ -78,9 +101,14 @@ class IntakeApplication(ServiceApplication):
         else:
             raise ValueError(f"unknown acceptance decision {decision!r}")
         decided = case.pending_events[-1]
+        # 不予受理 releases the case's people from the person index, in the same transaction.
+        released = persons.release(self, case, "not_accepted", meta) if decision == "refuse" else []
         try:
-            self.save(case)
+            self.save(case, *released)
         except IntegrityError as exc:
+            if released and self.get_case(case_id).version == case.version - 1 and not _retried:
+                # Only a person changed meanwhile (another application named them): again.
+                return self.decide_acceptance(case_id, decision, reason, missing_materials, meta, _retried=True)
             # Someone else decided on this case meanwhile: decide again on the fresh state.
             raise AcceptanceNotAllowed(
                 "changed_meanwhile", "the case changed meanwhile; reload and retry"
@@ -96,13 +124,16 @@ class IntakeApplication(ServiceApplication):
     ) -> str:
         case = self.get_case(case_id)
         referral_id = referral_id or new_id("R")
-        due = request["due_date"]
+        now = self.clock.now()
+        # The clerk's due date, or the referral clock's; the clock runs from now (outreach.py).
+        due = self.referral_due(request.get("due_date"), now)
         referral = Referral.raise_for(
             case, referral_id, request["target"], request["need_category"],
             request["amount_asked_fen"], request["urgency"],
-            due.isoformat() if isinstance(due, date) else due, request["consent_to_share"],
-            self.clock.now().isoformat(), meta,
+            due.due_date.isoformat() if due.due_date else "", request["consent_to_share"],
+            now.isoformat(), meta,
         )
+        self.follow_up_referral(referral, case, due, now, meta)
         self.save_new(referral, referral_id)
         return referral_id
 
@@ -140,6 +171,7 @@ def case_view(case: Case) -> dict[str, Any]:
         "submitted_at": app.submitted_at,
         "accepted_at": case.accepted_at,
         "missing_materials": list(case.missing_materials),
+        "duplicate_of": list(case.duplicate_of),
         "bank_account_ref": app.bank_account_ref,
         "verification_outcome": case.verification_outcome,
         "per_capita_income_fen": case.per_capita_income_fen,
@@ -181,8 +213,16 @@ def project(event: Any, tx: SideTx) -> None:
                 doc["status"] = later_status(doc["status"], "materials_requested")
                 doc["missing_materials"] = list(event.missing_materials)
             tx.put("case", doc["case_id"], doc, ref=doc["region_code"])
+    elif isinstance(event, (Case.DuplicateSuspected, Case.DuplicateDecided)):
+        doc = tx.get("case", event.case_id)
+        if doc is not None:  # held, then released (submitted again) or withdrawn
+            doc["status"] = "suspected_duplicate" if isinstance(event, Case.DuplicateSuspected) else (
+                "submitted" if event.decision == "proceed" else "withdrawn")
+            tx.put("case", doc["case_id"], doc, ref=doc["region_code"])
     elif isinstance(event, Referral.Raised):
         tx.put("referral", event.referral_id, {
             "referral_id": event.referral_id, "case_id": event.case_id, "target": event.target,
             "need_category": event.need_category, "due_date": event.due_date, "status": "raised",
         }, ref=event.case_id)
+    # Discovery reports, the discovered case, referrals followed up (issue 11).
+    outreach.project(event, tx)

@@ -6,6 +6,7 @@ No I/O here. Events are declared beside the methods that trigger them;
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
@@ -13,16 +14,21 @@ from lifeline.domain.values import Application, HouseholdProfile, StoresApplicat
 from lifeline.rules.vocabulary import REQUIRED_MATERIALS
 
 # A case moves forward only; a late or repeated event never moves it back. Not accepted
-# (不予受理) ends the case: nothing moves it again.
+# (不予受理) or withdrawn ends the case: nothing moves it again. A case held as a suspected
+# duplicate goes back to submitted when released (DuplicateDecided, the one step back).
+# Discovered: a discovery report reserved the case; the application made from it submits it.
 CASE_STATUSES = (
-    "submitted", "materials_requested", "accepted", "verified", "approved", "refused", "not_accepted",
+    "discovered", "submitted", "suspected_duplicate", "materials_requested", "accepted", "verified",
+    "approved", "refused", "not_accepted", "withdrawn",
 )
 # Where the acceptance decision (受理, 不予受理, 补正材料) may still be taken.
 ACCEPTANCE_OPEN = ("submitted", "materials_requested")
+# Where nothing moves the case any more.
+CASE_ENDED = ("not_accepted", "withdrawn")
 
 
 def later_status(current: str, new: str) -> str:
-    if current == "not_accepted":
+    if current in CASE_ENDED:
         return current
     return new if CASE_STATUSES.index(new) > CASE_STATUSES.index(current) else current
 
@@ -125,6 +131,63 @@ class Case(LifelineAggregate):
             case.status = later_status(case.status, "materials_requested")
             case.missing_materials = list(self.missing_materials)
 
+    # --- one person, one file per benefit (the index: services/intake/persons.py) --------
+    class DuplicateSuspected(LifelineAggregate.Event):
+        """Held: a member is covered by this benefit already, or is on another open application
+        for it (DuplicateSuspected). Never merged: a person decides (DuplicateDecided)."""
+
+        case_id: str
+        region_code: str
+        assistance_type: str
+        other_case_ids: list[str]
+        reasons: list[str]  # covered | open_application
+        suspected_at: str
+
+        def apply(self, case: "Case") -> None:
+            case.status = "suspected_duplicate"
+            case.duplicate_of = list(self.other_case_ids)
+
+    class DuplicateDecided(LifelineAggregate.Event):
+        """The hold decided: proceed (back to submitted, acceptance possible) or withdraw (ends
+        the case, its people's entries released)."""
+
+        case_id: str
+        region_code: str
+        assistance_type: str
+        other_case_ids: list[str]
+        decision: str  # proceed | withdraw
+        reason: str
+        decided_by: str
+        decided_at: str
+
+        def apply(self, case: "Case") -> None:
+            case.status = "submitted" if self.decision == "proceed" else "withdrawn"
+
+    def hold_as_duplicate(self, matches: list[tuple[str, str]], at: str, by: Meta) -> None:
+        """`matches`: (other case id, covered | open_application), from the person index."""
+        self.trigger_event(
+            self.DuplicateSuspected, case_id=self.case_id, region_code=self.region_code,
+            assistance_type=self.application.assistance_type,
+            other_case_ids=sorted({case_id for case_id, _ in matches}),
+            reasons=[r for r in ("covered", "open_application") if any(m[1] == r for m in matches)],
+            suspected_at=at, meta=by.as_dict(),
+        )
+
+    def decide_duplicate(self, decision: str, reason: str, at: str, by: Meta) -> None:
+        if decision not in ("proceed", "withdraw"):
+            raise ValueError(f"unknown duplicate decision {decision!r}")
+        if self.status != "suspected_duplicate":
+            raise AcceptanceNotAllowed(
+                "not_held", f"the case is {self.status}, not held as a suspected duplicate", case_status=self.status,
+            )
+        if not reason.strip():
+            raise AcceptanceRuleBroken("reason_required", "a decision on a suspected duplicate states its reason")
+        self.trigger_event(
+            self.DuplicateDecided, case_id=self.case_id, region_code=self.region_code,
+            assistance_type=self.application.assistance_type, other_case_ids=list(self.duplicate_of),
+            decision=decision, reason=reason, decided_by=by.user_id, decided_at=at, meta=by.as_dict(),
+        )
+
     @classmethod
     def register(cls, application: Application, by: Meta) -> "Case":
         return cls._create(
@@ -142,6 +205,7 @@ class Case(LifelineAggregate):
         self.decision_reason: str | None = None
         self.accepted_at: str | None = None
         self.missing_materials: list[str] = []  # what is still asked for (补正)
+        self.duplicate_of: list[str] = []  # the cases it was held for (DuplicateSuspected)
 
     @property
     def region_code(self) -> str:
@@ -192,6 +256,12 @@ class Case(LifelineAggregate):
         )
 
     def _check_acceptance_open(self, reason: str) -> None:
+        if self.status == "suspected_duplicate":
+            raise AcceptanceNotAllowed(
+                "suspected_duplicate",
+                f"held as a suspected duplicate of {', '.join(self.duplicate_of)}: the hold is decided first "
+                "(duplicate-decision: proceed or withdraw)", case_status=self.status,
+            )
         if self.status not in ACCEPTANCE_OPEN:
             raise AcceptanceNotAllowed(
                 "acceptance_decided_once", f"acceptance already decided: the case is {self.status}",
@@ -268,3 +338,127 @@ class Referral(LifelineAggregate):
         self.target = target
         self.need_category = need_category
         self.status = "raised"
+        # Followed up until answered (issue 11): its clock, who answers for it, how it ended.
+        self.urgency = urgency
+        self.due_date = due_date
+        self.raised_at = raised_at
+        self.region_code = household_profile.region_code
+        self.deadline_id: str | None = None
+        self.due_at: str | None = None
+        self.deadline_state: str | None = None  # open | met | late | breached
+        self.responsible_clerk: str | None = None  # 首问负责人: the case's clerk
+        self.raised_by: str | None = None
+        self.outcome: str | None = None
+        self.escalated_to: dict[str, str] | None = None
+
+    # --- followed up until answered (issue 11) ---------------------------------------------
+    class DeadlineSet(LifelineAggregate.Event):
+        """The referral clock runs (DeadlineSet): answered by the due date, or escalated to the
+        first clerk responsible (首问负责人) and the office above."""
+
+        deadline_id: str
+        case_id: str
+        clock: str
+        label_zh: str
+        region_code: str
+        responsible_office: str
+        start_date: str
+        due_date: str
+        due_at: str
+        warn_at: str
+        period: str
+        calendar_known: bool
+        warnings: list[str]
+        set_at: str
+        responsible_clerk: str
+        raised_by: str
+
+        def apply(self, referral: "Referral") -> None:
+            referral.deadline_id = self.deadline_id
+            referral.due_at = self.due_at
+            referral.deadline_state = "open"
+            referral.responsible_clerk = self.responsible_clerk
+            referral.raised_by = self.raised_by
+
+    class OutcomeRecorded(LifelineAggregate.Event):
+        """Answered, by the department (ReferralAnswered) or recorded by a clerk: once."""
+
+        referral_id: str
+        case_id: str
+        target: str
+        outcome: str
+        note: str
+        answered_by: str  # department | clerk
+        due_date: str
+        late: bool
+        recorded_at: str
+
+        def apply(self, referral: "Referral") -> None:
+            referral.status = "answered"
+            referral.outcome = self.outcome
+
+    class DeadlineCleared(LifelineAggregate.Event):
+        deadline_id: str
+        case_id: str
+        clock: str
+        outcome: str
+        cleared_at: str
+
+        def apply(self, referral: "Referral") -> None:
+            referral.deadline_state = self.outcome
+
+    class Overdue(LifelineAggregate.Event):
+        """The deadline watch breached the referral clock (DeadlineBreached): escalated to the
+        first clerk responsible and the office above."""
+
+        referral_id: str
+        case_id: str
+        deadline_id: str
+        breached_at: str
+        responsible_clerk: str
+        escalated_to: dict[str, str]
+
+        def apply(self, referral: "Referral") -> None:
+            referral.status = "overdue"
+            referral.deadline_state = "breached"
+            referral.escalated_to = dict(self.escalated_to)
+
+    def follow_up(self, case: Case, deadline: dict[str, Any], by: Meta) -> None:
+        """Start the referral clock (`deadline`: DeadlineSet's fields, discovery.deadline_set);
+        the case's clerk (首问负责人) answers for the referral."""
+        self.trigger_event(self.DeadlineSet, **deadline, responsible_clerk=case.application.clerk_id,
+                           raised_by=by.user_id, meta=by.as_dict())
+
+    def record_outcome(self, outcome: str, note: str, answered_by: str, at: datetime, by: Meta) -> None:
+        """The first answer closes the referral (ReferralOutcomeRecorded) and stops its clock."""
+        if self.status == "answered":
+            raise ReferralNotAllowed(
+                "referral_answered_once", f"the referral was answered already ({self.outcome})", self.status)
+        late = self.due_at is not None and at >= datetime.fromisoformat(self.due_at)
+        self.trigger_event(
+            self.OutcomeRecorded, referral_id=self.referral_id, case_id=self.case_id, target=self.target,
+            outcome=outcome, note=note, answered_by=answered_by, due_date=self.due_date, late=late,
+            recorded_at=at.isoformat(), meta=by.as_dict())
+        if self.deadline_id is not None and self.deadline_state in ("open", "breached"):
+            self.trigger_event(self.DeadlineCleared, deadline_id=self.deadline_id, case_id=self.case_id,
+                               clock="referral", outcome="late" if late else "met", cleared_at=at.isoformat(),
+                               meta=by.as_dict())
+
+    def breached(self, deadline_id: str, breached_at: str, escalated_to: dict[str, str], by: Meta) -> bool:
+        """DeadlineBreached for its clock: overdue and escalated once, unless answered meanwhile."""
+        if deadline_id != self.deadline_id or self.deadline_state != "open" or self.status != "raised":
+            return False
+        self.trigger_event(self.Overdue, referral_id=self.referral_id, case_id=self.case_id,
+                           deadline_id=deadline_id, breached_at=breached_at,
+                           responsible_clerk=self.responsible_clerk or "", escalated_to=dict(escalated_to),
+                           meta=by.as_dict())
+        return True
+
+
+class ReferralNotAllowed(Exception):
+    """The referral's state does not allow this (409); `rule` names why."""
+
+    def __init__(self, rule: str, message: str, state: str):
+        super().__init__(message)
+        self.rule = rule
+        self.state = state

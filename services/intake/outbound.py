@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from lifeline.messaging.outbound import Outbound
+from services.intake.discovery import DiscoveryReport
 from services.intake.domain import Case, Referral
+from services.intake.relief import EmergencyRelief
 
 OUTBOUND = Outbound()
 
@@ -24,3 +26,23 @@ OUTBOUND.copies(Case.MaterialsRequested, "MaterialsRequested")
 # Also on the referral feed, read by departments and the charity federation: the event
 # holds the masked household profile only.
 OUTBOUND.copies(Referral.Raised, "ReferralRaised")
+# Referrals followed up (outreach.py): the referral clock notify watches, and the answer.
+OUTBOUND.copies(Referral.DeadlineSet, "DeadlineSet")
+OUTBOUND.copies(Referral.DeadlineCleared, "DeadlineCleared")
+OUTBOUND.copies(Referral.OutcomeRecorded, "ReferralOutcomeRecorded")
+# Active discovery and dynamic monitoring (discovery.py): the report (masked: no ID number in
+# clear, no address, no free text), the contact, and the contact clock notify watches.
+OUTBOUND.copies(DiscoveryReport.Reported, "DiscoveryReported")
+OUTBOUND.copies(DiscoveryReport.Contacted, "DiscoveryContacted")
+OUTBOUND.copies(DiscoveryReport.DeadlineSet, "DeadlineSet")
+OUTBOUND.copies(DiscoveryReport.DeadlineCleared, "DeadlineCleared")
+
+# One person, one file per benefit (persons.py): a held application and how the hold was decided.
+OUTBOUND.copies(Case.DuplicateSuspected, "DuplicateSuspected")
+OUTBOUND.copies(Case.DuplicateDecided, "DuplicateDecided")
+# The emergency green channel (relief.py): the grant payment pays, its post-approval, and the
+# post-approval clock notify watches.
+OUTBOUND.copies(EmergencyRelief.Granted, "EmergencyReliefGranted")
+OUTBOUND.copies(EmergencyRelief.PostApprovalDecided, "EmergencyReliefPostApprovalDecided")
+OUTBOUND.copies(EmergencyRelief.DeadlineSet, "DeadlineSet")
+OUTBOUND.copies(EmergencyRelief.DeadlineCleared, "DeadlineCleared")

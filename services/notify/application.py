@@ -25,6 +25,7 @@ from services.notify.domain import (
     Notice,
     Objection,
     acceptance_text,
+    change_text,
     materials_text,
     non_acceptance_text,
     public_notice_text,
@@ -93,6 +94,18 @@ class NotifyApplication(ServiceApplication):
         masked = acceptance.recipient_masked if acceptance else "申请人"
         self._issue(pe, event, meta, "refusal", masked, event.data["region_code"],
                     refusal_text(masked, case_id, event.data["reason"]))
+
+    def issue_change(self, event: CloudEvent, meta: Meta, pe: ProcessingEvent) -> None:
+        """调整/停发告知书, on BenefitAdjusted, BenefitSuspended, BenefitResumed or
+        BenefitTerminated: one per change (a case may be adjusted many times), addressed as the
+        acceptance notice was."""
+        d = event.data
+        acceptance = self._find(d["case_id"], "acceptance")
+        masked = acceptance.recipient_masked if acceptance else "申请人"
+        region = acceptance.region_code if acceptance else ""
+        text = change_text(masked, d["case_id"], event.name, d["from_period"], d["reason"],
+                           d.get("monthly_amount_fen"), d.get("previous_monthly_amount_fen"))
+        self._issue(pe, event, meta, "adjustment", masked, region, text, occasion=event.id)
 
     def _find(self, case_id: str, kind: str) -> Notice | None:
         try:

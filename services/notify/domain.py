@@ -384,3 +384,27 @@ def public_notice_text(name_masked: str, members_count: int, assistance_type: st
         f"公示期：{notice_from}至{notice_until}。对公示内容有异议的，可在公示期内拨打举报电话"
         f"{hotline}或在公示栏留言反映。"
     )
+
+
+# 社会救助暂行办法 art. 13: the county decides to raise, lower or stop the benefit as the
+# household's situation changes, and gives its reasons in writing when it stops it.
+CHANGE_BASIS = "依据《社会救助暂行办法》第十三条"
+
+
+def change_text(name_masked: str, case_id: str, change: str, from_period: str, reason: str,
+                monthly_amount_fen: int | None = None, previous_monthly_amount_fen: int | None = None) -> str:
+    """调整/停发告知书: what changes from which month, why, on what basis, and the remedies."""
+    year, month = from_period.split("-")
+    start = f"自{year}年{int(month)}月起"
+    if change == "BenefitAdjusted":
+        what = (f"{start}，您家的救助金由每月{yuan(previous_monthly_amount_fen or 0)}"
+                f"调整为每月{yuan(monthly_amount_fen or 0)}")
+    elif change == "BenefitSuspended":
+        what = f"{start}，暂停发放您家的救助金"
+    elif change == "BenefitResumed":
+        what = f"{start}，恢复发放您家的救助金"
+    else:
+        what = f"{start}，停止发放您家的救助金"
+    return (f"{name_masked}：经审核，{what}（案件号 {case_id}）。理由：{reason}。{CHANGE_BASIS}。"
+            + REMEDY)
+

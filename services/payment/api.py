@@ -23,7 +23,7 @@ from lifeline.rules.vocabulary import (
     PAYMENT_STATUSES,
 )
 from lifeline.runtime.service import ServiceRuntime
-from services.payment.application import EntitlementNotFound, PaymentApplication
+from services.payment.application import EntitlementNotFound, PaymentApplication, RecoveryNotFound
 from services.payment.channels import NoPayingAccount, UnknownBankChannel
 from services.payment.domain import CHANGES, NothingToPay, PaymentConflict
 from services.payment.runs import reconciliation, run_totals
@@ -95,6 +95,9 @@ ACCOUNT_KEEPERS = ("caseworker", "county_officer", "admin")
 # Who starts payment runs, and who reads them (auditors too); who may read a bank file (clear numbers).
 RUNNERS = ("county_officer", "admin")
 RUN_READERS = ("county_officer", "auditor", "admin")
+# Who reads recoveries (within their region), and who records what was paid back.
+RECOVERY_READERS = ("caseworker", "county_officer", "auditor", "admin")
+REPAYMENT_RECORDERS = ("caseworker", "county_officer", "admin")
 FILE_READERS = ("county_officer", "admin")
 
 
@@ -300,6 +303,19 @@ class BudgetsOut(BaseModel):
     items: list[BudgetDoc]
 
 
+class HeldGrant(BaseModel):
+    """Emergency relief granted and not paid yet: paid as soon as the fund holds it."""
+
+    model_config = ConfigDict(extra="allow")
+    grant_id: str
+    case_id: str
+    amount_fen: int
+    problem: Literal["reserve_fund_balance", "no_paying_account", "no_account"]
+    detail: str
+    granted_at: str
+    held_at: str
+
+
 class ReserveFundOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     township_code: str
@@ -307,6 +323,59 @@ class ReserveFundOut(BaseModel):
     replenished_fen: int
     advanced_fen: int
     advances: int
+    held_grants: list[HeldGrant] = Field(description="emergency relief granted and waiting for the fund, in the "
+                                                     "order granted")
+
+
+class GrantDoc(BaseModel):
+    """Emergency relief intake granted, as payment pays it from the township's reserve fund."""
+
+    model_config = ConfigDict(extra="allow")
+    grant_id: str
+    case_id: str
+    region_code: str
+    township_code: str
+    amount_fen: int
+    status: Literal["granted", "held", "paid", "cancelled"]
+    problem: str | None = Field(description="why it is held; null otherwise")
+    payment_id: str | None
+    batch_id: str | None
+    granted_at: str
+    post_approval: dict[str, Any] | None = Field(description="the post-approval's decision once made")
+    recovery_id: str | None = Field(description="its recovery, when the post-approval refused it after payment")
+
+
+class RecoveredPayment(BaseModel):
+    payment_id: str
+    period: str
+    amount_fen: int
+
+
+class RecoveryDoc(BaseModel):
+    """A recovery (追回): what the household is to pay back, and what it has."""
+
+    model_config = ConfigDict(extra="allow")
+    recovery_id: str
+    case_id: str
+    region_code: str
+    ground: Literal["fraud", "emergency_post_approval_refused"]
+    cause: str = Field(description="the grant id or the benefit id")
+    since: str | None = Field(description="the date the fraud began; null for a refused post-approval")
+    amount_fen: int
+    payments: list[RecoveredPayment]
+    opened_at: str
+    repaid_fen: int
+    balance_fen: int = Field(description="still to be paid back; never below zero")
+    status: Literal["open", "closed"]
+    repayments: list[dict[str, Any]]
+
+
+class RepaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [
+        {"amount_fen": 50_000, "reference": "DYQ-ZH-2027-001"}]})
+    amount_fen: int = Field(gt=0, le=10**13)
+    reference: str = Field(min_length=1, max_length=64, description="the receipt's reference: the same reference "
+                                                                     "is counted once")
 
 
 class ApprovedOut(BaseModel):
@@ -579,9 +648,11 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     def fund_doc(township_code: str) -> dict:
         with runtime.side.transaction() as tx:
-            return tx.get("reserve_fund", township_code) or {
+            doc = tx.get("reserve_fund", township_code) or {
                 "township_code": township_code, "balance_fen": 0, "replenished_fen": 0, "advanced_fen": 0,
                 "advances": 0}
+            held = sorted(tx.find("relief_held", township_code), key=lambda d: (d["granted_at"], d["grant_id"]))
+        return {**doc, "held_grants": held}
 
     @api.get("/reserve-funds/{township_code}", tags=["reserve-funds"], response_model=ReserveFundOut,
              responses=READ_ERRORS)
@@ -604,6 +675,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             except PaymentConflict as exc:
                 raise _problem(exc) from None
             runtime.saved()
+            wake(runtime)  # grants held for want of funds are paid now
             view = await asyncio.to_thread(fund_doc, township_code)
             return 200, {**view, "balance_fen": fund.balance_fen}
 
@@ -626,6 +698,45 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             runtime.saved()
             wake(runtime)
             return 201, paid
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    # --- emergency grants and recoveries ----------------------------------------------------
+    add_case_items_route(api, runtime, "/relief-grants", "relief_grant", GrantDoc, RECOVERY_READERS)
+    add_case_items_route(api, runtime, "/recoveries", "recovery", RecoveryDoc, RECOVERY_READERS)
+
+    def recovery_doc(recovery_id: str, principal: Principal) -> dict:
+        with runtime.side.transaction() as tx:
+            doc = tx.get("recovery", recovery_id)
+        if doc is None:
+            raise Problem(404, "No such recovery", f"no recovery {recovery_id}", slug="not-found")
+        ensure_region(principal, doc["region_code"])
+        return doc
+
+    @api.get("/recoveries/{recovery_id}", tags=["recoveries"], response_model=RecoveryDoc, responses=READ_ERRORS)
+    async def get_recovery(recovery_id: str, principal: Principal = runtime.auth.require(*RECOVERY_READERS)) -> dict:
+        """What the household is to pay back, the payments it is computed from, and the repayments."""
+        await runtime.views()
+        return await asyncio.to_thread(recovery_doc, recovery_id, principal)
+
+    @api.post("/recoveries/{recovery_id}/repayments", tags=["recoveries"], response_model=RecoveryDoc,
+              responses=COMMAND_ERRORS)
+    async def repay(recovery_id: str, body: RepaymentIn, request: Request,
+                    principal: Principal = runtime.auth.require(*REPAYMENT_RECORDERS)):
+        """Record an amount paid back (the same reference counts once): 409 `recovery_balance` when it
+        is more than is still owed; the balance never goes below zero."""
+        recovery = await asyncio.to_thread(found_in_region, app.get_recovery, recovery_id, RecoveryNotFound,
+                                           "Recovery", principal)
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                await asyncio.to_thread(app.repay, recovery.recovery_id, body.amount_fen, body.reference,
+                                        Meta.of(principal))
+            except PaymentConflict as exc:
+                raise _problem(exc) from None
+            runtime.saved()
+            await runtime.views()  # read your writes
+            return 200, await asyncio.to_thread(recovery_doc, recovery_id, principal)
 
         return await runtime.idempotent(request, principal.user_id, handle)
 

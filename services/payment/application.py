@@ -4,6 +4,7 @@ from the banks, the township reserve fund. The run itself is `runs.RunEngine`.""
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import date
 from typing import Any
 
@@ -17,18 +18,22 @@ from lifeline.iso20022.camt053 import parse_camt053
 from lifeline.iso20022.pain002 import REASONS, TransactionStatus, parse_pain002
 from lifeline.ops.faults import maybe_crash
 from lifeline.rules.periods import add_periods, next_period, period_of
+from lifeline.rules.vocabulary import MONTHLY_FUND_SOURCES
 from lifeline.stores.application import ServiceApplication
 from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideTx
-from services.payment.channels import ChannelBook, shipped_channel_book
+from services.payment.channels import BankChannelsError, ChannelBook, shipped_channel_book
 from services.payment.consumers import HANDLERS
 from services.payment.domain import (
     BankBatch, BankMessage, Budget, Entitlement, Household, Payment, PaymentConflict, PaymentRun, Person,
-    ReserveFund, payment_fund_source, payment_id_of, run_id_of, status_of,
+    Recovery, ReliefGrant, ReserveFund, overpaid, payment_fund_source, payment_id_of, recovery_id_of, run_id_of,
+    status_of,
 )
 from services.payment.outbound import OUTBOUND
 from services.payment.runs import payable_kind, single_payment
 
+
+log = logging.getLogger(__name__)
 
 # Attempts at a command that lost a race with another replica (IntegrityError) before 409.
 CONFLICT_ATTEMPTS = 5
@@ -53,6 +58,14 @@ class PaymentNotFound(LookupError):
 
 
 class UnknownChannel(LookupError):
+    pass
+
+
+class GrantNotFound(LookupError):
+    pass
+
+
+class RecoveryNotFound(LookupError):
     pass
 
 
@@ -363,6 +376,174 @@ class PaymentApplication(ServiceApplication):
                     "bank_account_ref": sealed.ref}
         raise PaymentConflict(f"the reserve fund of {township_code} is busy; retry", "reserve_fund_busy")
 
+    # --- emergency relief granted by intake ---------------------------------------------------
+    def get_grant(self, grant_id: str) -> ReliefGrant:
+        return self.load(ReliefGrant.create_id(grant_id), GrantNotFound(grant_id))
+
+    def record_grant(self, granted: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
+        """EmergencyReliefGranted → advanced from the township's reserve fund and instructed at
+        once in a one-payment bank batch, in the transaction that records the grant; held (shown
+        under its fund) while the fund holds less, and paid by the worker once it is replenished.
+        Once per grant id, however often the event is delivered or republished."""
+        if self.exists(ReliefGrant.create_id(granted["grant_id"])):
+            return
+        account = granted.get("bank_account")
+        grant = ReliefGrant.record(granted, BankAccount(**account) if account else None, self._now(), meta)
+        household = self._household(grant.case_id, meta)
+        household.link_grant(grant.grant_id, meta)
+        paid = self._pay_grant(grant, meta)
+        pe.collect_events(grant, household, *paid)
+
+    def _pay_grant(self, grant: ReliefGrant, meta: Meta) -> list[Any]:
+        """The grant paid now: [fund, batch, payment] to save with it; [] when it is held (the
+        grant records why, once)."""
+        now = self.clock.now()
+        account = grant.bank_account
+        if account is None:
+            grant.hold("no_account", "the grant names no account to pay into", now.isoformat(), meta)
+            return []
+        try:
+            channel = self.channels.channel(account.channel)
+            self.channels.paying_account(account.channel, grant.township_code)
+        except BankChannelsError as exc:
+            grant.hold("no_paying_account", str(exc), now.isoformat(), meta)
+            return []
+        fund = self.reserve_fund(grant.township_code, meta)
+        if fund.balance_fen < grant.amount_fen:
+            grant.hold("reserve_fund_balance", f"the reserve fund of {grant.township_code} holds "
+                       f"{fund.balance_fen} fen; {grant.amount_fen} were granted", now.isoformat(), meta)
+            return []
+        batch, bulk = single_payment(
+            "ER", f"ER-{grant.township_code}", channel, now, meta, payment_id=grant.payment,
+            entitlement_id=grant.grant_id, case_id=grant.case_id, period=grant.period, amount_fen=grant.amount_fen,
+            fund_source="township_reserve_fund", account_name=account.account_name,
+            number_sealed=account.number_sealed, bank_account_ref=account.ref, region_code=grant.region_code)
+        payment = Payment.instructed(*bulk.items[0])
+        fund.advance(grant.amount_fen, payment.payment_id, grant.case_id, now.isoformat(), meta)
+        grant.pay(payment.payment_id, batch.batch_id, now.isoformat(), meta)
+        return [fund, batch, payment]
+
+    def pay_held_grant(self, grant_id: str, meta: Meta) -> tuple[BankBatch, Payment] | None:
+        """A held grant paid if its fund holds it now: (batch, payment), or None (still held, paid
+        or cancelled meanwhile). Two replicas at once: one saves, the other reads again."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            grant = self.get_grant(grant_id)
+            if not grant.payable:
+                return None
+            paid = self._pay_grant(grant, meta)
+            if not paid and not grant.pending_events:
+                return None
+            try:
+                self.save_unit([grant, *paid])
+            except IntegrityError:
+                continue  # the fund moved (an advance, a replenishment) or another replica paid it
+            return (paid[1], paid[2]) if paid else None
+        return None
+
+    def decide_grant(self, decided: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
+        """EmergencyReliefPostApprovalDecided → recorded on the grant; refused, a held grant is
+        cancelled (nothing to recover, the fund keeps its balance) and a paid one is recovered
+        (RecoveryOpened, ground emergency_post_approval_refused), unless the bank returned it."""
+        try:
+            grant = self.get_grant(decided["grant_id"])
+        except GrantNotFound:
+            # Intake publishes the grant before its post-approval, on the same partition (keyed by
+            # the case): a decision on a grant never seen is logged and left.
+            log.warning("payment: post-approval of %s, a grant payment never saw", decided["grant_id"])
+            return
+        if not grant.decide_post_approval(decided["decision"], decided["reason"], decided["decided_by"],
+                                          decided["decided_at"], meta):
+            return
+        out: list[Any] = [grant]
+        if decided["decision"] == "refused" and grant.status == "paid":
+            payment = self.get_payment(grant.payment_id)
+            if payment.status != "returned":
+                household = self._household(grant.case_id, meta)
+                lines = [{"payment_id": payment.payment_id, "period": payment.period, "amount_fen": payment.amount_fen}]
+                recovery = self._open_recovery(household, grant.region_code, "emergency_post_approval_refused",
+                                               lines, None, grant.grant_id, meta)
+                if recovery is not None:
+                    out += [recovery, household]
+        pe.collect_events(*out)
+
+    # --- recoveries (追回) ---------------------------------------------------------------------
+    def get_recovery(self, recovery_id: str) -> Recovery:
+        return self.load(Recovery.create_id(recovery_id), RecoveryNotFound(recovery_id))
+
+    def _open_recovery(self, household: Household, region_code: str, ground: str, lines: list[dict[str, Any]],
+                       since: str | None, cause: str, meta: Meta) -> Recovery | None:
+        """The cause's recovery, linked to the household (None: opened already)."""
+        recovery = Recovery.open(household.case_id, region_code, ground, lines, since, cause, self._now(), meta)
+        if self.exists(recovery.id):
+            return None
+        household.link_recovery(recovery.recovery_id, [p["payment_id"] for p in lines], meta)
+        return recovery
+
+    def record_fraud(self, fraud: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
+        """FraudRecorded → one recovery (cause: the benefit) of what the case was overpaid since
+        the fraud began (`overpaid`, docs/RULES.md §8): its settled payments in scope, less any
+        another recovery claims already. A payment in scope still with the bank (or held after a
+        return) is recalled instead: it is never paid out. Nothing paid: the recovery says 0."""
+        cause = fraud["benefit_id"]
+        if self.exists(Recovery.create_id(recovery_id_of(cause))):
+            return
+        since = date.fromisoformat(fraud["fraud_since"])
+        household = self._household(fraud["case_id"], meta)
+        payments = [p for p in self._case_payments(household, since) if p.payment_id not in household.recovered]
+        rows = [{"payment_id": p.payment_id, "period": p.period, "amount_fen": p.amount_fen, "status": p.status,
+                 "settled_on": p.settled_on, "kind": kind} for p, kind in ((p, self._kind_of(p)) for p in payments)]
+        lines = overpaid(rows, since)
+        reason = f"虚报、隐瞒、伪造（自 {fraud['fraud_since']} 起），追回多发款项"
+        recalled = [p for p in payments if p.status != "settled" and p.request_recall(reason, self._now(), meta)]
+        recovery = self._open_recovery(household, fraud["region_code"], "fraud", lines, fraud["fraud_since"], cause,
+                                       meta)
+        if recovery is not None:
+            pe.collect_events(recovery, household, *recalled)
+
+    @staticmethod
+    def _kind_of(payment: Payment) -> str:
+        """A monthly benefit's payment, by what it is charged to; else one-off (relief, an advance)."""
+        return "monthly" if payment.fund_source in MONTHLY_FUND_SOURCES.values() else "one_off"
+
+    def _case_payments(self, household: Household, since: date) -> list[Payment]:
+        """The household's payments that a fraud since `since` may concern: each entitlement's for
+        the periods from the fraud's (one-off relief: its only period) up to the runs started
+        ahead, and its emergency grants' advances."""
+        first = period_of(since)
+        last = add_periods(period_of(self.clock.now().date()), RECALL_HORIZON_MONTHS)
+        ids: list[str] = []
+        for entitlement_id in household.entitlements:
+            entitlement = self.get_entitlement(entitlement_id)
+            if not entitlement.payable:
+                continue
+            if entitlement.kind == "one_off":
+                ids.append(payment_id_of(entitlement_id, entitlement.first_period))
+                continue
+            p = max(first, entitlement.first_period)
+            while p <= last:
+                ids.append(payment_id_of(entitlement_id, p))
+                p = next_period(p)
+        for grant_id in household.grants:
+            grant = self.get_grant(grant_id)
+            if grant.payment_id:
+                ids.append(grant.payment_id)
+        by_ident = {Payment.create_id(p): p for p in ids}
+        found = self.existing(list(by_ident))
+        return [self.repository.get(i) for i in by_ident if i in found]
+
+    def repay(self, recovery_id: str, amount_fen: int, reference: str, meta: Meta) -> Recovery:
+        """An amount paid back against a recovery; the same reference counts once; never more
+        than is still owed (409 `recovery_balance`)."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            recovery = self.get_recovery(recovery_id)
+            if not recovery.repay(amount_fen, reference, self._now(), meta):
+                return recovery
+            try:
+                self.save(recovery)
+                return recovery
+            except IntegrityError:
+                continue  # another repayment was recorded meanwhile: read the balance again
+        raise PaymentConflict(f"{recovery_id} is busy; retry", "recovery_busy")
 
 # --- read models --------------------------------------------------------------------------
 def _add(doc: dict[str, Any] | None, count: int, total_fen: int) -> dict[str, Any]:
@@ -374,7 +555,8 @@ def _add(doc: dict[str, Any] | None, count: int, total_fen: int) -> dict[str, An
 
 def project(event: Any, tx: SideTx) -> None:
     """Payment's read models: entitlements, what each run pays (payable), payments, batches,
-    runs, budgets and what they have spent, reserve funds, bank messages."""
+    runs, budgets and what they have spent, reserve funds, emergency grants (and those held),
+    recoveries, bank messages."""
     if isinstance(event, (Entitlement.Opened, Entitlement.OneOffRecorded, Entitlement.RecognitionRecorded)):
         entitlement = event.mutate(None)
         account = getattr(event, "bank_account", None)
@@ -466,6 +648,11 @@ def project(event: Any, tx: SideTx) -> None:
             doc.update(balance_fen=event.balance_fen, advanced_fen=doc["advanced_fen"] + event.amount_fen,
                        advances=doc["advances"] + 1)
         tx.put("reserve_fund", event.township_code, doc, ref=event.township_code[:6])
+    elif isinstance(event, (ReliefGrant.Recorded, ReliefGrant.Held, ReliefGrant.Paid, ReliefGrant.PostApprovalDecided,
+                            ReliefGrant.Cancelled)):
+        _project_grant(event, tx)
+    elif isinstance(event, (Recovery.Opened, Recovery.Repaid)):
+        _project_recovery(event, tx)
     elif isinstance(event, BankMessage.Received):
         tx.put("bank_message", f"{event.channel}:{event.kind}:{event.message_id}", {
             "channel": event.channel, "kind": event.kind, "message_id": event.message_id, "sha256": event.sha256,
@@ -538,6 +725,64 @@ def _project_payment_change(event: Any, tx: SideTx) -> None:
     tx.put("payment", event.payment_id, doc, ref=doc["case_id"])
     if batch is not None:
         tx.put("batch", batch["batch_id"], batch, ref=batch["run_id"])
+
+
+def _project_grant(event: Any, tx: SideTx) -> None:
+    """`relief_grant` per grant (by case); `relief_held` per grant waiting for its fund (by
+    township: the fund's view lists them, the worker pays them)."""
+    if isinstance(event, ReliefGrant.Recorded):
+        doc = {"grant_id": event.grant_id, "case_id": event.case_id, "region_code": event.region_code,
+               "township_code": event.township_code, "amount_fen": event.amount_fen, "reason": event.reason,
+               "approval_level": event.approval_level, "granted_by": event.granted_by,
+               "bank_account_ref": event.bank_account_ref or None, "granted_at": event.granted_at,
+               "post_approval_due_date": event.post_approval_due_date, "status": "granted", "problem": None,
+               "held_at": None, "payment_id": None, "batch_id": None, "paid_at": None, "post_approval": None,
+               "recovery_id": None}
+        tx.put("relief_grant", event.grant_id, doc, ref=event.case_id)
+        return
+    doc = tx.get("relief_grant", event.grant_id)
+    if doc is None:
+        return
+    if isinstance(event, ReliefGrant.Held):
+        doc.update(status="held", problem=event.problem, held_at=event.held_at)
+        tx.put("relief_held", event.grant_id, {
+            "grant_id": event.grant_id, "case_id": event.case_id, "region_code": doc["region_code"],
+            "township_code": event.township_code, "amount_fen": event.amount_fen, "problem": event.problem,
+            "detail": event.detail, "granted_at": doc["granted_at"], "held_at": event.held_at,
+        }, ref=event.township_code)
+    elif isinstance(event, ReliefGrant.Paid):
+        doc.update(status="paid", problem=None, payment_id=event.payment_id, batch_id=event.batch_id,
+                   paid_at=event.paid_at)
+        tx.delete("relief_held", event.grant_id)
+    elif isinstance(event, ReliefGrant.PostApprovalDecided):
+        doc["post_approval"] = {"decision": event.decision, "reason": event.reason, "decided_by": event.decided_by,
+                                "decided_at": event.decided_at}
+    elif isinstance(event, ReliefGrant.Cancelled):
+        doc.update(status="cancelled", problem=None)
+        tx.delete("relief_held", event.grant_id)
+    tx.put("relief_grant", event.grant_id, doc, ref=doc["case_id"])
+
+
+def _project_recovery(event: Any, tx: SideTx) -> None:
+    if isinstance(event, Recovery.Opened):
+        tx.put("recovery", event.recovery_id, {
+            "recovery_id": event.recovery_id, "case_id": event.case_id, "region_code": event.region_code,
+            "ground": event.ground, "cause": event.cause, "since": event.since, "amount_fen": event.amount_fen,
+            "payments": event.payments, "opened_at": event.opened_at, "repaid_fen": 0,
+            "balance_fen": event.amount_fen, "status": "open" if event.amount_fen else "closed", "repayments": [],
+        }, ref=event.case_id)
+        grant = tx.get("relief_grant", event.cause) if event.ground == "emergency_post_approval_refused" else None
+        if grant is not None:
+            tx.put("relief_grant", event.cause, {**grant, "recovery_id": event.recovery_id}, ref=grant["case_id"])
+        return
+    doc = tx.get("recovery", event.recovery_id)
+    if doc is None:
+        return
+    doc["repayments"] = [*doc["repayments"], {"amount_fen": event.amount_fen, "reference": event.reference,
+                                              "repaid_at": event.repaid_at, "recorded_by": event.meta["user_id"]}]
+    doc.update(repaid_fen=doc["repaid_fen"] + event.amount_fen, balance_fen=event.balance_fen,
+               status="open" if event.balance_fen else "closed")
+    tx.put("recovery", event.recovery_id, doc, ref=doc["case_id"])
 
 
 def _project_run(event: Any, tx: SideTx) -> None:

@@ -1,5 +1,6 @@
 """Kafka handlers of payment: approvals become entitlements, which follow the benefit's
-changes and the deaths partner departments report.
+changes and the deaths partner departments report; emergency relief intake grants is paid from
+the township's reserve fund; a refused post-approval or a recorded fraud opens a recovery.
 
 `HANDLERS` is the whole map from consumed event to handler.
 """
@@ -37,6 +38,18 @@ def on_death_reported(app: PaymentApplication, event: CloudEvent, pe: Processing
     app.record_death(event.data, Meta.caused_by(event, app.service), pe)
 
 
+def on_emergency_relief_granted(app: PaymentApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.record_grant(event.data, Meta.caused_by(event, app.service), pe)
+
+
+def on_post_approval_decided(app: PaymentApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.decide_grant(event.data, Meta.caused_by(event, app.service), pe)
+
+
+def on_fraud_recorded(app: PaymentApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.record_fraud(event.data, Meta.caused_by(event, app.service), pe)
+
+
 HANDLERS = {
     "BenefitApproved": on_benefit_approved,
     "BenefitAdjusted": on_benefit_changed,
@@ -45,4 +58,7 @@ HANDLERS = {
     "BenefitTerminated": on_benefit_changed,
     "ApplicationSubmitted": on_application_submitted,
     "DeathReported": on_death_reported,
+    "EmergencyReliefGranted": on_emergency_relief_granted,
+    "EmergencyReliefPostApprovalDecided": on_post_approval_decided,
+    "FraudRecorded": on_fraud_recorded,
 }

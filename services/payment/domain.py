@@ -9,14 +9,19 @@
 - `BankBatch`: one pain.001 file for one channel; `PaymentRun`: a county's period;
   `Budget`: a county's budget per period and fund source; `ReserveFund`: a township's
   备用金; `BankMessage`: a status report or statement received from a bank.
+- `ReliefGrant`: emergency relief intake granted, paid from the reserve fund (or held until it
+  holds it); `Recovery`: what a household is to pay back (追回), one per cause.
 """
 
 from __future__ import annotations
 
+import hashlib
+from datetime import date, datetime
 from typing import Any
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.values import BankAccount, Benefit, fen, period as checked_period
+from lifeline.rules.periods import period_of, to_shanghai
 from lifeline.rules.vocabulary import MONTHLY_FUND_SOURCES
 
 
@@ -220,6 +225,12 @@ class Entitlement(LifelineAggregate):
         self.changes: list[dict[str, Any]] = []
         self.sources: set[str] = set()
 
+    def _ends_earlier(self, change: str, from_period: str) -> bool:
+        """A termination before the one recorded (fraud found during a grace period): the
+        benefit ends sooner. Anything else after a termination changes nothing."""
+        ends = [c["from_period"] for c in self.changes if c["change"] == "terminate"]
+        return change == "terminate" and from_period < min(ends)
+
     def correct_account(self, account: BankAccount, reason: str, corrected_at: str, by: Meta) -> None:
         if not self.payable:
             raise NothingToPay(f"{self.entitlement_id} is a recognition: nothing is paid into an account")
@@ -238,7 +249,7 @@ class Entitlement(LifelineAggregate):
         if change not in CHANGES:
             raise ValueError(f"change must be one of {', '.join(CHANGES)}")
         checked_period(from_period, "from_period")
-        if source in self.sources or self.status == "terminated":
+        if source in self.sources or (self.status == "terminated" and not self._ends_earlier(change, from_period)):
             return False
         if change == "adjust":
             if self.kind != "monthly":
@@ -314,6 +325,7 @@ class Payment(LifelineAggregate):
 
         def apply(self, p: "Payment") -> None:
             p.status = "settled"
+            p.settled_on = self.booked_on
 
     class Returned(LifelineAggregate.Event):
         """The bank refused or returned it (ISO reason code), also after booking it (a return on
@@ -380,6 +392,12 @@ class Payment(LifelineAggregate):
             region_code=region_code, run_id=run_id, batch_id=batch_id, instructed_at=instructed_at, meta=meta,
         )
 
+    @classmethod
+    def instructed(cls, ident: Any, state: dict[str, Any]) -> "Payment":
+        """The aggregate of one instruction's state (`instruction`): for a payment saved with other
+        aggregates by a consumed event (emergency relief paid from the reserve fund)."""
+        return cls._create(cls.Instructed, id=ident, **state)
+
     def __init__(self, payment_id: str, entitlement_id: str, case_id: str, period: str, amount_fen: int,
                  fund_source: str, channel: str, account_name: str, number_sealed: str,
                  bank_account_ref: str, region_code: str, run_id: str, batch_id: str, **recorded: Any):
@@ -399,6 +417,7 @@ class Payment(LifelineAggregate):
         self.status = "instructed"
         self.returns = 0
         self.recall_requested = False
+        self.settled_on: str | None = None  # the booking date of its (latest) settlement
 
     def settle(self, batch_id: str, amount_fen: int, booked_on: str, statement_id: str, by: Meta) -> bool:
         """The statement booked it. False when it was booked already (a statement twice)."""
@@ -796,6 +815,265 @@ class ReserveFund(LifelineAggregate):
         return True
 
 
+# --- emergency relief granted by intake, and recoveries (追回) ---------------------------------
+# Why a grant paid from the reserve fund waits (the read model shows it under its fund).
+HOLD_PROBLEMS = ("reserve_fund_balance", "no_paying_account", "no_account")
+RECOVERY_GROUNDS = ("fraud", "emergency_post_approval_refused")
+
+
+def grant_payment_id(grant_id: str, period: str) -> str:
+    """The payment of a grant: grant × the period it was granted in, like an entitlement's (the
+    store refuses a second); a grant id too long for an EndToEndId (35) is shortened by its hash."""
+    payment_id = payment_id_of(grant_id, period)
+    if len(payment_id) <= 35:
+        return payment_id
+    return payment_id_of("ER-" + hashlib.sha256(grant_id.encode()).hexdigest()[:20].upper(), period)
+
+
+def recovery_id_of(cause: str) -> str:
+    """One recovery per cause (a grant id or a benefit id): RC-ER-…, RC-B-…."""
+    rid = f"RC-{cause}"
+    return rid if len(rid) <= 64 else "RC-" + hashlib.sha256(cause.encode()).hexdigest()[:32].upper()
+
+
+def overpaid(payments: list[dict[str, Any]], since: date) -> list[dict[str, Any]]:
+    """What a fraud that began on `since` makes to recover, to the fen (docs/RULES.md §8).
+
+    `payments`: the case's payments, each {payment_id, period, amount_fen, kind (monthly |
+    one_off), status, settled_on}. In scope: those settled (a returned one came back; one
+    still with the bank is recalled instead), a monthly one for a period from the one the
+    fraud began in, a one-off one (relief, a reserve-fund advance) booked on or after `since`.
+    Answers [{payment_id, period, amount_fen}] by period and id."""
+    first = period_of(since)
+    out = []
+    for p in payments:
+        if p["status"] != "settled":
+            continue
+        if p["kind"] == "monthly":
+            if p["period"] < first:
+                continue
+        elif not p["settled_on"] or date.fromisoformat(p["settled_on"]) < since:
+            continue
+        out.append({"payment_id": p["payment_id"], "period": p["period"], "amount_fen": int(p["amount_fen"])})
+    return sorted(out, key=lambda p: (p["period"], p["payment_id"]))
+
+
+class ReliefGrant(LifelineAggregate):
+    """Emergency relief intake granted (EmergencyReliefGranted, 先行救助): paid at once from the
+    township's reserve fund, or held while the fund holds less (paid when it is replenished).
+    Its post-approval (后置审批) refused: cancelled while still held, recovered once paid.
+    Its id comes from the grant id: however often the grant is delivered, one is recorded."""
+
+    id_kind = "relief-grant"
+
+    class Recorded(LifelineAggregate.Created):
+        grant_id: str
+        case_id: str
+        region_code: str
+        township_code: str
+        amount_fen: int
+        reason: str
+        approval_level: str
+        granted_by: str
+        bank_account: BankAccount | None  # sealed: only the bank file unseals it
+        bank_account_ref: str
+        period: str  # the month it was granted in: its payment's period
+        post_approval_due_date: str
+        granted_at: str
+        recorded_at: str
+
+    class Held(LifelineAggregate.Event):
+        """Not paid yet: `problem` says why (the fund holds less, no paying account, no account)."""
+
+        grant_id: str
+        case_id: str
+        township_code: str
+        amount_fen: int
+        problem: str
+        detail: str
+        held_at: str
+
+        def apply(self, g: "ReliefGrant") -> None:
+            g.status, g.problem = "held", self.problem
+
+    class Paid(LifelineAggregate.Event):
+        """Advanced from the reserve fund and instructed in a bank batch of its own."""
+
+        grant_id: str
+        case_id: str
+        township_code: str
+        amount_fen: int
+        payment_id: str
+        batch_id: str
+        paid_at: str
+
+        def apply(self, g: "ReliefGrant") -> None:
+            g.status, g.problem = "paid", ""
+            g.payment_id, g.batch_id = self.payment_id, self.batch_id
+
+    class PostApprovalDecided(LifelineAggregate.Event):
+        grant_id: str
+        case_id: str
+        decision: str  # approved | refused
+        reason: str
+        decided_by: str
+        decided_at: str
+
+        def apply(self, g: "ReliefGrant") -> None:
+            g.post_approval = self.decision
+
+    class Cancelled(LifelineAggregate.Event):
+        """Refused at post-approval while still held: never paid, the fund keeps its balance."""
+
+        grant_id: str
+        case_id: str
+        township_code: str
+        amount_fen: int
+        reason: str
+        cancelled_at: str
+
+        def apply(self, g: "ReliefGrant") -> None:
+            g.status, g.problem = "cancelled", ""
+
+    @classmethod
+    def record(cls, granted: dict[str, Any], bank_account: BankAccount | None, recorded_at: str,
+               by: Meta) -> "ReliefGrant":
+        if fen(granted["amount_fen"], "amount_fen") <= 0:
+            raise ValueError("amount_fen: a grant pays a positive amount")
+        # The month it was granted in, in Asia/Shanghai (the statutory calendar's).
+        period = period_of(to_shanghai(datetime.fromisoformat(granted["granted_at"])).date())
+        return cls._create(
+            cls.Recorded, id=cls.create_id(granted["grant_id"]), grant_id=granted["grant_id"],
+            case_id=granted["case_id"], region_code=granted["region_code"], township_code=granted["township_code"],
+            amount_fen=granted["amount_fen"], reason=granted["reason"], approval_level=granted["approval_level"],
+            granted_by=granted["granted_by"], bank_account=bank_account,
+            bank_account_ref=bank_account.ref if bank_account else "", period=period,
+            post_approval_due_date=granted["post_approval_due_date"], granted_at=granted["granted_at"],
+            recorded_at=recorded_at, meta=by.as_dict())
+
+    def __init__(self, grant_id: str, case_id: str, region_code: str, township_code: str, amount_fen: int,
+                 bank_account: BankAccount | None, period: str, **recorded: Any):
+        self.grant_id, self.case_id = grant_id, case_id
+        self.region_code, self.township_code = region_code, township_code
+        self.amount_fen = amount_fen
+        self.bank_account = bank_account
+        self.period = period
+        self.status = "granted"  # then held, paid or cancelled
+        self.problem = ""
+        self.payment_id = ""
+        self.batch_id = ""
+        self.post_approval = ""  # approved | refused once decided
+
+    @property
+    def payment(self) -> str:
+        """The id its payment has (or will have)."""
+        return grant_payment_id(self.grant_id, self.period)
+
+    @property
+    def payable(self) -> bool:
+        return self.status in ("granted", "held") and self.post_approval != "refused"
+
+    def hold(self, problem: str, detail: str, held_at: str, by: Meta) -> bool:
+        """False when it is held for that reason already (a worker tries again and again)."""
+        if problem not in HOLD_PROBLEMS:
+            raise ValueError(f"problem must be one of {', '.join(HOLD_PROBLEMS)}")
+        if not self.payable or (self.status == "held" and self.problem == problem):
+            return False
+        self.trigger_event(self.Held, grant_id=self.grant_id, case_id=self.case_id,
+                           township_code=self.township_code, amount_fen=self.amount_fen, problem=problem,
+                           detail=detail, held_at=held_at, meta=by.as_dict())
+        return True
+
+    def pay(self, payment_id: str, batch_id: str, paid_at: str, by: Meta) -> None:
+        if not self.payable:
+            raise PaymentConflict(f"{self.grant_id} is {self.status}: it is not paid", "grant_not_payable")
+        self.trigger_event(self.Paid, grant_id=self.grant_id, case_id=self.case_id,
+                           township_code=self.township_code, amount_fen=self.amount_fen, payment_id=payment_id,
+                           batch_id=batch_id, paid_at=paid_at, meta=by.as_dict())
+
+    def decide_post_approval(self, decision: str, reason: str, decided_by: str, decided_at: str, by: Meta) -> bool:
+        """The post-approval's outcome, once (False for a second one). Refused while held: the grant
+        is cancelled with it."""
+        if decision not in ("approved", "refused"):
+            raise ValueError("decision must be approved or refused")
+        if self.post_approval:
+            return False
+        self.trigger_event(self.PostApprovalDecided, grant_id=self.grant_id, case_id=self.case_id,
+                           decision=decision, reason=reason, decided_by=decided_by, decided_at=decided_at,
+                           meta=by.as_dict())
+        if decision == "refused" and self.status in ("granted", "held"):
+            self.trigger_event(self.Cancelled, grant_id=self.grant_id, case_id=self.case_id,
+                               township_code=self.township_code, amount_fen=self.amount_fen,
+                               reason=f"后置审批未通过：{reason}", cancelled_at=decided_at, meta=by.as_dict())
+        return True
+
+
+class Recovery(LifelineAggregate):
+    """What a household must pay back (追回): the advance of an emergency grant whose
+    post-approval was refused, or what was overpaid since a fraud began. One per cause (its
+    id comes from it), opened once; repayments recorded against it, never below zero."""
+
+    id_kind = "recovery"
+
+    class Opened(LifelineAggregate.Created):
+        recovery_id: str
+        case_id: str
+        region_code: str
+        ground: str
+        amount_fen: int
+        payments: list[dict[str, Any]]  # [{payment_id, period, amount_fen}]
+        since: str | None  # the date the fraud began (null for a refused grant)
+        cause: str  # the grant id or the benefit id
+        opened_at: str
+
+    class Repaid(LifelineAggregate.Event):
+        recovery_id: str
+        case_id: str
+        amount_fen: int
+        balance_fen: int
+        reference: str
+        repaid_at: str
+
+        def apply(self, r: "Recovery") -> None:
+            r.balance_fen = self.balance_fen
+            r.references.add(self.reference)
+
+    @classmethod
+    def open(cls, case_id: str, region_code: str, ground: str, payments: list[dict[str, Any]],
+             since: str | None, cause: str, opened_at: str, by: Meta) -> "Recovery":
+        if ground not in RECOVERY_GROUNDS:
+            raise ValueError(f"ground must be one of {', '.join(RECOVERY_GROUNDS)}")
+        recovery_id = recovery_id_of(cause)
+        lines = [{"payment_id": p["payment_id"], "period": p["period"], "amount_fen": fen(p["amount_fen"], "payments[].amount_fen")}
+                 for p in payments]
+        return cls._create(cls.Opened, id=cls.create_id(recovery_id), recovery_id=recovery_id, case_id=case_id,
+                           region_code=region_code, ground=ground, amount_fen=sum(p["amount_fen"] for p in lines),
+                           payments=lines, since=since, cause=cause, opened_at=opened_at, meta=by.as_dict())
+
+    def __init__(self, recovery_id: str, case_id: str, region_code: str, ground: str, amount_fen: int,
+                 payments: list[dict[str, Any]], cause: str, **recorded: Any):
+        self.recovery_id, self.case_id, self.region_code = recovery_id, case_id, region_code
+        self.ground, self.amount_fen, self.cause = ground, amount_fen, cause
+        self.payments = payments
+        self.balance_fen = amount_fen
+        self.references: set[str] = set()
+
+    def repay(self, amount_fen: int, reference: str, repaid_at: str, by: Meta) -> bool:
+        """An amount paid back; False when this reference was recorded already. Never more than
+        what is still owed (409 `recovery_balance`)."""
+        if fen(amount_fen, "amount_fen") <= 0:
+            raise ValueError("amount_fen: a repayment is a positive amount")
+        if reference in self.references:
+            return False
+        if amount_fen > self.balance_fen:
+            raise PaymentConflict(f"{self.recovery_id} has {self.balance_fen} fen left to recover; "
+                                  f"{amount_fen} were recorded", "recovery_balance")
+        self.trigger_event(self.Repaid, recovery_id=self.recovery_id, case_id=self.case_id, amount_fen=amount_fen,
+                           balance_fen=self.balance_fen - amount_fen, reference=reference, repaid_at=repaid_at,
+                           meta=by.as_dict())
+        return True
+
+
 class BankMessage(LifelineAggregate):
     """A status report or statement a bank sent, once: received twice, it changes nothing the
     second time. What it said about transactions Lifeline does not know is kept here for an
@@ -851,6 +1129,26 @@ class Household(LifelineAggregate):
         def apply(self, h: "Household") -> None:
             h.entitlements.append(self.entitlement_id)
 
+    class GrantLinked(LifelineAggregate.Event):
+        """Emergency relief granted to the household (paid from a reserve fund, no entitlement)."""
+
+        case_id: str
+        grant_id: str
+
+        def apply(self, h: "Household") -> None:
+            h.grants.append(self.grant_id)
+
+    class RecoveryLinked(LifelineAggregate.Event):
+        """A recovery opened on the household's payments (a payment is recovered once)."""
+
+        case_id: str
+        recovery_id: str
+        payment_ids: list[str]
+
+        def apply(self, h: "Household") -> None:
+            h.recoveries.append(self.recovery_id)
+            h.recovered.update(self.payment_ids)
+
     @classmethod
     def register(cls, case_id: str, by: Meta) -> "Household":
         return cls._create(cls.Registered, id=cls.create_id(case_id), case_id=case_id, meta=by.as_dict())
@@ -860,6 +1158,9 @@ class Household(LifelineAggregate):
         self.applicant = ""
         self.members: list[str] = []
         self.entitlements: list[str] = []
+        self.grants: list[str] = []
+        self.recoveries: list[str] = []
+        self.recovered: set[str] = set()  # payment ids some recovery of the household claims
 
     def record_members(self, applicant: str, members: list[str], by: Meta) -> bool:
         if self.applicant:
@@ -873,6 +1174,19 @@ class Household(LifelineAggregate):
             return False
         self.trigger_event(self.EntitlementLinked, case_id=self.case_id, entitlement_id=entitlement_id,
                            meta=by.as_dict())
+        return True
+
+    def link_grant(self, grant_id: str, by: Meta) -> bool:
+        if grant_id in self.grants:
+            return False
+        self.trigger_event(self.GrantLinked, case_id=self.case_id, grant_id=grant_id, meta=by.as_dict())
+        return True
+
+    def link_recovery(self, recovery_id: str, payment_ids: list[str], by: Meta) -> bool:
+        if recovery_id in self.recoveries:
+            return False
+        self.trigger_event(self.RecoveryLinked, case_id=self.case_id, recovery_id=recovery_id,
+                           payment_ids=list(payment_ids), meta=by.as_dict())
         return True
 
     def stops_on_death_of(self, person: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lifeline.messaging.outbound import Outbound
-from services.payment.domain import BankBatch, Entitlement, Payment, PaymentRun
+from services.payment.domain import BankBatch, Entitlement, Payment, PaymentRun, Recovery
 
 OUTBOUND = Outbound()
 
@@ -22,3 +22,4 @@ OUTBOUND.copies(Payment.Returned, "PaymentReturned")
 OUTBOUND.copies(Payment.RecallRequested, "PaymentRecallRequested")
 OUTBOUND.copies(PaymentRun.Completed, "PaymentRunCompleted", subject=_run)
 OUTBOUND.copies(PaymentRun.Reconciled, "ReconciliationCompleted", subject=_run)
+OUTBOUND.copies(Recovery.Opened, "RecoveryOpened")

@@ -18,7 +18,8 @@ Why nothing is paid twice:
 A run pays what its plan read: entitlements opened later are paid by the next run, with the
 periods they missed (arrears). What changes afterwards (a death, a termination) is caught by
 the recall path (`PaymentApplication.change_benefit`, `record_death`). `Jobs` is the rest of the
-background work: one-off relief, releases, sending files, completing and reconciling runs.
+background work: one-off relief, held emergency grants, releases, sending files, completing and
+reconciling runs.
 """
 
 from __future__ import annotations
@@ -404,8 +405,9 @@ def single_payment(prefix: str, run_id: str, channel: BankChannel, now: datetime
                    **payment: Any) -> tuple[BankBatch, Bulk]:
     """One payment in a bank batch of its own, paid at once (one-off relief, a reserve-fund
     advance): the batch and the payment's event to save with it. The batch id comes from the
-    payment's, so the same payment made twice collides in the store."""
-    payment_id = payment_id_of(payment["entitlement_id"], payment["period"])
+    payment's, so the same payment made twice collides in the store. `payment_id`: given (an
+    emergency grant's), or entitlement × period."""
+    payment_id = payment.pop("payment_id", None) or payment_id_of(payment["entitlement_id"], payment["period"])
     county = payment["region_code"][:6]
     batch_id = f"B-{prefix}-{county}-{channel.channel_id}-{short_hash([payment_id])}"
     at = now.isoformat()
@@ -431,7 +433,7 @@ class Jobs:
     def run_once(self, meta: Meta) -> dict[str, int]:
         self._catch_up()  # the jobs read what to do from the read models
         done = {"resumed": self.resume_runs(meta), "one_off": self.pay_one_offs(meta),
-                "released": self.release_held(meta)}
+                "grants": self.pay_held_grants(meta), "released": self.release_held(meta)}
         self.engine.wait_for_files()
         self._catch_up()
         done["submitted"] = self.submit_batches(meta)
@@ -510,6 +512,20 @@ class Jobs:
             return False  # another replica paid it (or advanced the fund) first: seen next time
         self.engine.queue_file(batch, [instructed])
         return True
+
+    def pay_held_grants(self, meta: Meta) -> int:
+        """Emergency grants held while their reserve fund held less (or a paying account was
+        missing): paid in the order granted, each as soon as its fund holds it (a larger grant
+        does not keep a smaller later one waiting)."""
+        held = sorted(self._docs("relief_held"), key=lambda d: (d["granted_at"], d["grant_id"]))
+        paid = 0
+        for doc in held:
+            done = self.app.pay_held_grant(doc["grant_id"], meta)
+            if done is not None:
+                batch, payment = done
+                self.engine.queue_file(batch, [payment])
+                paid += 1
+        return paid
 
     def release_held(self, meta: Meta) -> int:
         """A returned payment whose entitlement's account was corrected since goes again, once,

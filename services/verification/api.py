@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator
@@ -16,7 +16,11 @@ from lifeline.domain.aggregate import Meta, new_id
 from lifeline.http.auth import CASE_READERS, Principal
 from lifeline.http.problems import Problem
 from lifeline.runtime.service import ServiceRuntime
-from lifeline.http.app import COMMAND_ERRORS, CREATE_ERRORS, READ_ERRORS, CaseId, found_in_region, idempotent_id
+from lifeline.http.app import (
+    COMMAND_ERRORS, CREATE_ERRORS, LIST_ERRORS, READ_ERRORS, CaseId, add_case_items_route, found_in_region,
+    idempotent_id, in_region, region_filter,
+)
+from lifeline.rules.periods import business_date
 from lifeline.rules.departments import DEPARTMENTS
 from lifeline.rules.vocabulary import (
     APPROVAL_LEVELS, AREAS, ASSISTANCE_TYPES, BENEFIT_CHANGES, BENEFIT_KINDS, BENEFIT_STATUSES,
@@ -24,21 +28,26 @@ from lifeline.rules.vocabulary import (
     PROPOSALS, REDECISION_EVIDENCE, SURVEYOR_ROLES,
 )
 from services.verification.assessment import Outcome
-from services.verification import filings
+from services.verification import dynamic, filings
 from services.verification.procedure import (
     Appraisal,
     BenefitChange,
     CaseDeadline,
+    Death,
     Decision,
+    FraudReport,
     Grievance,
     MajorDispute,
     Objection,
     Proposal,
     PublicNotice,
+    Review,
     Survey,
 )
 from services.verification.application import (
+    fraud_view,
     grievances_view,
+    review_view,
     ProcedureError,
     VerificationApplication,
     VerificationNotFound,
@@ -48,6 +57,9 @@ from services.verification.application import (
 DECIDERS = ("reviewer", "county_officer", "admin")
 # The cadre register's upload body, served by filings.router (documented with this service's models).
 CadreRegisterIn = filings.CadreRegisterIn
+# Reviews and fraud (issue 11), served by dynamic.router.
+ReviewIn, SuspensionIn, FraudIn, FraudRefusalIn = (
+    dynamic.ReviewIn, dynamic.SuspensionIn, dynamic.FraudIn, dynamic.FraudRefusalIn)
 # Who takes a grievance at the window or from the board.
 GRIEVANCE_TAKERS = ("clerk", "caseworker", "reviewer", "county_officer", "admin")
 # Who records the steps before the decision (the township's caseworkers and review group).
@@ -283,6 +295,12 @@ class VerificationOut(BaseModel):
     benefit_changes: list[BenefitChange] = Field(
         description="every change to the approved monthly benefit, the latest last (动态管理)")
     refusal: RefusalOut | None
+    review_cycle_months: int | None = Field(
+        description="an approved monthly benefit: months between reviews (12 annual, 6 half-yearly)")
+    next_review_date: str | None = Field(description="YYYY-MM-DD: the next review (null: none, or ended)")
+    reviews: list[Review] = Field(description="every review (复核), the latest last")
+    deaths: list[Death] = Field(description="members whose death a department reported (names masked)")
+    fraud: FraudReport | None = Field(description="fraud reported on the case, and its decision")
     version: int
 
 
@@ -510,6 +528,92 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     async def list_grievances(case_id: CaseId, principal: Principal = runtime.auth.require(*CASE_READERS)):
         v = await asyncio.to_thread(load, case_id, principal)
         return {"case_id": case_id, "items": grievances_view(v)}
+
+    # --- after approval (issue 11): reviews, deaths, fraud (models: dynamic.py) -------------------
+    async def command(case_id: str, request: Request, principal: Principal, title: str,
+                      take: Callable[[Meta], Any], answer: Callable[[Any], dict], reason: str = "",
+                      status: int = 200) -> Any:
+        """A step after approval by a person, answered with `answer(verification)`."""
+        await asyncio.to_thread(load, case_id, principal)
+
+        async def handle() -> tuple[int, dict]:
+            with refused_as_problem(title):
+                v = await asyncio.to_thread(take, Meta.of(principal, reason))
+            runtime.saved()
+            return status, answer(v)
+
+        return await runtime.idempotent(request, principal.user_id, handle)
+
+    @api.get("/reviews/due", tags=["reviews"], response_model=dynamic.ReviewsDueOut, responses=LIST_ERRORS)
+    async def reviews_due(
+        region: Annotated[str | None, Query(pattern=r"^\d{6}(\d{3}(\d{3})?)?$",
+                                            description="only this division (within yours)")] = None,
+        before: Annotated[date | None, Query(description="due on or before this day (default: today)")] = None,
+        principal: Principal = runtime.auth.require(*CASE_READERS),
+    ):
+        """Approved monthly benefits due for their review (动态管理) on or before `before`, within
+        the caller's region: annual, or half-yearly where income is irregular and a member can work."""
+        region_filter(region, principal)
+        day = (before or business_date(app.clock.now())).isoformat()
+        views = await runtime.views()
+        with views.transaction() as tx:
+            docs = [doc for _, _, _, doc in tx.all("review_due")]
+        items = [d for d in in_region(docs, principal, region) if d["next_review_date"] <= day]
+        items.sort(key=lambda d: (d["next_review_date"], d["case_id"]))
+        return {"before": day, "items": items}
+
+    add_case_items_route(api, runtime, "/reviews", "review", dynamic.ReviewDoc, CASE_READERS)
+
+    @api.post("/reviews/{case_id}", status_code=201, tags=["reviews"], response_model=dynamic.ReviewDoc,
+              responses=COMMAND_ERRORS)
+    async def start_review(case_id: str, body: ReviewIn, request: Request,
+                           principal: Principal = runtime.auth.require(*dynamic.REVIEWERS_OF_CASES)):
+        """Start a review (复核): the departments are asked again (ReviewStarted, VerificationRequested);
+        once they have answered, ReviewCompleted and, as the outcome requires, BenefitAdjusted (from the
+        next period) or BenefitTerminated (from the next period, or after the grace period)."""
+        return await command(
+            case_id, request, principal, "Review not started",
+            lambda meta: app.start_review(case_id, body.grace_reason, body.grace_months, body.reason, meta),
+            lambda v: review_view(v, list(v.reviews)[-1]), body.reason, status=201)
+
+    @api.post("/reviews/{case_id}/suspension", tags=["reviews"], response_model=dynamic.ReviewDoc,
+              responses=COMMAND_ERRORS)
+    async def suspend_unreachable(case_id: str, body: SuspensionIn, request: Request,
+                                  principal: Principal = runtime.auth.require(*dynamic.REVIEWERS_OF_CASES)):
+        """Conclude the running review with a suspension from the next period (the household cannot
+        be reached): ReviewCompleted (suspended) and BenefitSuspended; resumed by a benefit change."""
+        return await command(
+            case_id, request, principal, "Review not concluded",
+            lambda meta: app.suspend_unreachable(case_id, body.reason, meta),
+            lambda v: review_view(v, list(v.reviews)[-1]), body.reason)
+
+    @api.post("/cases/{case_id}/fraud", status_code=201, tags=["fraud"], response_model=dynamic.FraudOut,
+              responses=COMMAND_ERRORS)
+    async def report_fraud(case_id: str, body: FraudIn, request: Request,
+                           principal: Principal = runtime.auth.require(*dynamic.FRAUD_OFFICERS)):
+        """Report fraud (虚报、隐瞒、伪造) on the case's approved benefit; a second county officer confirms."""
+        return await command(
+            case_id, request, principal, "Fraud not reported",
+            lambda meta: app.report_fraud(case_id, list(body.kinds), body.evidence, body.fraud_since, meta),
+            fraud_view, status=201)
+
+    @api.post("/cases/{case_id}/fraud/confirm", tags=["fraud"], response_model=dynamic.FraudOut,
+              responses=COMMAND_ERRORS)
+    async def confirm_fraud(case_id: str, request: Request,
+                            principal: Principal = runtime.auth.require(*dynamic.FRAUD_OFFICERS)):
+        """Confirm the report (four eyes: not its reporter, 409 `four_eyes`): a monthly benefit still
+        running ends from the next period (BenefitTerminated); FraudRecorded goes to the dishonesty
+        list, masked, and payment recovers what was paid since the fraud began."""
+        return await command(case_id, request, principal, "Fraud not confirmed",
+                             lambda meta: app.confirm_fraud(case_id, meta), fraud_view)
+
+    @api.post("/cases/{case_id}/fraud/refusal", tags=["fraud"], response_model=dynamic.FraudOut,
+              responses=COMMAND_ERRORS)
+    async def refuse_fraud(case_id: str, body: FraudRefusalIn, request: Request,
+                           principal: Principal = runtime.auth.require(*dynamic.FRAUD_OFFICERS)):
+        """Refuse the report as unfounded (four eyes, as for a confirmation): nothing changes."""
+        return await command(case_id, request, principal, "Fraud report not refused",
+                             lambda meta: app.refuse_fraud(case_id, body.reason, meta), fraud_view, body.reason)
 
     # 备案: the cadre registers and the filed cases (services/verification/filings.py).
     both = APIRouter()

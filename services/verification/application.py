@@ -17,12 +17,17 @@ from lifeline.rules import clocks
 from lifeline.rules.periods import business_date
 from lifeline.rules.regions import county_of
 from lifeline.stores.application import ServiceApplication
+from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideTx
 from services.verification.assessment import Assessment, assess
 from services.verification.consumers import HANDLERS
-from services.verification.domain import DecisionNotAllowed, ProcedureError, Verification
+from services.verification.domain import DecisionNotAllowed, ProcedureError, RuleBroken, Verification
 from services.verification.filings import filing_reasons, project_filing, register_entries
 from services.verification.outbound import OUTBOUND
+from services.verification.people import Person, fingerprint
+from services.verification.review import (
+    grace_months_range, household_review_cycle, next_review_date, pensioners, review_outcome,
+)
 from lifeline.rules.policy import CountyPolicy, PolicyHolder, shipped_policy_book
 
 __all__ = ["VerificationApplication", "VerificationNotFound", "DecisionNotAllowed", "ProcedureError", "project"]
@@ -68,9 +73,12 @@ class VerificationApplication(ServiceApplication):
     handlers = HANDLERS
     outbound = OUTBOUND
 
-    def __init__(self, env=None, *, clock: Clock | None = None, policies: PolicyHolder | None = None):
+    def __init__(self, env=None, *, clock: Clock | None = None, policies: PolicyHolder | None = None,
+                 sealer: Sealer | None = None):
         super().__init__(env, clock=clock)
         self.policies = policies or PolicyHolder(shipped_policy_book())
+        # Its secret keys the fingerprints of the people index (people.py); none in tests.
+        self.sealer = sealer
 
     def _policy(self, region_code: str, on: datetime) -> CountyPolicy:
         return self.policies.book.policy_for(county_of(region_code), business_date(on))
@@ -79,7 +87,21 @@ class VerificationApplication(ServiceApplication):
     def open_verification(self, application: Application, meta: Meta, pe: ProcessingEvent) -> None:
         if self.exists(Verification.create_id(application.case_id)):
             return  # the same application seen through another path: one procedure per case
-        pe.collect_events(Verification.open(application, new_id("V"), meta))
+        pe.collect_events(Verification.open(application, new_id("V"), meta),
+                          *self._index_people(application, meta))
+
+    def _fingerprint(self, id_number: str) -> str:
+        return fingerprint(self.sealer.secret if self.sealer is not None else "", id_number)
+
+    def _index_people(self, application: Application, meta: Meta) -> list[Person]:
+        """Each person the application names, linked to the case by a keyed fingerprint."""
+        people = []
+        for member in application.household.members:
+            person = self._fingerprint(member.id_number)
+            found = self.load_or_create(Person.create_id(person), lambda: Person.register(person, meta))
+            if found.link(application.case_id, meta):
+                people.append(found)
+        return people
 
     def accept(self, case_id: str, accepted_at: datetime, meta: Meta, pe: ProcessingEvent) -> None:
         """Intake accepted: ask the departments and start the procedure's clocks."""
@@ -108,6 +130,13 @@ class VerificationApplication(ServiceApplication):
 
     def receive_records(self, report: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
         v = self.get_verification(report["case_id"])
+        if v.waits_for_review(report["department"], report["request_id"]):
+            if v.receive_for_review(report["department"], report["request_id"], report["members"],
+                                    report["reported_at"], meta):
+                if not v.review_departments_missing:
+                    self._complete_review(v, meta)
+                pe.collect_events(v)
+            return
         if not v.receive(report["department"], report["request_id"], report["members"], report["reported_at"], meta):
             return
         if not v.departments_missing:
@@ -180,6 +209,82 @@ class VerificationApplication(ServiceApplication):
             change, from_period, monthly_amount_fen, reason, now, meta))
         return benefit_change_view(v)
 
+    # --- after approval (issue 11): reviews, deaths, fraud ------------------------------------
+    def start_review(self, case_id: str, grace_reason: str | None, grace_months: int | None, reason: str,
+                     meta: Meta) -> Verification:
+        """复核: the departments are asked again (VerificationRequested, new request ids); the
+        review completes when the last one answers (`_complete_review`)."""
+        review_id = new_id("RV")
+
+        def start(v: Verification, now: datetime) -> None:
+            policy = self._policy(v.region_code, now)
+            if grace_months is not None and grace_reason is not None:
+                lo, hi = grace_months_range(grace_reason, policy)
+                if not lo <= grace_months <= hi:
+                    raise RuleBroken(f"grace_months for {grace_reason} is {lo}" + (f" to {hi}" if hi != lo else "")
+                                     + " months by the county's policy", "grace_months")
+            requests = [(d, new_id("Q")) for d in policy.departments_for(v.application.assistance_type)]
+            v.start_review(review_id, grace_reason, grace_months, reason, requests,
+                           clocks.verification_report_due(now).due_at, now, meta)
+
+        return self._step(case_id, start)
+
+    def suspend_unreachable(self, case_id: str, reason: str, meta: Meta) -> Verification:
+        return self._step(case_id, lambda v, now: v.suspend_unreachable(reason, now, meta))
+
+    def _complete_review(self, v: Verification, meta: Meta) -> None:
+        """Assess the living household on the review's records by the rules in force now, and
+        end the review in what that means (review.review_outcome)."""
+        now = self.clock.now()
+        day = business_date(now)
+        policy = self._policy(v.region_code, now)
+        household, records, review = v.living_household, dict(v.review_records), v.open_review
+        result = assess(household, records, policy, day)
+        options = dict(current_amount_fen=v.current_monthly_amount_fen or 0,
+                       standard_fen=policy.standard_for(household.area), decided_at=now, policy=policy,
+                       grace_reason=review.grace_reason, grace_months=review.grace_months,
+                       pensioner=bool(pensioners(household, records, day)))
+        try:
+            outcome = review_outcome(result, **options)
+        except ValueError:  # the policy's range changed since the review started: its default
+            outcome = review_outcome(result, **{**options, "grace_months": None})
+        cycle = household_review_cycle(household, records, policy)
+        goes_on = outcome.outcome in ("no_change", "adjusted")
+        v.complete_review(assessment_record(result), outcome, next_review_date(day, cycle) if goes_on else None,
+                          cycle.months, now, meta)
+
+    def record_death(self, death: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
+        """DeathReported → each approved household naming the person (found by fingerprint, then
+        matched by ID number) is re-assessed without them: a new amount from the month after the
+        death, or the end of the benefit. Each death once (its record id, and its member)."""
+        ident = Person.create_id(self._fingerprint(death["id_number"]))
+        if not self.exists(ident):
+            return  # nobody verification knows
+        now = self.clock.now()
+        for case_id in self.repository.get(ident).cases:
+            v = self.get_verification(case_id)
+            index = v.member_index(death["id_number"])
+            if index is None or not v.record_death(death["record_id"], index,
+                                                   date.fromisoformat(death["date_of_death"]),
+                                                   death["department"], now, meta):
+                continue
+            assessment = None
+            if v.death_ends_benefit(death["record_id"]) is None:
+                assessment = assess(v.living_household, v.records_in_force, self._policy(v.region_code, now),
+                                    business_date(now))
+            v.change_after_death(death["record_id"], assessment, now, meta)
+            pe.collect_events(v)
+
+    def report_fraud(self, case_id: str, kinds: list[str], evidence: str, fraud_since: date,
+                     meta: Meta) -> Verification:
+        return self._step(case_id, lambda v, now: v.report_fraud(kinds, evidence, fraud_since, now, meta))
+
+    def confirm_fraud(self, case_id: str, meta: Meta) -> Verification:
+        return self._step(case_id, lambda v, now: v.confirm_fraud(now, meta))
+
+    def refuse_fraud(self, case_id: str, reason: str, meta: Meta) -> Verification:
+        return self._step(case_id, lambda v, now: v.refuse_fraud(reason, now, meta))
+
     def _step(self, case_id: str, action: Callable[[Verification, datetime], None]) -> Verification:
         """One step of the procedure by a person: taken on the current state and saved whole,
         or refused whole. A consumer writing the same case meanwhile (a department's answer)
@@ -205,10 +310,15 @@ class VerificationApplication(ServiceApplication):
             self._check_filing(v, now, meta)  # the register may have been loaded since acceptance
             result = self._assess(v, now)
             if decision == "approve":
-                v.decide(result, assessment_record(result), now, meta, reason)
+                benefit = v.decide(result, assessment_record(result), now, meta, reason)
             else:
                 v.refuse(now, meta, reason, assessment_record(result))
             decided[:] = [v.pending_events[-1]]  # the decision is the last event it triggers
+            if decision == "approve" and benefit.kind == "monthly":
+                # 动态管理: reviewed from the decision on, on the cycle its records call for.
+                cycle = household_review_cycle(v.application.household, v.records_in_force,
+                                               self._policy(v.region_code, now))
+                v.schedule_reviews(cycle, business_date(now), now, meta)
 
         self._step(case_id, take)
         return decision_view(decided[0])
@@ -286,8 +396,99 @@ def verification_view(v: Verification) -> dict[str, Any]:
         "current_monthly_amount_fen": v.current_monthly_amount_fen,
         "benefit_changes": [dataclasses.asdict(c) for c in v.benefit_changes],
         "refusal": _plain(v.refusal),
+        # After approval (issue 11): the review cycle and next date, every review, the members'
+        # deaths (names masked), a fraud report and its decision.
+        "review_cycle_months": v.review_cycle_months,
+        "next_review_date": v.next_review_date,
+        "reviews": [dataclasses.asdict(r) for r in v.reviews.values()],
+        "deaths": [dataclasses.asdict(d) for d in v.deaths.values()],
+        "fraud": _plain(v.fraud),
         "version": v.version,
     }
+
+
+def review_view(v: Verification, review_id: str) -> dict[str, Any]:
+    """A review as its read model keeps it (`review` documents, keys sorted): what the review
+    routes answer."""
+    r = v.reviews[review_id]
+    latest = review_id == list(v.reviews)[-1]
+    doc = {
+        "review_id": r.review_id, "case_id": v.case_id, "region_code": v.region_code, "state": r.state,
+        "scheduled_for": r.scheduled_for, "grace_reason": r.grace_reason, "grace_months": r.grace_months,
+        "reason": r.reason, "started_by": r.started_by, "started_at": r.started_at,
+        "departments_requested": sorted(r.departments),
+        "departments_answered": sorted(v.review_records) if latest else [],
+        "outcome": r.outcome, "per_capita_income_fen": r.per_capita_income_fen,
+        "monthly_amount_fen": r.monthly_amount_fen, "from_period": r.from_period, "grace": r.grace,
+        "next_review_date": r.next_review_date, "completed_at": r.completed_at,
+    }
+    return dict(sorted(doc.items()))
+
+
+def fraud_view(v: Verification) -> dict[str, Any]:
+    """The case's fraud report and its decision (evidence included: officials only)."""
+    return {"case_id": v.case_id, **dataclasses.asdict(v.fraud), "kinds": list(v.fraud.kinds)}
+
+
+def project_review(event: Any, tx: SideTx) -> bool:
+    """Read models of dynamic management (issue 11); True when `event` was one of theirs.
+
+    - `review_due`, keyed by case (ref: its region): each approved monthly benefit still
+      running, with its next review date (GET /v1/reviews/due); gone once it is terminated.
+    - `review`, keyed by review id (ref: the case): each review and what it ended in
+      (GET /v1/reviews?case_id=).
+    """
+    if isinstance(event, Verification.ReviewScheduled):
+        doc = tx.get("verification", event.case_id) or {}
+        tx.put("review_due", event.case_id, {
+            "case_id": event.case_id, "region_code": doc.get("region_code", ""),
+            "benefit_status": doc.get("benefit_status", "paying"),
+            "monthly_amount_fen": doc.get("monthly_amount_fen"), "cycle_months": event.cycle_months,
+            "next_review_date": event.next_review_date, "review_id": None,
+        }, ref=doc.get("region_code", ""))
+    elif isinstance(event, Verification.ReviewStarted):
+        _update(tx, "review_due", event.case_id, review_id=event.review_id)
+        tx.put("review", event.review_id, {
+            "review_id": event.review_id, "case_id": event.case_id, "region_code": event.region_code,
+            "state": "open", "scheduled_for": event.scheduled_for, "grace_reason": event.grace_reason,
+            "grace_months": event.grace_months, "reason": event.reason, "started_by": event.started_by,
+            "started_at": event.started_at, "departments_requested": sorted(event.departments),
+            "departments_answered": [], "outcome": None, "per_capita_income_fen": None,
+            "monthly_amount_fen": None, "from_period": None, "grace": None, "next_review_date": None,
+            "completed_at": None,
+        }, ref=event.case_id)
+    elif isinstance(event, Verification.ReviewRecordsReceived):
+        doc = tx.get("review", event.review_id)
+        if doc is not None:
+            _update(tx, "review", event.review_id, departments_answered=sorted(
+                {*doc["departments_answered"], event.department}))
+    elif isinstance(event, Verification.ReviewCompleted):
+        _update(tx, "review", event.review_id, state="completed", outcome=event.outcome,
+                per_capita_income_fen=event.per_capita_income_fen, monthly_amount_fen=event.monthly_amount_fen,
+                from_period=event.from_period, grace=event.grace, next_review_date=event.next_review_date,
+                completed_at=event.completed_at)
+        if event.next_review_date is None:
+            tx.delete("review_due", event.case_id)
+        else:
+            _update(tx, "review_due", event.case_id, review_id=None, next_review_date=event.next_review_date,
+                    cycle_months=event.cycle_months)
+    elif isinstance(event, Verification.BenefitChanged):
+        if isinstance(event, Verification.BenefitTerminated):
+            tx.delete("review_due", event.case_id)  # ended (at once, or after a grace): no more reviews
+        elif isinstance(event, Verification.BenefitAdjusted):
+            _update(tx, "review_due", event.case_id, monthly_amount_fen=event.monthly_amount_fen)
+        else:
+            _update(tx, "review_due", event.case_id, benefit_status=event.status)
+    else:
+        return False
+    return True
+
+
+def _update(tx: SideTx, kind: str, key: str, **fields: Any) -> None:
+    """Change some fields of a document that exists (its ref kept)."""
+    doc = tx.get(kind, key)
+    if doc is not None:
+        tx.put(kind, key, {**doc, **fields}, ref=doc["case_id"] if kind == "review" else doc["region_code"])
 
 
 def grievances_view(v: Verification) -> list[dict[str, Any]]:
@@ -322,6 +523,9 @@ def project(event: Any, tx: SideTx) -> None:
             if isinstance(event, Verification.BenefitAdjusted):
                 doc["monthly_amount_fen"] = event.monthly_amount_fen
             tx.put("verification", event.case_id, doc, ref=doc["state"])
+        project_review(event, tx)
+    elif project_review(event, tx):
+        pass
     elif isinstance(event, (Verification.Accepted, Verification.NotAccepted, Verification.Completed,
                             Verification.Approved, Verification.Refused, Verification.Reopened)):
         doc = tx.get("verification", event.case_id)

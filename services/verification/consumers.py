@@ -45,10 +45,16 @@ def on_department_records_reported(
     app.receive_records(event.data, Meta.caused_by(event, app.service), pe)
 
 
+def on_death_reported(app: VerificationApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    app.record_death(event.data, Meta.caused_by(event, app.service), pe)
+
+
 HANDLERS = {
     "ApplicationSubmitted": on_application_submitted,
     "ApplicationAccepted": on_application_accepted,
     "ApplicationRefused": on_application_refused,
     "ObjectionReceived": on_objection_received,
     "DepartmentRecordsReported": on_department_records_reported,
+    # A member of an approved household died: re-assessed without them (issue 11).
+    "DeathReported": on_death_reported,
 }

@@ -8,29 +8,41 @@ rules allow it and the deciding body may approve that much.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 from lifeline.contracts import registry
 from lifeline.domain.aggregate import LifelineAggregate, Meta
-from lifeline.domain.values import Application, BankAccount, Benefit, Refusal, StoresApplication, mask_name
+from lifeline.domain.values import (
+    Application, BankAccount, Benefit, Household, Refusal, StoresApplication, mask_name,
+)
 from lifeline.rules import clocks
-from lifeline.rules.periods import business_date, first_payment_period, parse_period, period_of, start_of_day
+from lifeline.rules.ids import mask_resident_id
+from lifeline.rules.periods import (
+    business_date, first_payment_period, next_period, parse_period, period_of, start_of_day,
+)
 from lifeline.rules.vocabulary import ONE_OFF_TYPES
 from services.verification.assessment import Assessment, DepartmentRecord
 from services.verification.procedure import (
     Appraisal,
     BenefitChange,
     CaseDeadline,
+    Death,
     Decision,
+    FraudReport,
     Grievance,
     MajorDispute,
     Objection,
     Proposal,
     PublicNotice,
+    Review,
     Survey,
     Surveyor,
+)
+from services.verification.review import (
+    FRAUD_KINDS, GRACE_REASONS, ReviewCycle, ReviewResult, first_unpaid_period, next_review_date,
 )
 
 # Roles that decide at county level; every other deciding role is the township review group.
@@ -445,6 +457,162 @@ class Verification(LifelineAggregate):
             if self.evidence == "new":
                 v.requests, v.records, v.assessment = {}, {}, None
 
+    # --- after approval (issue 11): reviews, deaths, fraud --------------------------------
+    class ReviewScheduled(LifelineAggregate.Event):
+        """The review cycle (动态管理) of an approved monthly benefit, and its first review date."""
+
+        case_id: str
+        cycle_months: int
+        cycle_code: str
+        next_review_date: str
+        scheduled_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.review_cycle_months, v.next_review_date = self.cycle_months, self.next_review_date
+
+    class ReviewStarted(LifelineAggregate.Event):
+        """A review starts: the departments are asked again (ReviewRequested, one per department)."""
+
+        case_id: str
+        review_id: str
+        benefit_id: str
+        region_code: str
+        scheduled_for: str | None
+        grace_reason: str | None
+        grace_months: int | None
+        reason: str
+        departments: list[str]
+        started_by: str
+        started_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.reviews[self.review_id] = Review(
+                self.review_id, "open", self.scheduled_for, self.grace_reason, self.grace_months,
+                self.reason, self.started_by, self.started_at, tuple(self.departments))
+            v.open_review_id = self.review_id
+            v.review_requests, v.review_records = {}, {}
+
+    class ReviewRequested(LifelineAggregate.Event):
+        """A review's request to one department, published as VerificationRequested (its own
+        request id: the department's answer is told from the first check's)."""
+
+        case_id: str
+        verification_id: str
+        review_id: str
+        request_id: str
+        department: str
+        id_numbers: list[str]
+        region_code: str
+        requested_at: str
+        due_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.review_requests[self.department] = self.request_id
+
+    class ReviewRecordsReceived(LifelineAggregate.Event):
+        case_id: str
+        review_id: str
+        department: str
+        request_id: str
+        members: list[dict[str, Any]]
+        reported_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.review_records[self.department] = DepartmentRecord(self.department, tuple(self.members))
+
+    class ReviewCompleted(LifelineAggregate.Event):
+        """What a review ended in; the change it makes to the benefit follows as its own event."""
+
+        case_id: str
+        review_id: str
+        benefit_id: str
+        outcome: str  # services.verification.review.REVIEW_OUTCOMES
+        code: str
+        per_capita_income_fen: int | None
+        standard_applied_fen: int | None
+        monthly_amount_fen: int | None
+        from_period: str | None
+        grace: dict[str, Any] | None
+        reason: str
+        next_review_date: str | None
+        cycle_months: int | None
+        assessment: dict[str, Any]  # the review's assessment record (empty: concluded without one)
+        completed_by: str
+        completed_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.reviews[self.review_id] = v.reviews[self.review_id].completed(
+                outcome=self.outcome, per_capita_income_fen=self.per_capita_income_fen,
+                monthly_amount_fen=self.monthly_amount_fen, from_period=self.from_period,
+                grace=self.grace, next_review_date=self.next_review_date, completed_at=self.completed_at)
+            v.open_review_id = None
+            v.next_review_date = self.next_review_date
+            v.review_cycle_months = self.cycle_months or v.review_cycle_months
+            if self.assessment:
+                v.latest_records = dict(v.review_records)
+
+    class MemberDied(LifelineAggregate.Event):
+        """A department reported the death of a member of the approved household (once per
+        record): the member by position in the application, the name masked."""
+
+        case_id: str
+        record_id: str
+        member_index: int
+        member_name_masked: str
+        relation: str
+        date_of_death: str
+        department: str
+        recorded_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.deaths[self.record_id] = Death(self.record_id, self.member_index, self.member_name_masked,
+                                             self.relation, self.date_of_death, self.department,
+                                             self.recorded_at)
+
+    class FraudReported(LifelineAggregate.Event):
+        """虚报、隐瞒、伪造 reported by a county officer, with the evidence (kept here, never published)."""
+
+        case_id: str
+        kinds: list[str]
+        evidence: str
+        fraud_since: str
+        reported_by: str
+        reported_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.fraud = FraudReport(tuple(self.kinds), self.evidence, self.fraud_since, self.reported_by,
+                                  self.reported_at)
+
+    class FraudRefused(LifelineAggregate.Event):
+        case_id: str
+        reason: str
+        refused_by: str
+        refused_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.fraud = v.fraud.decided("refused", self.refused_by, self.refused_at, refusal_reason=self.reason)
+
+    class FraudRecorded(LifelineAggregate.Event):
+        """Confirmed by a second county officer: published as FraudRecorded (to the dishonesty
+        list too), masked: no ID number in clear, no address, no evidence."""
+
+        case_id: str
+        benefit_id: str
+        benefit_type: str
+        region_code: str
+        applicant_name_masked: str
+        applicant_id_number_masked: str
+        fraud_kinds: list[str]
+        fraud_since: str
+        terminated_from_period: str
+        reported_by: str
+        confirmed_by: str
+        recorded_at: str
+
+        def apply(self, v: "Verification") -> None:
+            v.fraud = v.fraud.decided("recorded", self.confirmed_by, self.recorded_at,
+                                      terminated_from_period=self.terminated_from_period)
+
     @classmethod
     def open(cls, application: Application, verification_id: str, by: Meta) -> "Verification":
         """The case is known; the procedure waits for intake's acceptance."""
@@ -483,6 +651,18 @@ class Verification(LifelineAggregate):
         self.grievances: dict[str, Grievance] = {}
         # After a grievance upheld on the original evidence: the version whose records decide.
         self.evidence_version: int | None = None
+        # After approval (issue 11): the review cycle and next date, every review (the running
+        # one's requests and records), the records the latest completed review read, the
+        # members' deaths by record id, a fraud report.
+        self.review_cycle_months: int | None = None
+        self.next_review_date: str | None = None
+        self.reviews: dict[str, Review] = {}
+        self.open_review_id: str | None = None
+        self.review_requests: dict[str, str] = {}
+        self.review_records: dict[str, DepartmentRecord] = {}
+        self.latest_records: dict[str, DepartmentRecord] | None = None
+        self.deaths: dict[str, Death] = {}
+        self.fraud: FraudReport | None = None
 
     @property
     def region_code(self) -> str:
@@ -1015,7 +1195,260 @@ class Verification(LifelineAggregate):
             raise RuleBroken("a benefit change gives its reason (1 to 2000 characters)", "reason")
 
     def _trigger_change(self, event_class: type, from_period: str, reason: str, now: datetime,
-                        by: Meta, **amounts: int | None) -> None:
+                        by: Meta, decided_by: str | None = None, **amounts: int | None) -> None:
         self.trigger_event(event_class, case_id=self.case_id, benefit_id=self.benefit.benefit_id,
-                           from_period=from_period, reason=reason, decided_by=by.user_id,
+                           from_period=from_period, reason=reason, decided_by=decided_by or by.user_id,
                            decided_at=now.isoformat(), meta=by.as_dict(), **amounts)
+
+    # --- after approval (issue 11): reviews, deaths, fraud --------------------------------------
+    @property
+    def benefit_open(self) -> bool:
+        """An approved monthly benefit that is not terminated (paying or suspended)."""
+        return (self.state == "approved" and self.benefit is not None and self.benefit.kind == "monthly"
+                and self.benefit_status != "terminated")
+
+    @property
+    def living_household(self) -> Household:
+        """The household as it applied, without the members whose death was reported."""
+        hh = self.application.household
+        dead = {d.member_index for d in self.deaths.values()}
+        return dataclasses.replace(hh, members=tuple(m for i, m in enumerate(hh.members) if i not in dead))
+
+    @property
+    def records_in_force(self) -> dict[str, DepartmentRecord]:
+        """The departments' records the benefit stands on: the latest completed review's, or the
+        first check's."""
+        return self.latest_records if self.latest_records is not None else self.records
+
+    @property
+    def open_review(self) -> Review | None:
+        return self.reviews[self.open_review_id] if self.open_review_id else None
+
+    @property
+    def review_departments_missing(self) -> list[str]:
+        return [d for d in self.review_requests if d not in self.review_records]
+
+    def _change_period(self, period: str) -> str:
+        """`period`, moved on to the benefit's first period or the latest change's when earlier
+        (changes apply in the order of their periods)."""
+        floor = [self.benefit.first_period, *(c.from_period for c in self.benefit_changes[-1:])]
+        return max([period, *floor], key=parse_period)
+
+    def schedule_reviews(self, cycle: ReviewCycle, on: date, now: datetime, by: Meta) -> None:
+        """An approved monthly benefit's review cycle and first review date (`on` + the cycle)."""
+        self.trigger_event(self.ReviewScheduled, case_id=self.case_id, cycle_months=cycle.months,
+                           cycle_code=cycle.code, next_review_date=next_review_date(on, cycle).isoformat(),
+                           scheduled_at=now.isoformat(), meta=by.as_dict())
+
+    def start_review(self, review_id: str, grace_reason: str | None, grace_months: int | None, reason: str,
+                     requests: list[tuple[str, str]], due_at: datetime, now: datetime, by: Meta) -> None:
+        """复核: the departments are asked again (one request id each, `requests` as
+        (department, request id)) about the members still living; the report is due as at
+        the first check (clock `verification_report`)."""
+        self._check_changeable()
+        if self.open_review_id is not None:
+            raise DecisionNotAllowed(f"review {self.open_review_id} is still running on this case",
+                                     "review_open")
+        if grace_reason is not None and grace_reason not in GRACE_REASONS:
+            raise RuleBroken(f"grace_reason is one of {', '.join(GRACE_REASONS)}", "grace_reason")
+        if grace_months is not None and grace_reason is None:
+            raise RuleBroken("grace_months comes with a grace_reason", "grace_months")
+        self.trigger_event(
+            self.ReviewStarted, case_id=self.case_id, review_id=review_id, benefit_id=self.benefit.benefit_id,
+            region_code=self.region_code, scheduled_for=self.next_review_date, grace_reason=grace_reason,
+            grace_months=grace_months, reason=reason, departments=[d for d, _ in requests],
+            started_by=by.user_id, started_at=now.isoformat(), meta=by.as_dict())
+        living = self.living_household.id_numbers
+        for department, request_id in requests:
+            self.trigger_event(
+                self.ReviewRequested, case_id=self.case_id, verification_id=self.verification_id,
+                review_id=review_id, request_id=request_id, department=department, id_numbers=living,
+                region_code=self.region_code, requested_at=now.isoformat(), due_at=due_at.isoformat(),
+                meta=by.as_dict())
+        self._set_deadline("verification_report", now, now, by)
+
+    def waits_for_review(self, department: str, request_id: str) -> bool:
+        """The answer is to the running review's request (not to the first check's)."""
+        return self.open_review_id is not None and self.review_requests.get(department) == request_id
+
+    def receive_for_review(self, department: str, request_id: str, members: list, reported_at: str,
+                           by: Meta) -> bool:
+        """Record a department's answer to the running review; False when it is not one it waits for."""
+        if not self.waits_for_review(department, request_id) or department in self.review_records:
+            return False
+        DepartmentRecord(department, tuple(members))  # refuse rows the rules could not read
+        self.trigger_event(self.ReviewRecordsReceived, case_id=self.case_id, review_id=self.open_review_id,
+                           department=department, request_id=request_id, members=members,
+                           reported_at=reported_at, meta=by.as_dict())
+        return True
+
+    def complete_review(self, record: dict[str, Any], result: ReviewResult, next_date: date | None,
+                        cycle_months: int | None, now: datetime, by: Meta) -> None:
+        """The review's outcome (services.verification.review.review_outcome) and the change it
+        makes from its period on, decided by whoever started the review: BenefitAdjusted,
+        BenefitTerminated (at once, or after the grace), or nothing. A benefit terminated
+        meanwhile (a death, fraud) is only recorded as such."""
+        review = self.open_review
+        if review is None:
+            raise DecisionNotAllowed("no review is running on this case", "review_not_open")
+        if self.benefit_status == "terminated":
+            result, next_date = ReviewResult("terminated", "BENEFIT_ALREADY_TERMINATED", "待遇已停发"), None
+        period = self._change_period(result.from_period) if result.from_period else None
+        reason = f"定期复核：{result.message_zh}"
+        self.trigger_event(
+            self.ReviewCompleted, case_id=self.case_id, review_id=review.review_id,
+            benefit_id=self.benefit.benefit_id, outcome=result.outcome, code=result.code,
+            per_capita_income_fen=record.get("per_capita_income_fen"),
+            standard_applied_fen=record.get("standard_applied_fen"), monthly_amount_fen=result.monthly_amount_fen,
+            from_period=period, grace=result.grace, reason=reason,
+            next_review_date=next_date.isoformat() if next_date else None, cycle_months=cycle_months,
+            assessment=record, completed_by=review.started_by, completed_at=now.isoformat(), meta=by.as_dict())
+        if result.outcome == "adjusted":
+            self._trigger_change(self.BenefitAdjusted, period, reason, now, by, review.started_by,
+                                 monthly_amount_fen=result.monthly_amount_fen,
+                                 previous_monthly_amount_fen=self.current_monthly_amount_fen)
+        elif result.outcome in ("terminated", "grace") and period is not None:
+            self._trigger_change(self.BenefitTerminated, period, reason, now, by, review.started_by)
+        self._clear_deadlines(now, by, "verification_report")
+
+    def suspend_unreachable(self, reason: str, now: datetime, by: Meta) -> None:
+        """Conclude the running review with a suspension from the next period (the household
+        cannot be reached); resumed later by a benefit change. The next review date moves on."""
+        if self.open_review is None:
+            raise DecisionNotAllowed("no review is running on this case", "review_not_open")
+        if self.benefit_status != "paying":
+            raise DecisionNotAllowed(f"the benefit is {self.benefit_status}, not paying: it cannot be "
+                                     "suspended", "benefit_not_paying")
+        period = self._change_period(first_unpaid_period(now))
+        self._check_change(period, reason)
+        months = self.review_cycle_months or 12
+        self.trigger_event(
+            self.ReviewCompleted, case_id=self.case_id, review_id=self.open_review_id,
+            benefit_id=self.benefit.benefit_id, outcome="suspended", code="REVIEW_UNREACHABLE",
+            per_capita_income_fen=None, standard_applied_fen=None, monthly_amount_fen=None, from_period=period,
+            grace=None, reason=reason, next_review_date=next_review_date(business_date(now), months).isoformat(),
+            cycle_months=months, assessment={}, completed_by=by.user_id, completed_at=now.isoformat(),
+            meta=by.as_dict())
+        self._trigger_change(self.BenefitSuspended, period, reason, now, by)
+        self._clear_deadlines(now, by, "verification_report", cancel=True)
+
+    # deaths (a partner department's DeathReported) ------------------------------------------------
+    def member_index(self, id_number: str) -> int | None:
+        """The position in the application of the member with this ID number, if any."""
+        number = id_number.strip().upper()
+        return next((i for i, m in enumerate(self.application.household.members) if m.id_number == number), None)
+
+    def record_death(self, record_id: str, member_index: int, date_of_death: date, department: str,
+                     now: datetime, by: Meta) -> bool:
+        """A member of the approved household died; False when this record or this member's
+        death was recorded already, or the case has no monthly benefit still running."""
+        if record_id in self.deaths or any(d.member_index == member_index for d in self.deaths.values()):
+            return False
+        if not self.benefit_open:
+            return False
+        member = self.application.household.members[member_index]
+        self.trigger_event(self.MemberDied, case_id=self.case_id, record_id=record_id, member_index=member_index,
+                           member_name_masked=mask_name(member.name), relation=member.relation,
+                           date_of_death=date_of_death.isoformat(), department=department,
+                           recorded_at=now.isoformat(), meta=by.as_dict())
+        return True
+
+    def death_ends_benefit(self, record_id: str) -> str | None:
+        """Why this death ends the benefit (as payment stops it itself): the applicant, who is the
+        account holder; the person of a single-person household (单人户); the last counted member.
+        None: the household goes on with fewer members."""
+        death = self.deaths[record_id]
+        hh = self.application.household
+        if death.relation == "self":
+            return "applicant"
+        if hh.single_person_member_id == hh.members[death.member_index].id_number:
+            return "single_person"
+        if not any(m.counted for m in self.living_household.members):
+            return "no_member"
+        return None
+
+    def change_after_death(self, record_id: str, assessment: Assessment | None, now: datetime, by: Meta) -> None:
+        """The household re-assessed without the member (`assessment`, None when the death ends
+        the benefit): a new amount from the month after the death, or the end of the benefit."""
+        death = self.deaths[record_id]
+        period = self._change_period(next_period(period_of(date.fromisoformat(death.date_of_death))))
+        base = f"家庭成员{death.member}于{death.date_of_death}死亡（{death.department} 记录 {record_id}）"
+        ends = self.death_ends_benefit(record_id)
+        if ends is not None or assessment is None:
+            why = {"applicant": "，申请人（收款人）死亡，停发，其他成员可重新申请",
+                   "single_person": "，单人户保对象死亡，停发"}.get(ends or "", "，家庭无其他成员，停发")
+            self._trigger_change(self.BenefitTerminated, period, base + why, now, by)
+        elif assessment.outcome == "eligible" and assessment.monthly_amount_fen > 0:
+            amount = assessment.monthly_amount_fen
+            if amount != self.current_monthly_amount_fen:
+                self._trigger_change(self.BenefitAdjusted, period, base + f"，家庭人数减少，保障金调整为{amount}分",
+                                     now, by, monthly_amount_fen=amount,
+                                     previous_monthly_amount_fen=self.current_monthly_amount_fen)
+        elif assessment.outcome == "ineligible":
+            self._trigger_change(self.BenefitTerminated, period, base + "，家庭月人均收入不再低于保障标准，停发",
+                                 now, by)
+
+    # fraud (虚报、隐瞒、伪造), four eyes ----------------------------------------------------------
+    def report_fraud(self, kinds: list[str], evidence: str, fraud_since: date, now: datetime, by: Meta) -> None:
+        """A county officer reports fraud on an approved benefit, with the evidence and the day it
+        began (from which payment computes what was overpaid)."""
+        if self.state != "approved" or self.benefit is None:
+            raise DecisionNotAllowed(f"fraud is recorded against an approved benefit; the case is {self.state}",
+                                     "approved_benefit")
+        if self.fraud is not None and self.fraud.state in ("reported", "recorded"):
+            rule = "fraud_reported" if self.fraud.state == "reported" else "fraud_recorded"
+            raise DecisionNotAllowed(f"fraud is already {self.fraud.state} on this case", rule)
+        if not kinds or len(set(kinds)) != len(kinds) or any(k not in FRAUD_KINDS for k in kinds):
+            raise RuleBroken(f"kinds lists one or more of {', '.join(FRAUD_KINDS)}, each once", "fraud_kinds")
+        if not evidence or not evidence.strip() or len(evidence) > 4000:
+            raise RuleBroken("fraud is reported with its evidence (1 to 4000 characters)", "evidence")
+        self._not_future(fraud_since, now, "fraud_since")
+        self.trigger_event(self.FraudReported, case_id=self.case_id, kinds=list(kinds), evidence=evidence,
+                           fraud_since=fraud_since.isoformat(), reported_by=by.user_id,
+                           reported_at=now.isoformat(), meta=by.as_dict())
+
+    def _fraud_to_decide(self, by: Meta, step: str) -> FraudReport:
+        if self.fraud is None or self.fraud.state != "reported":
+            raise DecisionNotAllowed(f"no fraud report awaits {step} on this case", "fraud_not_reported")
+        if by.user_id == self.fraud.reported_by:
+            raise DecisionNotAllowed(f"four eyes: the officer who reported the fraud cannot {step} it; "
+                                     "a second county officer does", "four_eyes")
+        return self.fraud
+
+    def confirm_fraud(self, now: datetime, by: Meta) -> None:
+        """A second county officer confirms: a monthly benefit still running ends from the next
+        period (BenefitTerminated), then FraudRecorded (the dishonesty list; payment recovers
+        what was paid since `fraud_since`)."""
+        fraud = self._fraud_to_decide(by, "confirm")
+        period = first_unpaid_period(now)
+        names = {"false_report": "虚报", "concealment": "隐瞒", "forgery": "伪造"}
+        reason = ("经两名县级民政工作人员确认，存在" + "、".join(names[k] for k in fraud.kinds)
+                  + f"行为（自{fraud.fraud_since}起），停发")
+        if self.benefit_open:
+            period = self._change_period(period)
+            self._trigger_change(self.BenefitTerminated, period, reason, now, by)
+        elif self.benefit.kind == "monthly":
+            ends = next(c.from_period for c in reversed(self.benefit_changes) if c.change == "terminate")
+            if parse_period(period) < parse_period(ends):
+                # Terminated after a grace period still running: fraud ends it sooner, from the
+                # next period (out of the periods' order on purpose: payment takes an earlier end).
+                self._trigger_change(self.BenefitTerminated, period, reason, now, by)
+            else:  # terminated before: from that period on
+                period = ends
+        applicant = self.application.household.applicant
+        self.trigger_event(
+            self.FraudRecorded, case_id=self.case_id, benefit_id=self.benefit.benefit_id,
+            benefit_type=self.benefit.benefit_type, region_code=self.region_code,
+            applicant_name_masked=mask_name(applicant.name),
+            applicant_id_number_masked=mask_resident_id(applicant.id_number), fraud_kinds=list(fraud.kinds),
+            fraud_since=fraud.fraud_since, terminated_from_period=period, reported_by=fraud.reported_by,
+            confirmed_by=by.user_id, recorded_at=now.isoformat(), meta=by.as_dict())
+
+    def refuse_fraud(self, reason: str, now: datetime, by: Meta) -> None:
+        """A second county officer finds the report unfounded: nothing changes, and fraud may be
+        reported again on new evidence."""
+        self._fraud_to_decide(by, "refuse")
+        if not reason or not reason.strip() or len(reason) > 2000:
+            raise RuleBroken("a refusal gives its reason (1 to 2000 characters)", "reason")
+        self.trigger_event(self.FraudRefused, case_id=self.case_id, reason=reason, refused_by=by.user_id,
+                           refused_at=now.isoformat(), meta=by.as_dict())

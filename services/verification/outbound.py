@@ -66,6 +66,16 @@ OUTBOUND.copies(Verification.BenefitResumed, "BenefitResumed")
 OUTBOUND.copies(Verification.BenefitTerminated, "BenefitTerminated")
 
 
+# Dynamic management and fraud (issue 11). A review asks the departments again with requests of
+# its own (the same public event as the first check's, new request ids); FraudReported (an
+# accusation one officer made, with its evidence) stays inside: only the confirmed record is
+# published, masked, on the verification topic and the dishonesty-list feed (topics.EXTRA_TOPICS).
+OUTBOUND.copies(Verification.ReviewRequested, "VerificationRequested")
+OUTBOUND.copies(Verification.ReviewStarted, "ReviewStarted")
+OUTBOUND.copies(Verification.ReviewCompleted, "ReviewCompleted")
+OUTBOUND.copies(Verification.FraudRecorded, "FraudRecorded")
+
+
 @OUTBOUND.maps(Verification.Refused, "BenefitRefused")
 def benefit_refused(e: Verification.Refused) -> dict[str, Any]:
     return {

@@ -199,3 +199,62 @@ class BenefitChange:
     def __post_init__(self) -> None:
         _one_of(self.change, BENEFIT_CHANGES, "a benefit change")
         _one_of(self.status, BENEFIT_STATUSES, "a benefit's status")
+
+
+# --- after approval (issue 11): reviews, deaths, fraud ----------------------------------------
+@dataclass(frozen=True)
+class Review:
+    """A periodic review (动态管理): the economic check asked again, and what it ended in."""
+
+    review_id: str
+    state: Literal["open", "completed"]
+    scheduled_for: str | None  # the review date it was due on (None: started before any was set)
+    grace_reason: str | None   # named by the caseworker (pensioner: computed when not named)
+    grace_months: int | None
+    reason: str
+    started_by: str
+    started_at: str
+    departments: tuple[str, ...]
+    outcome: str | None = None  # services.verification.review.REVIEW_OUTCOMES
+    per_capita_income_fen: int | None = None
+    monthly_amount_fen: int | None = None  # the new amount (adjusted)
+    from_period: str | None = None         # the first period its change applies to
+    grace: dict[str, Any] | None = None    # {reason, months, last_paid_period}
+    next_review_date: str | None = None
+    completed_at: str | None = None
+
+    def completed(self, **outcome: Any) -> "Review":
+        return dataclasses.replace(self, state="completed", **outcome)
+
+
+@dataclass(frozen=True)
+class Death:
+    """A member's death a department reported (once per record), the member by position in the
+    application and by masked name: no ID number is kept here."""
+
+    record_id: str
+    member_index: int
+    member: str
+    relation: str
+    date_of_death: str
+    department: str
+    recorded_at: str
+
+
+@dataclass(frozen=True)
+class FraudReport:
+    """虚报、隐瞒、伪造, reported by a county officer and confirmed (or refused) by another."""
+
+    kinds: tuple[str, ...]
+    evidence: str
+    fraud_since: str
+    reported_by: str
+    reported_at: str
+    state: Literal["reported", "refused", "recorded"] = "reported"
+    decided_by: str | None = None
+    decided_at: str | None = None
+    refusal_reason: str | None = None
+    terminated_from_period: str | None = None
+
+    def decided(self, state: str, by: str, at: str, **more: Any) -> "FraudReport":
+        return dataclasses.replace(self, state=state, decided_by=by, decided_at=at, **more)

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Literal
 
 from lifeline.rules.periods import add_periods, business_date, next_period, period_of
-from services.verification.assessment import Household
+from services.verification.assessment import Assessment, DepartmentRecord, Household, Member
 from lifeline.rules.policy import CountyPolicy, ReviewPolicy
 
 GraceReason = Literal["pensioner", "graduate_employed", "public_employment",
@@ -141,3 +141,117 @@ def first_unpaid_period(decided_at: datetime, grace_months: int = 0) -> str:
 
 def last_paid_period(decided_at: datetime, grace_months: int = 0) -> str:
     return add_periods(first_unpaid_period(decided_at, grace_months), -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Reviews (issue 11): who reviews how often, and what a review ends in
+# --------------------------------------------------------------------------------------------
+# What a review ends in (ReviewCompleted.outcome).
+REVIEW_OUTCOMES: tuple[str, ...] = ("no_change", "adjusted", "suspended", "terminated", "grace")
+# 虚报、隐瞒、伪造 (FraudRecorded.fraud_kinds).
+FRAUD_KINDS: tuple[str, ...] = ("false_report", "concealment", "forgery")
+# Judgement: a counted member of this age or more whose income the human-resources and
+# social-security department (人社, which pays pensions) reports is taken to draw a pension
+# (已领取养老保险金); the statutory retirement age of men, the highest one.
+PENSION_AGE = 60
+
+
+def _rows_by_person(record: DepartmentRecord | None) -> dict[str, int]:
+    """A department's monthly income per person (ID number as the assessment spells it)."""
+    out: dict[str, int] = {}
+    for row in (record.members if record is not None else ()):
+        key = str(row["id_number"]).strip().upper()
+        out[key] = out.get(key, 0) + int(row.get("monthly_income_fen", 0) or 0)
+    return out
+
+
+def income_irregular(household: Household, records: dict[str, DepartmentRecord]) -> bool:
+    """收入来源不固定, from the check's records (judgement, docs/PROCEDURE.md): no counted member
+    has a wage or a pension the human-resources department (人社, `hrss`) records, or the
+    household declared more income than that department records (income from odd jobs,
+    farming or informal work, which no department sees)."""
+    recorded = _rows_by_person(records.get("hrss"))
+    total = sum(recorded.get(m.id_number, 0) for m in household.members if m.counted)
+    return total == 0 or household.declared_monthly_income_fen > total
+
+
+def household_review_cycle(household: Household, records: dict[str, DepartmentRecord],
+                           policy: CountyPolicy | ReviewPolicy | None = None) -> ReviewCycle:
+    """The cycle of an approved monthly household: half-yearly for a 低保 household whose income
+    is irregular and one of whose counted members can work, annual otherwise (特困 always:
+    the seed names 低保 households only for the half-yearly check)."""
+    irregular = household.assistance_type == "dibao" and income_irregular(household, records)
+    return review_cycle(household, income_irregular=irregular, policy=policy)
+
+
+def pensioners(household: Household, records: dict[str, DepartmentRecord], on: date) -> list[Member]:
+    """Counted members taken to draw a pension: PENSION_AGE or older on `on`, with income
+    the human-resources department (人社) reports."""
+    recorded = _rows_by_person(records.get("hrss"))
+    return [m for m in household.members if m.counted and recorded.get(m.id_number, 0) > 0
+            and (m.age_on(on) or 0) >= PENSION_AGE]
+
+
+def grace_months_range(reason: str, policy: CountyPolicy | ReviewPolicy | None = None) -> tuple[int, int]:
+    """The months a caseworker may name for a grace reason (one value where the policy fixes it)."""
+    rp = _review_policy(policy)
+    if reason in ("graduate_employed", "epidemic"):
+        return getattr(rp, f"{reason}_min_months"), getattr(rp, f"{reason}_max_months")
+    if reason not in GRACE_REASONS:
+        raise ValueError(f"unknown grace reason {reason!r}; expected one of {GRACE_REASONS}")
+    fixed = getattr(rp, f"{reason}_months")
+    return fixed, fixed
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    """What a review's assessment means for the benefit: the outcome, the new amount (adjusted
+    only), the first period the change applies to (None: no change), the grace granted."""
+
+    outcome: str
+    code: str
+    message_zh: str
+    monthly_amount_fen: int | None = None
+    from_period: str | None = None
+    grace: dict[str, int | str] | None = None
+
+
+def review_outcome(assessment: Assessment, *, current_amount_fen: int, standard_fen: int,
+                   decided_at: datetime, policy: CountyPolicy | ReviewPolicy | None = None,
+                   grace_reason: str | None = None, grace_months: int | None = None,
+                   pensioner: bool = False) -> ReviewResult:
+    """The outcome of a review on the records it asked for again (`assessment`, by the rules
+    in force on the review's completion).
+
+    - Still eligible: the new amount from the next period (adjusted), or no change when it is
+      the amount in force.
+    - Income at or above the standard (`standard_fen`, the 低保标准 of the household's area) with
+      assets within the limit, and a grace reason: the one the caseworker named, or a pensioner
+      (`pensioner`: computed from the records) whose household lies between 1 and 2 times the
+      standard: the benefit goes on for the grace months, then stops (first_unpaid_period).
+    - Otherwise not eligible any more: it stops from the next period.
+    A check that could not conclude (a department missing) changes nothing.
+    """
+    if assessment.outcome == "needs_appraisal":
+        return ReviewResult("no_change", "REVIEW_INCONCLUSIVE", "核对数据不全，维持原待遇")
+    if assessment.outcome == "eligible" and assessment.monthly_amount_fen > 0:
+        amount = assessment.monthly_amount_fen
+        if amount == current_amount_fen:
+            return ReviewResult("no_change", "REVIEW_NO_CHANGE", "经复核家庭经济状况无变化，维持原保障金")
+        return ReviewResult("adjusted", "REVIEW_ADJUSTED",
+                            f"经复核家庭经济状况变化，保障金由{current_amount_fen}分调整为{amount}分",
+                            amount, first_unpaid_period(decided_at))
+    pci = assessment.per_capita_income_fen
+    income_above = pci >= standard_fen and assessment.assets_within_limit
+    reason = grace_reason or ("pensioner" if pensioner else None)
+    if income_above and reason is not None:
+        decision = grace_period(reason, policy=policy, per_capita_income_fen=pci, standard_fen=standard_fen,
+                                months=grace_months if reason in ("graduate_employed", "epidemic") else None)
+        if decision.granted and decision.months > 0:
+            return ReviewResult(
+                "grace", decision.code, decision.message_zh + f"（{decision.months}个月）", None,
+                first_unpaid_period(decided_at, decision.months),
+                {"reason": reason, "months": decision.months,
+                 "last_paid_period": last_paid_period(decided_at, decision.months)})
+    return ReviewResult("terminated", "REVIEW_NO_LONGER_ELIGIBLE", "经复核不再符合保障条件，停发",
+                        None, first_unpaid_period(decided_at))

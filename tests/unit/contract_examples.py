@@ -150,6 +150,26 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "reason": "家庭人均收入超过当地低保标准", "decided_by": "county-001",
         "decided_at": "2026-12-10T10:00:00+08:00",
     },
+    # Reviews and fraud (issue 11, verification).
+    "ReviewStarted": {
+        "case_id": CASE_ID, "review_id": "RV-000001", "benefit_id": BENEFIT_ID, "region_code": VILLAGE,
+        "scheduled_for": "2027-03-20", "grace_reason": "graduate_employed", "grace_months": 9,
+        "reason": "年度复核", "departments": ["hrss", "tax", "bank"], "started_by": "caseworker-001",
+        "started_at": "2027-03-22T09:00:00+08:00",
+    },
+    "ReviewCompleted": {
+        "case_id": CASE_ID, "review_id": "RV-000001", "benefit_id": BENEFIT_ID, "outcome": "grace",
+        "per_capita_income_fen": 150000, "standard_applied_fen": 103000, "monthly_amount_fen": None,
+        "from_period": "2028-01", "grace": {"reason": "graduate_employed", "months": 9, "last_paid_period": "2027-12"},
+        "reason": "定期复核：共同生活的家庭成员高中或者大学毕业后实现就业，给予延退期（9个月）",
+        "next_review_date": None, "completed_by": "caseworker-001", "completed_at": "2027-03-24T16:00:00+08:00",
+    },
+    "FraudRecorded": {
+        "case_id": CASE_ID, "benefit_id": BENEFIT_ID, "benefit_type": "dibao", "region_code": VILLAGE,
+        "applicant_name_masked": "张*", "applicant_id_number_masked": APPLICANT_ID[:6] + "*" * 8 + APPLICANT_ID[-4:],
+        "fraud_kinds": ["concealment", "forgery"], "fraud_since": "2026-03-01", "terminated_from_period": "2027-01",
+        "reported_by": "county-001", "confirmed_by": "county-002", "recorded_at": "2026-12-10T10:00:00+08:00",
+    },
     "EntitlementOpened": {
         "entitlement_id": "ent-000001", "case_id": CASE_ID, "benefit_id": BENEFIT_ID,
         "benefit_type": "dibao", "monthly_amount_fen": 189000, "first_period": "2026-04",
@@ -183,6 +203,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "PaymentRecallRequested": {
         "payment_id": "E-0123456789ABCDEF0123-202604", "case_id": CASE_ID,
         "reason": "死亡（public_security 记录 PS-0001，2026-03-28）", "requested_at": "2026-04-01T15:00:00+08:00",
+    },
+    "RecoveryOpened": {
+        "recovery_id": "RC-B-0123456789ABCDEF0123", "case_id": CASE_ID, "ground": "fraud", "amount_fen": 378000,
+        "payments": [{"payment_id": "E-0123456789ABCDEF0123-202603", "period": "2026-03", "amount_fen": 189000},
+                     {"payment_id": "E-0123456789ABCDEF0123-202604", "period": "2026-04", "amount_fen": 189000}],
+        "since": "2026-03-10", "cause": "B-0123456789ABCDEF0123", "opened_at": "2026-04-20T10:00:00+08:00",
     },
     "PaymentRunCompleted": {
         "run_id": "PR-370502-202604", "county_code": "370502", "period": "2026-04", "count": 1200,
@@ -266,6 +292,55 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "deadline_id": f"{CASE_ID}/household_survey", "case_id": CASE_ID, "clock": "household_survey",
         "outcome": "met", "cleared_at": "2026-03-03T16:00:00+08:00",
     },
+    # One person, one file per benefit; the emergency green channel (issue 11, intake).
+    "DuplicateSuspected": {
+        "case_id": CASE_ID, "region_code": VILLAGE, "assistance_type": "dibao",
+        "other_case_ids": ["case-320583-000000"], "reasons": ["open_application"],
+        "suspected_at": "2026-03-02T09:30:00+08:00",
+    },
+    "DuplicateDecided": {
+        "case_id": CASE_ID, "region_code": VILLAGE, "assistance_type": "dibao",
+        "other_case_ids": ["case-320583-000000"], "decision": "withdraw",
+        "reason": "该户已在另一乡镇申请低保，申请人同意撤回本申请", "decided_by": "caseworker-001",
+        "decided_at": "2026-03-03T10:00:00+08:00",
+    },
+    "EmergencyReliefGranted": {
+        "grant_id": "ER-0123456789ABCDEF0123", "case_id": CASE_ID, "region_code": VILLAGE,
+        "township_code": TOWNSHIP, "amount_fen": 200000, "reason": "突发重病住院，急需医疗和生活费用",
+        "approval_level": "township", "granted_by": "reviewer-001", "bank_account": BANK_ACCOUNT,
+        "post_approval_due_date": "2026-03-09", "granted_at": "2026-03-02T10:00:00+08:00",
+    },
+    "EmergencyReliefPostApprovalDecided": {
+        "grant_id": "ER-0123456789ABCDEF0123", "case_id": CASE_ID, "region_code": VILLAGE,
+        "township_code": TOWNSHIP, "decision": "approved", "reason": "经补充核实，符合临时救助条件",
+        "amount_fen": 200000, "decided_by": "reviewer-002", "decided_at": "2026-03-05T15:00:00+08:00",
+    },
+    # Finding households and referrals followed up (issue 11, intake and the partner simulator).
+    "DiscoveryReported": {
+        "report_id": "D-0123456789ABCDEF0123", "case_id": CASE_ID, "region_code": VILLAGE,
+        "responsible_office": TOWNSHIP, "reporter_kind": "hospital", "reporter_organisation": "市人民医院",
+        "person_name_masked": "张*", "id_number_masked": APPLICANT_ID[:6] + "*" * 8 + APPLICANT_ID[-4:],
+        "urgency": "urgent", "rule_id": None, "record_ids": [], "contact_due_date": "2026-03-05",
+        "reported_at": "2026-03-02T09:30:00+08:00",
+    },
+    "DiscoveryContacted": {
+        "report_id": "D-0123456789ABCDEF0123", "case_id": CASE_ID, "region_code": VILLAGE,
+        "outcome": "applying", "note": "已入户联系，协助申请", "contacted_at": "2026-03-03T10:00:00+08:00",
+    },
+    "LifeEventReported": {
+        "record_id": "MEDI-0123456789ABCDEF0123", "department": "medical_insurance", "kind": "medical_expense",
+        "id_number": APPLICANT_ID, "name": "张三", "region_code": VILLAGE, "amount_fen": 2500000,
+        "only_earner": None, "occurred_on": "2026-02-20", "reported_at": "2026-03-01T09:00:00+08:00",
+    },
+    "ReferralAnswered": {
+        "referral_id": REFERRAL_ID, "case_id": CASE_ID, "department": "medical_insurance",
+        "outcome": "resolved", "note": "已落实医疗救助", "answered_at": "2026-03-04T15:00:00+08:00",
+    },
+    "ReferralOutcomeRecorded": {
+        "referral_id": REFERRAL_ID, "case_id": CASE_ID, "target": "medical_insurance", "outcome": "resolved",
+        "note": "已落实医疗救助", "answered_by": "department", "due_date": "2026-03-09", "late": False,
+        "recorded_at": "2026-03-04T15:00:01+08:00",
+    },
     "ObjectionReceived": {
         "objection_id": "OBJ-000001", "case_id": CASE_ID, "public_notice_id": "pn-000001",
         "village_code": VILLAGE, "text": "该户家中新购轿车一辆，与公示情况不符。", "contact": None,
@@ -335,6 +410,7 @@ BENEFIT_APPROVED_V2: dict[str, Any] = {
 SUBJECTS: dict[str, str] = {name: data.get("case_id", "") for name, data in EXAMPLES.items()}
 SUBJECTS["FundRegistered"] = EXAMPLES["FundRegistered"]["fund_id"]
 SUBJECTS["DeathReported"] = EXAMPLES["DeathReported"]["record_id"]
+SUBJECTS["LifeEventReported"] = EXAMPLES["LifeEventReported"]["record_id"]
 for _name in ("PaymentRunStarted", "BankBatchSubmitted", "PaymentRunCompleted", "ReconciliationCompleted"):
     SUBJECTS[_name] = EXAMPLES[_name]["run_id"]  # a run's events are keyed by the run
 

@@ -11,22 +11,25 @@ consumer group reads that topic. Nothing here is built by hand but the clerk's f
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import date
 from typing import Any
 
 import pytest
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
+from lifeline.domain.aggregate import Meta
 from lifeline.domain.clock import FixedClock
 from lifeline.messaging.outbox import to_cloud_events
 from lifeline.settings import Settings
 from lifeline.simulators.bank import BankSimulator, BehaviourIn
-from lifeline.simulators.partners import DeathIn, PartnerSimulator
+from lifeline.simulators.partners import DeathIn, LifeEventIn, PartnerSimulator, ReferralAnswerIn
 from lifeline.stores.projection import Projection
 from lifeline.stores.sidestore import SideStore
 from services.charity.application import CharityApplication
 from services.charity.application import project as charity_project
 from services.charity.consumers import CONSUMES as CHARITY_CONSUMES
+from services.intake import persons, relief
 from services.intake.application import IntakeApplication
 from services.intake.application import project as intake_project
 from services.intake.consumers import CONSUMES as INTAKE_CONSUMES
@@ -60,13 +63,22 @@ NOW = "2026-11-25T09:00:00+08:00"
 # Public events no Lifeline service consumes yet (read by partners, the federation, auditors).
 NOT_CONSUMED_YET = {"VerificationRequested", "EntitlementOpened", "NoticeIssued", "NeedOpened",
                     "FundRegistered",
+                    # a held application and its decision: read by the console and auditors (issue 11)
+                    "DuplicateSuspected", "DuplicateDecided",
                     # the procedure's steps and the watch's answers: read by auditors and the console
                     "HouseholdSurveyRecorded", "InitialReviewProposed", "ObjectionRaised",
-                    "DemocraticAppraisalHeld", "DeadlineWarning", "DeadlineBreached",
+                    "DemocraticAppraisalHeld", "DeadlineWarning",
+                    # a review's start and end (issue 11): read by the console and auditors; notify
+                    # issues the 调整/停发告知书 on the Benefit* change that follows
+                    "ReviewStarted", "ReviewCompleted",
+                    # finding households and referrals followed up (issue 11): read by the console
+                    "DiscoveryReported", "DiscoveryContacted", "ReferralOutcomeRecorded",
                     # payment's runs and what the banks answered: read by auditors, the console and
                     # (the notices issue) notify
                     "PaymentRunStarted", "PaymentInstructed", "BankBatchSubmitted", "PaymentSettled",
-                    "PaymentReturned", "PaymentRecallRequested", "PaymentRunCompleted", "ReconciliationCompleted"}
+                    "PaymentReturned", "PaymentRecallRequested", "PaymentRunCompleted", "ReconciliationCompleted",
+                    # what a household is to pay back: read by the county's finance office and auditors
+                    "RecoveryOpened"}
 
 
 class Scenario:
@@ -162,6 +174,9 @@ def scenario(tmp_path_factory) -> Scenario:
         "low_income": ([pid(406)], {"assistance_type": "low_income"}),
         "stalled": ([pid(407)], {}),          # accepted, never surveyed: its deadline is breached
         "not_accepted": ([pid(408)], {}),     # materials asked for, then not accepted
+        # issue 11, verification: a member dies, then a review with a grace period; fraud confirmed
+        "reviewed": ([pid(461), pid(462, female=True), pid(463)], {}),
+        "fraud": ([pid(464)], {}),
     }
     s.households = households
     for label, (ids, overrides) in households.items():
@@ -172,9 +187,12 @@ def scenario(tmp_path_factory) -> Scenario:
             intake.decide_acceptance(cases[label], "refuse", "逾期未补正材料", None, CLERK)
         else:
             intake.decide_acceptance(cases[label], "accept", "材料齐全，予以受理", None, CLERK)
+    payment_reserve_fund(s)  # before the grants: intake's emergency relief is paid at once
+    intake_finding_and_relief(s)
+    intake_outreach(s, cases)
     s.settle()
     decided = {"dibao": "include", "jinan": "include", "low_income": "include", "zhichu": "include",
-               "refused": "refuse"}
+               "refused": "refuse", "reviewed": "include", "fraud": "include"}
     s.clock.set(STEPS_AT)
     for label, proposal in decided.items():
         verification.record_survey(cases[label], SURVEYORS, s.clock.now().date(), "入户调查情况与申报一致", CASEWORKER)
@@ -195,6 +213,8 @@ def scenario(tmp_path_factory) -> Scenario:
     assert notify.watch_deadline(stalled_survey, s.clock.now()) == "warned"
     s.clock.set(NOW)
     assert notify.watch_deadline(stalled_survey, s.clock.now()) == "breached"
+    # The unanswered referral (raised 11-11, due 11-18): breached, intake marks it overdue.
+    assert notify.watch_deadline(f"{s.overdue_referral}/referral", s.clock.now()) == "breached"
     for label in ("dibao", "jinan", "low_income"):
         verification.decide(cases[label], "approve", "符合条件", REVIEWER)
     verification.decide(cases["zhichu"], "approve", "支出型困难", COUNTY_OFFICER)
@@ -219,8 +239,62 @@ def scenario(tmp_path_factory) -> Scenario:
     }, COUNTY_OFFICER)
     s.settle()
     pay_december(s, cases)
+    verification_reviews_deaths_fraud(s, cases)
     s.cases = cases
     return s
+
+
+# --- issue 11, intake: one person, one file per benefit; the emergency green channel -----------
+def intake_finding_and_relief(s: Scenario) -> None:
+    """The same person on a second application: held, then withdrawn. An urgent case gets two
+    emergency grants within the township's cap: one post-approved, one refused."""
+    intake = s.app("intake")
+    ids = [pid(409)]
+    s.poor(*ids)
+    intake.submit_application(form(ids), CLERK)
+    held = intake.submit_application(form(ids), CLERK)          # DuplicateSuspected
+    persons.decide_duplicate(intake, held, "withdraw", "同一人已有在办申请，撤回本申请", CASEWORKER)
+    urgent = intake.submit_application(form([pid(410)], urgency="urgent"), CLERK)
+    first, _ = relief.grant_relief(intake, urgent, 200000, "突发重病住院", REVIEWER)     # DeadlineSet
+    second, _ = relief.grant_relief(intake, urgent, 100000, "急需生活费用", CASEWORKER)
+    relief.decide_post_approval(intake, urgent, first["grant_id"], "approve", "补充审批通过", COUNTY_OFFICER)
+    relief.decide_post_approval(intake, urgent, second["grant_id"], "refuse", "不符合条件，予以追回", REVIEWER)
+    s.relief_case = urgent
+
+
+# --- issue 11, payment: emergency relief paid from the reserve fund; recoveries ----------------
+def payment_reserve_fund(s: Scenario) -> None:
+    """The township's reserve fund holds enough for intake's two grants: both are paid at once;
+    the one whose post-approval is refused is recovered (RecoveryOpened)."""
+    s.app("payment").replenish("370502101", 1_000_000, "DYQ-BYJ-2026-11", COUNTY_OFFICER)
+
+
+# --- issue 11, intake: finding households; referrals followed up ------------------------------
+def intake_outreach(s: Scenario, cases: dict[str, str]) -> None:
+    """A hospital's report, contact and the application made from it; a disaster loss reported
+    twice by the simulator's real code (one report); two referrals by the referral clock, one
+    answered by the simulator's real code, one left to be breached (see the scenario)."""
+    intake = s.app("intake")
+    report = intake.report_discovery({
+        "reporter": {"kind": "hospital", "organisation": "东营区人民医院", "name": None, "contact": None},
+        "person": {"id_number": pid(411), "name": "赵大海", "address": "胜利社区3号楼", "region_code": "370502101001"},
+        "seen": "住院费用无力支付", "urgency": "urgent"}, CLERK)
+    intake.record_contact(report.report_id, "applying", "已入户联系，协助申请", CLERK)
+    s.poor(pid(411))
+    assert intake.submit_application(form([pid(411)], discovery_report_id=report.report_id), CLERK) == report.case_id
+    loss = LifeEventIn(kind="disaster_loss", id_number=pid(412), name="钱多多", region_code="370502101001",
+                       amount_fen=1_500_000, occurred_on="2026-11-10")
+    for _ in range(2):
+        _, raw = s.simulator.life_event(loss)
+        s._deliver(T.PARTNER_RECORDS, raw)
+    referral = {"need_category": "medical", "amount_asked_fen": 0, "urgency": "normal", "consent_to_share": True}
+    answered = intake.raise_referral(cases["dibao"], {**referral, "target": "medical_insurance"}, CLERK)
+    s.overdue_referral = intake.raise_referral(cases["dibao"], {**referral, "target": "housing"}, CLERK)
+    _, raw = s.simulator.referral_answer(ReferralAnswerIn(
+        referral_id=answered, case_id=cases["dibao"], department="medical_insurance", outcome="accepted",
+        note="已受理医疗救助"))
+    s._deliver(T.PARTNER_RECORDS, raw)
+    s.discovery_reports = [report.report_id]
 
 
 class _Bank:
@@ -259,6 +333,40 @@ def pay_december(s: Scenario, cases: dict[str, str]) -> None:
     payment.receive_statement("RCC", s.bank.statement(account), SYSTEM)
     jobs.run_once(SYSTEM)                       # completed and reconciled
     s.settle()
+
+
+# --- issue 11, verification: reviews, grace periods, deaths, fraud -----------------------------
+def verification_reviews_deaths_fraud(s: Scenario, cases: dict[str, str]) -> None:
+    """After December's run: a member of a three-person household dies (the simulator's real
+    report: BenefitAdjusted), its review finds a member employed after school (ReviewStarted,
+    the departments asked again, ReviewCompleted with a 9-month grace, BenefitTerminated after
+    it); fraud on another household is reported by one county officer and confirmed by a second
+    (BenefitTerminated, FraudRecorded)."""
+    verification = s.app("verification")
+    for label in ("reviewed", "fraud"):
+        verification.decide(cases[label], "approve", "符合条件", REVIEWER)
+    s.settle()
+    ids = s.households["reviewed"][0]
+    _, death = s.simulator.death(DeathIn(id_number=ids[2], name="王乐", date_of_death="2026-11-20"))
+    s._deliver(T.PARTNER_RECORDS, death)
+    s.simulator.records[("hrss", ids[1])] = {**dict.fromkeys(RECORD_FIELDS, 0), "monthly_income_fen": 400000}
+    verification.start_review(cases["reviewed"], "graduate_employed", 9, "年度复核", CASEWORKER)
+    s.settle()  # the simulator answers the review's requests; the review completes
+    assert verification.get_verification(cases["reviewed"]).reviews, "the review never started"
+    verification.report_fraud(cases["fraud"], ["concealment"], "隐瞒配偶工资收入", date(2026, 11, 1), COUNTY_OFFICER)
+    verification.confirm_fraud(cases["fraud"], Meta("county-002", "county_officer", "370502"))
+    s.settle()
+
+
+def test_reviews_deaths_and_fraud_reach_their_ends(scenario):
+    reviewed = scenario.app("verification").get_verification(scenario.cases["reviewed"])
+    [review] = reviewed.reviews.values()
+    assert (review.outcome, review.from_period, review.grace["months"]) == ("grace", "2027-09", 9)
+    assert [(c.change, c.from_period) for c in reviewed.benefit_changes] == [("adjust", "2026-12"),
+                                                                            ("terminate", "2027-09")]
+    [recorded] = scenario.published["FraudRecorded"]
+    assert recorded["case_id"] == scenario.cases["fraud"]
+    assert scenario.households["fraud"][0][0] not in str(recorded)
 
 
 def _properties(root: dict, schema: dict, path: str = "$") -> set[str]:
@@ -341,12 +449,14 @@ def test_benefit_kinds_reach_payment_as_their_own_entitlements(scenario):
         kinds = {label: [d["kind"] for d in tx.find("entitlement", case_id)]
                  for label, case_id in scenario.cases.items()}
     assert kinds == {"dibao": ["monthly"], "refused": [], "jinan": ["one_off"],
-                     "zhichu": ["one_off"], "low_income": ["recognition"], "stalled": [], "not_accepted": []}
+                     "zhichu": ["one_off"], "low_income": ["recognition"], "stalled": [], "not_accepted": [],
+                     "reviewed": ["monthly"], "fraud": ["monthly"]}
 
 
 # Read-model documents that mirror a public event: what they share must agree.
 MIRRORS = {
     ("intake", "referral"): ("ReferralRaised", "referral_id"),
+    ("intake", "discovery_report"): ("DiscoveryReported", "report_id"),
     ("payment", "entitlement"): ("EntitlementOpened", "entitlement_id"),
     ("charity", "need"): ("NeedOpened", "need_id"),
     ("charity", "fund"): ("FundRegistered", "fund_id"),

@@ -13,6 +13,8 @@ from lifeline.rules import vocabulary as V
 from lifeline.rules.clocks import CLOCKS
 from lifeline.rules.departments import DEPARTMENTS
 from services.notify.domain import LEGAL_NAMES
+from services.payment.domain import RECOVERY_GROUNDS
+from services.verification.review import FRAUD_KINDS, GRACE_REASONS, REVIEW_OUTCOMES
 
 # (event, JSON path of an enum) → the vocabulary it must equal (None allowed where nullable).
 VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
@@ -70,6 +72,34 @@ VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
     ("DeadlineSet", "$.clock"): tuple(CLOCKS),
     ("DeadlineCleared", "$.clock"): tuple(CLOCKS),
     ("DeadlineCleared", "$.outcome"): V.DEADLINE_OUTCOMES,
+    # reviews and fraud (issue 11, verification)
+    ("ReviewStarted", "$.grace_reason"): (*GRACE_REASONS, None),
+    ("ReviewStarted", "$.departments[]"): tuple(DEPARTMENTS),
+    ("ReviewCompleted", "$.outcome"): REVIEW_OUTCOMES,
+    ("ReviewCompleted", "$.grace.reason"): GRACE_REASONS,
+    ("FraudRecorded", "$.benefit_type"): V.ASSISTANCE_TYPES,
+    ("FraudRecorded", "$.fraud_kinds[]"): FRAUD_KINDS,
+    # one person, one file per benefit; the emergency green channel (issue 11)
+    ("DuplicateSuspected", "$.assistance_type"): V.ASSISTANCE_TYPES,
+    ("DuplicateSuspected", "$.reasons[]"): V.DUPLICATE_REASONS,
+    ("DuplicateDecided", "$.assistance_type"): V.ASSISTANCE_TYPES,
+    ("DuplicateDecided", "$.decision"): V.DUPLICATE_DECISIONS,
+    ("EmergencyReliefGranted", "$.approval_level"): V.APPROVAL_LEVELS,
+    ("EmergencyReliefGranted", "$.bank_account.channel"): tuple(V.BANK_CHANNELS),
+    ("EmergencyReliefPostApprovalDecided", "$.decision"): V.POST_APPROVAL_DECISIONS,
+    # recoveries (追回, issue 11, payment)
+    ("RecoveryOpened", "$.ground"): RECOVERY_GROUNDS,
+    # finding households; referrals followed up (issue 11)
+    ("DiscoveryReported", "$.reporter_kind"): V.DISCOVERY_REPORTERS,
+    ("DiscoveryReported", "$.urgency"): V.URGENCIES,
+    ("DiscoveryContacted", "$.outcome"): V.DISCOVERY_CONTACT_OUTCOMES,
+    ("LifeEventReported", "$.department"): tuple(DEPARTMENTS),
+    ("LifeEventReported", "$.kind"): V.LIFE_EVENT_KINDS,
+    ("ReferralAnswered", "$.department"): V.REFERRAL_TARGETS,
+    ("ReferralAnswered", "$.outcome"): V.REFERRAL_OUTCOMES,
+    ("ReferralOutcomeRecorded", "$.target"): V.REFERRAL_TARGETS,
+    ("ReferralOutcomeRecorded", "$.outcome"): V.REFERRAL_OUTCOMES,
+    ("ReferralOutcomeRecorded", "$.answered_by"): V.REFERRAL_ANSWERED_BY,
 }
 
 

@@ -5,7 +5,7 @@ FastAPI (problem+json answers, nothing stored when refused)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 
 import pytest
 from fastapi import FastAPI
@@ -367,10 +367,14 @@ def client(http) -> TestClient:
     return TestClient(http, raise_server_exceptions=False)
 
 
+_FRESH = iter(range(500))  # each test's household is new people: the same people again are held (persons.py)
+
+
 @pytest.fixture
 def case_id(client) -> str:
-    r = client.post("/v1/applications", json=application_body([pid(61), pid(62, female=True)]),
-                    headers=bearer())
+    n = next(_FRESH)
+    people = [pid(n, born=date(1981, 6, 1)), pid(n, born=date(1981, 6, 1), female=True)]
+    r = client.post("/v1/applications", json=application_body(people), headers=bearer())
     assert r.status_code == 201, r.text
     return r.json()["case_id"]
 

@@ -868,3 +868,14 @@ def test_a_monthly_entitlement_stored_before_accounts_were_carried_still_loads()
     e = event.mutate(None)
     assert (e.bank_account, e.bank_account_ref, e.kind) == (None, "ACCT-0001", "monthly")
     assert wire(event, "payment").data["bank_account_ref"] == "ACCT-0001"
+
+
+def test_a_termination_before_the_one_recorded_ends_the_entitlement_sooner_and_nothing_else_does():
+    e = entitlement_for(a_benefit())
+    assert e.change("terminate", "2028-12", "延退期满停发", "ev-grace", OPENED_AT, SYSTEM)  # after a grace
+    assert e.amount_for("2027-05") == 206000
+    assert not e.change("adjust", "2027-01", "调整", "ev-adjust", OPENED_AT, SYSTEM, monthly_amount_fen=100000)
+    assert not e.change("terminate", "2029-01", "later", "ev-later", OPENED_AT, SYSTEM)
+    assert e.change("terminate", "2027-03", "查实伪造材料，停发", "ev-fraud", OPENED_AT, SYSTEM)  # fraud
+    assert [e.amount_for(p) for p in ("2027-02", "2027-03", "2028-11")] == [206000, 0, 0]
+    assert not e.change("terminate", "2027-03", "again", "ev-fraud", OPENED_AT, SYSTEM)
