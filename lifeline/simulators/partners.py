@@ -36,7 +36,7 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer
@@ -274,16 +274,7 @@ class PartnerSimulator:
         now = self.clock.now()
         data = {"record_id": record_id, "department": department, "id_number": body.id_number,
                 "name": body.name, "date_of_death": day, "reported_at": now.isoformat()}
-        event = registry.new_event(
-            "DeathReported", data,
-            subject=record_id,
-            source=f"partner/{department}",
-            time=now.isoformat(timespec="milliseconds"),
-            sequence=death_sequence(record_id),
-            actor={"user_id": f"adapter:{department}", "role": "partner", "org_code": department},
-            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:death:{record_id}")),
-        )
-        return data, event.to_json()
+        return data, self._record("DeathReported", data, department, now, f"lifeline:death:{record_id}")
 
     async def report_death(self, body: DeathIn) -> dict[str, Any]:
         """Publish one DeathReported (again, for a death reported before) and wait for the ack."""
@@ -307,16 +298,20 @@ class PartnerSimulator:
                 "id_number": body.id_number, "name": body.name, "region_code": body.region_code,
                 "amount_fen": body.amount_fen, "only_earner": body.only_earner, "occurred_on": day,
                 "reported_at": now.isoformat()}
-        event = registry.new_event(
-            "LifeEventReported", data,
-            subject=record_id,
-            source=f"partner/{department}",
-            time=now.isoformat(timespec="milliseconds"),
-            sequence=death_sequence(record_id),
+        return data, self._record("LifeEventReported", data, department, now,
+                                  f"lifeline:life-event:{department}:{record_id}")
+
+    @staticmethod
+    def _record(name: str, data: dict[str, Any], department: str, now: datetime, identity: str) -> bytes:
+        """A department's record about a person as a CloudEvent: its subject the record id, its id
+        the same whenever the record is reported again."""
+        record_id = data["record_id"]
+        return registry.new_event(
+            name, data, subject=record_id, source=f"partner/{department}",
+            time=now.isoformat(timespec="milliseconds"), sequence=death_sequence(record_id),
             actor={"user_id": f"adapter:{department}", "role": "partner", "org_code": department},
-            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:life-event:{department}:{record_id}")),
-        )
-        return data, event.to_json()
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, identity)),
+        ).to_json()
 
     async def report_life_event(self, body: LifeEventIn) -> dict[str, Any]:
         """Publish one LifeEventReported (again, for a record reported before) and wait for the ack."""

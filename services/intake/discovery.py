@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
+from lifeline.domain.deadlines import DeadlineClearedEvent, DeadlineSetEvent, deadline_fields, outcome_at
 from lifeline.domain.values import mask_name
 from lifeline.rules import clocks
 from lifeline.rules.calendar import default_calendar
@@ -64,25 +65,6 @@ def deadline_on(clock: str, start: datetime, due_date: date | None = None,
         calendar_known=not warnings, warnings=warnings, clock=clock, start_date=local.date(),
         due_date=due_date, period=f"to {due_date.isoformat()} (given)",
     )
-
-
-def deadline_set(deadline_id: str, case_id: str, region_code: str, due: clocks.Deadline,
-                 now: datetime) -> dict[str, Any]:
-    """A DeadlineSet's fields; the township of `region_code` answers for it."""
-    assert due.start_date is not None and due.due_date is not None
-    return {
-        "deadline_id": deadline_id, "case_id": case_id, "clock": due.clock,
-        "label_zh": clocks.CLOCKS[due.clock].label_zh, "region_code": region_code,
-        "responsible_office": region_code[:9], "start_date": due.start_date.isoformat(),
-        "due_date": due.due_date.isoformat(), "due_at": due.due_at.isoformat(),
-        "warn_at": due.warn_at.isoformat(), "period": due.period, "calendar_known": due.calendar_known,
-        "warnings": list(due.warnings), "set_at": now.isoformat(),
-    }
-
-
-def outcome_at(due_at: str, at: datetime) -> str:
-    """met when done before 24:00 of the due day, late after it."""
-    return "late" if at >= datetime.fromisoformat(due_at) else "met"
 
 
 class DiscoveryNotAllowed(Exception):
@@ -150,22 +132,7 @@ class DiscoveryReport(LifelineAggregate):
         contact_due_date: str
         reported_at: str
 
-    class DeadlineSet(LifelineAggregate.Event):
-        deadline_id: str
-        case_id: str
-        clock: str
-        label_zh: str
-        region_code: str
-        responsible_office: str
-        start_date: str
-        due_date: str
-        due_at: str
-        warn_at: str
-        period: str
-        calendar_known: bool
-        warnings: list[str]
-        set_at: str
-
+    class DeadlineSet(DeadlineSetEvent):
         def apply(self, report: "DiscoveryReport") -> None:
             report.deadline_id = self.deadline_id
             report.due_at = self.due_at
@@ -185,13 +152,7 @@ class DiscoveryReport(LifelineAggregate):
             report.contact_outcome = self.outcome
             report.contacted_at = self.contacted_at
 
-    class DeadlineCleared(LifelineAggregate.Event):
-        deadline_id: str
-        case_id: str
-        clock: str
-        outcome: str
-        cleared_at: str
-
+    class DeadlineCleared(DeadlineClearedEvent):
         def apply(self, report: "DiscoveryReport") -> None:
             report.deadline_state = self.outcome
 
@@ -237,7 +198,8 @@ class DiscoveryReport(LifelineAggregate):
             reported_at=at.isoformat(), meta=by.as_dict(),
         )
         report.trigger_event(
-            cls.DeadlineSet, **deadline_set(f"{report_id}/discovery_contact", case_id, person.region_code, due, at),
+            cls.DeadlineSet, **deadline_fields(f"{report_id}/discovery_contact", case_id, person.region_code,
+                                               person.region_code[:9], due, at),
             meta=by.as_dict(),
         )
         return report

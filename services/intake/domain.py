@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
+from lifeline.domain.deadlines import DeadlineClearedEvent, DeadlineSetEvent
 from lifeline.domain.values import Application, HouseholdProfile, StoresApplication, mask_name
 from lifeline.rules.vocabulary import REQUIRED_MATERIALS
 
@@ -352,24 +353,10 @@ class Referral(LifelineAggregate):
         self.escalated_to: dict[str, str] | None = None
 
     # --- followed up until answered (issue 11) ---------------------------------------------
-    class DeadlineSet(LifelineAggregate.Event):
+    class DeadlineSet(DeadlineSetEvent):
         """The referral clock runs (DeadlineSet): answered by the due date, or escalated to the
         first clerk responsible (首问负责人) and the office above."""
 
-        deadline_id: str
-        case_id: str
-        clock: str
-        label_zh: str
-        region_code: str
-        responsible_office: str
-        start_date: str
-        due_date: str
-        due_at: str
-        warn_at: str
-        period: str
-        calendar_known: bool
-        warnings: list[str]
-        set_at: str
         responsible_clerk: str
         raised_by: str
 
@@ -397,13 +384,7 @@ class Referral(LifelineAggregate):
             referral.status = "answered"
             referral.outcome = self.outcome
 
-    class DeadlineCleared(LifelineAggregate.Event):
-        deadline_id: str
-        case_id: str
-        clock: str
-        outcome: str
-        cleared_at: str
-
+    class DeadlineCleared(DeadlineClearedEvent):
         def apply(self, referral: "Referral") -> None:
             referral.deadline_state = self.outcome
 

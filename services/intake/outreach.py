@@ -19,6 +19,8 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
 from lifeline.domain.aggregate import Meta, new_id
+from lifeline.domain.deadlines import deadline_fields
+from lifeline.domain.people import fingerprint
 from lifeline.rules import clocks
 from lifeline.stores.application import DuplicateRequest
 from lifeline.stores.sidestore import SideTx
@@ -36,7 +38,6 @@ from services.intake.discovery import (
     RiskWatch,
     RuleBroken,
     deadline_on,
-    deadline_set,
     monitoring_report_id,
 )
 from services.intake.domain import Case, Referral
@@ -173,7 +174,7 @@ class Outreach:
                  pe: ProcessingEvent) -> None:
         """Each record once per person (RiskWatch); each rule's report on a record once (its id
         derives from both, and the store holds one aggregate per id)."""
-        key = persons.fingerprint(self.sealer.secret if self.sealer is not None else "", id_number)
+        key = fingerprint(self.sealer.secret if self.sealer is not None else "", id_number)
         watch = self.load_or_create(RiskWatch.create_id(key), lambda: RiskWatch.open(key, meta))
         if watch.has_seen(record.record_id):
             return
@@ -207,8 +208,8 @@ class Outreach:
 
     def follow_up_referral(self: IntakeApplication, referral: Referral, case: Case, due: clocks.Deadline,
                            now: datetime, meta: Meta) -> None:
-        referral.follow_up(case, deadline_set(f"{referral.referral_id}/referral", case.case_id,
-                                              case.region_code, due, now), meta)
+        referral.follow_up(case, deadline_fields(f"{referral.referral_id}/referral", case.case_id,
+                                                 case.region_code, case.region_code[:9], due, now), meta)
 
     def record_referral_outcome(self: IntakeApplication, referral_id: str, outcome: str, note: str,
                                 meta: Meta) -> Referral:

@@ -17,7 +17,6 @@ or a withdrawal releases it, a termination removes the coverage.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
+from lifeline.domain.people import fingerprint
 from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.values import Application
 from lifeline.stores.application import DuplicateRequest
@@ -46,12 +46,6 @@ REGISTER_ATTEMPTS = 8
 
 def family(benefit_or_assistance_type: str) -> str:
     return _FAMILY.get(benefit_or_assistance_type, benefit_or_assistance_type)
-
-
-def fingerprint(secret: str, id_number: str) -> str:
-    """The index key of a person: keyed, so it cannot be searched without the deployment's secret
-    (as payment's `_fingerprint`)."""
-    return hashlib.sha256(f"{secret}\0{id_number.upper()}".encode()).hexdigest()[:32]
 
 
 def indexed_members(application: Application) -> list[str]:

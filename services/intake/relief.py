@@ -24,6 +24,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta, new_id
+from lifeline.domain.deadlines import DeadlineClearedEvent, DeadlineSetEvent, deadline_fields
 from lifeline.domain.values import BankAccount
 from lifeline.rules import clocks
 from lifeline.rules.policy import EmergencyCaps, PolicyError
@@ -148,21 +149,8 @@ class EmergencyRelief(LifelineAggregate):
                 self.grant_id, self.case_id, self.amount_fen, self.reason, self.approval_level, self.granted_by,
                 self.granted_at, self.post_approval_due_date, self.deadline_id, self.due_at))
 
-    class DeadlineSet(LifelineAggregate.Event):
-        deadline_id: str
-        case_id: str
-        clock: str
-        label_zh: str
-        region_code: str
-        responsible_office: str
-        start_date: str
-        due_date: str
-        due_at: str
-        warn_at: str
-        period: str
-        calendar_known: bool
-        warnings: list[str]
-        set_at: str
+    class DeadlineSet(DeadlineSetEvent):
+        """The post-approval clock runs (后置审批)."""
 
     class PostApprovalDecided(LifelineAggregate.Event):
         grant_id: str
@@ -179,12 +167,8 @@ class EmergencyRelief(LifelineAggregate):
             r.grants[self.grant_id].update(state=STATE_AFTER[self.decision], decided_by=self.decided_by,
                                            decided_at=self.decided_at, decision_reason=self.reason)
 
-    class DeadlineCleared(LifelineAggregate.Event):
-        deadline_id: str
-        case_id: str
-        clock: str
-        outcome: str  # met | late
-        cleared_at: str
+    class DeadlineCleared(DeadlineClearedEvent):
+        """The post-approval decided, met or late."""
 
     @classmethod
     def open(cls, case: Case, by: Meta) -> "EmergencyRelief":
@@ -232,16 +216,10 @@ class EmergencyRelief(LifelineAggregate):
             granted_by=by.user_id, bank_account=account, post_approval_due_date=due.due_date.isoformat(),
             granted_at=now.isoformat(), deadline_id=deadline_id, due_at=due.due_at.isoformat(), meta=by.as_dict(),
         )
-        self.trigger_event(
-            self.DeadlineSet, deadline_id=deadline_id, case_id=self.case_id, clock=CLOCK,
-            label_zh=clocks.CLOCKS[CLOCK].label_zh, region_code=self.region_code,
-            # The office that granted answers for the paperwork; a breach goes to the one above.
-            responsible_office=township if level == "township" else self.region_code[:6],
-            start_date=due.start_date.isoformat(), due_date=due.due_date.isoformat(),
-            due_at=due.due_at.isoformat(), warn_at=due.warn_at.isoformat(), period=due.period,
-            calendar_known=due.calendar_known, warnings=list(due.warnings), set_at=now.isoformat(),
-            meta=by.as_dict(),
-        )
+        # The office that granted answers for the paperwork; a breach goes to the one above.
+        office = township if level == "township" else self.region_code[:6]
+        self.trigger_event(self.DeadlineSet, **deadline_fields(deadline_id, self.case_id, self.region_code, office,
+                                                               due, now), meta=by.as_dict())
         return dict(self.grants[grant_id])
 
     def decide(self, grant_id: str, decision: str, reason: str, now: datetime, by: Meta) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
+from lifeline.domain.people import fingerprint
 from lifeline.domain.aggregate import Meta, new_id
 from lifeline.domain.clock import Clock
 from lifeline.domain.values import BankAccount, Benefit
@@ -200,8 +201,7 @@ class PaymentApplication(ServiceApplication):
 
     def _fingerprint(self, id_number: str) -> str:
         # Keyed, so the read model cannot be searched for a number without the deployment's secret.
-        secret = self.sealer.secret if self.sealer is not None else ""
-        return hashlib.sha256(f"{secret}\0{id_number.upper()}".encode()).hexdigest()[:32]
+        return fingerprint(self.sealer.secret if self.sealer is not None else "", id_number)
 
     # --- runs and budgets -----------------------------------------------------------------
     def get_run(self, run_id: str) -> PaymentRun:

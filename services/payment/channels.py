@@ -30,6 +30,7 @@ import jsonschema
 import yaml
 
 from lifeline.errors import ConfigurationError
+from lifeline.yamlfile import YamlProblem, field_path, node_line, problem_lines, problems, read_yaml
 from lifeline.rules.periods import SHANGHAI
 from lifeline.rules.regions import InvalidRegionCode, county_of, is_known_county
 from lifeline.rules.vocabulary import BANK_CHANNELS
@@ -209,13 +210,6 @@ _PATTERN_MEANS = {
 }
 
 
-def _path(parts: Iterable[Any]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(file)"
-
-
 def _bank_code_problem(value: str) -> str:
     if value.isdigit():
         return (f"a CNAPS bank code (行号) must have exactly 12 digits, got {value!r} "
@@ -230,113 +224,55 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list[Any], str, str]:
     v, expected, instance = error.validator, error.validator_value, error.instance
     if v == "additionalProperties":
         extra = sorted(set(instance) - set(error.schema.get("properties", {})), key=str)
-        return where + [("key", extra[0])], _path(where + [extra[0]]), "unknown field"
+        return where + [("key", extra[0])], field_path(where + [extra[0]]), "unknown field"
     if v == "required":
         missing = [k for k in expected if k not in instance]
-        return where, _path(where + [missing[0]]), "required field is missing"
+        return where, field_path(where + [missing[0]]), "required field is missing"
     field = where[-1] if where and isinstance(where[-1], str) else ""
     if v == "type":
         if expected == "string" and isinstance(instance, (int, float)) and not isinstance(instance, bool):
             hint = ("; quote it: YAML reads an unquoted 15:30 as the number 930"
                     if field == "cutoff" else f'; quote it: "{instance}"')
-            return where, _path(where), f"must be a string, got the number {instance!r}{hint}"
+            return where, field_path(where), f"must be a string, got the number {instance!r}{hint}"
         kinds = expected if isinstance(expected, str) else " or ".join(expected)
-        return where, _path(where), f"must be of type {kinds}, got {instance!r}"
+        return where, field_path(where), f"must be of type {kinds}, got {instance!r}"
     if v == "pattern":
         if field == "bank_code":
-            return where, _path(where), _bank_code_problem(instance)
+            return where, field_path(where), _bank_code_problem(instance)
         means = _PATTERN_MEANS.get(field, f"must match {expected}")
-        return where, _path(where), f"{means}; got {instance!r}"
+        return where, field_path(where), f"{means}; got {instance!r}"
     if v == "minimum":
-        return where, _path(where), f"must be >= {expected}, got {instance!r}"
+        return where, field_path(where), f"must be >= {expected}, got {instance!r}"
     if v == "minLength":
-        return where, _path(where), "must not be empty"
+        return where, field_path(where), "must not be empty"
     if v == "const":
-        return where, _path(where), f"must be {expected!r}, got {instance!r}"
+        return where, field_path(where), f"must be {expected!r}, got {instance!r}"
     if v == "minItems":
-        return where, _path(where), f"must have at least {expected} item(s)"
-    return where, _path(where), error.message
+        return where, field_path(where), f"must have at least {expected} item(s)"
+    return where, field_path(where), error.message
 
 
 # --------------------------------------------------------------------------------------------
 # YAML with line numbers
 # --------------------------------------------------------------------------------------------
-def _line(root: yaml.Node | None, path: list[Any]) -> int:
-    """The 1-based line of the node at ``path`` (a ``("key", name)`` step: the key itself);
-    where the path leaves the tree, the deepest node reached."""
-    node = root
-    if node is None:
-        return 1
-    for step in path:
-        if isinstance(node, yaml.MappingNode):
-            want_key = isinstance(step, tuple)
-            name = step[1] if want_key else step
-            found = None
-            for key_node, value_node in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(name):
-                    found = key_node if want_key else value_node  # the last one, as the loader keeps
-            if found is None:
-                break
-            node = found
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-            node = node.value[step]
-        else:
-            break
-    return node.start_mark.line + 1
-
-
-def _duplicate_keys(node: yaml.Node | None, path: list[Any], out: list[tuple[int, str]]) -> None:
-    """PyYAML keeps the last of two equal keys silently; the operator hears of it."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key is not None:
-                if key in seen:
-                    out.append((key_node.start_mark.line + 1,
-                                f"{_path(path + [key])}: duplicate key (also on line {seen[key]})"))
-                seen.setdefault(key, key_node.start_mark.line + 1)
-            _duplicate_keys(value_node, path + [key], out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _duplicate_keys(item, path + [i], out)
-
-
 def _read(path: str | os.PathLike[str]) -> tuple[Any, yaml.Node | None]:
     """The file's data and its node tree (with marks)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BankChannelsError(f"{path}: cannot read bank channels file: {exc}",
-                                errors=[(0, f"cannot read bank channels file: {exc}")]) from exc
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problem = " ".join(filter(None, (exc.context, exc.problem))) or str(exc)
-        raise BankChannelsError(f"{path}:{line}: not valid YAML: {problem}",
-                                errors=[(line, f"not valid YAML: {problem}")]) from exc
-    except yaml.YAMLError as exc:
-        raise BankChannelsError(f"{path}:1: not valid YAML: {exc}",
-                                errors=[(1, f"not valid YAML: {exc}")]) from exc
-    finally:
-        loader.dispose()
-    return data, node
+        return read_yaml(path)
+    except YamlProblem as p:
+        if p.unreadable:
+            raise BankChannelsError(f"{path}: cannot read bank channels file: {p.problem}",
+                                    errors=[(0, f"cannot read bank channels file: {p.problem}")]) from p
+        raise BankChannelsError(f"{path}:{p.line}: not valid YAML: {p.problem}",
+                                errors=[(p.line, f"not valid YAML: {p.problem}")]) from p
 
 
-# --------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------
 def _rules(data: dict[str, Any], node: yaml.Node, errors: list[tuple[int, str]]) -> None:
     """What the schema cannot say: unique ids and accounts, known counties, the vocabulary."""
     first_of: dict[str, int] = {}
     for i, raw in enumerate(data["channels"]):
         cid = raw["channel_id"]
-        line = _line(node, ["channels", i, "channel_id"])
+        line = node_line(node, ["channels", i, "channel_id"])
         if cid in first_of:
             errors.append((line, f"channels[{i}].channel_id: duplicate channel {cid} "
                                  f"(first on line {first_of[cid]})"))
@@ -345,18 +281,18 @@ def _rules(data: dict[str, Any], node: yaml.Node, errors: list[tuple[int, str]])
         accounts: dict[str, int] = {}
         for j, account in enumerate(raw["paying_accounts"]):
             at = ["channels", i, "paying_accounts", j, "county_code"]
-            county, here = account["county_code"], _line(node, at)
+            county, here = account["county_code"], node_line(node, at)
             if county in accounts:
-                errors.append((here, f"{_path(at)}: duplicate paying account for county {county} "
+                errors.append((here, f"{field_path(at)}: duplicate paying account for county {county} "
                                      f"at channel {cid} (first on line {accounts[county]})"))
             else:
                 accounts[county] = here
             if not is_known_county(county):
-                errors.append((here, f"{_path(at)}: unknown county code {county!r} "
+                errors.append((here, f"{field_path(at)}: unknown county code {county!r} "
                                      f"(not a county-level code in the GB/T 2260 register)"))
     missing = [c for c in BANK_CHANNELS if c not in first_of]
     if missing:
-        line = _line(node, [("key", "channels")])
+        line = node_line(node, [("key", "channels")])
         errors.append((line, "channels: " + "; ".join(
             f"no entry for channel {c} ({BANK_CHANNELS[c]}), which applications may name"
             for c in missing)))
@@ -373,7 +309,7 @@ def _build(origin: str, data: dict[str, Any], node: yaml.Node) -> list[BankChann
             paying_accounts=tuple(PayingAccount(a["county_code"], a["account_number"],
                                                 a["account_name"])
                                   for a in raw["paying_accounts"]),
-            source=f"{origin}:{_line(node, ['channels', i])}",
+            source=f"{origin}:{node_line(node, ['channels', i])}",
         ))
     return out
 
@@ -382,21 +318,9 @@ def load_channel_book(path: str | os.PathLike[str]) -> ChannelBook:
     """The book in ``path``; :class:`BankChannelsError` naming file and line when it is unusable."""
     origin = str(path)
     data, node = _read(path)
-    errors: list[tuple[int, str]] = []
-    _duplicate_keys(node, [], errors)
-    if not isinstance(data, dict):
-        errors.append((_line(node, []), "(file): must be a mapping with schema_version and channels"))
-    else:
-        for err in _VALIDATOR.iter_errors(data):
-            at, where, what = _describe(err)
-            errors.append((_line(node, at), f"{where}: {what}"))
-        if not errors:
-            _rules(data, node, errors)
+    errors = problems(data, node, _VALIDATOR, _describe, _rules, "schema_version and channels")
     if errors:
-        errors = sorted(dict.fromkeys(errors), key=lambda e: e[0])  # one per problem, in file order
-        # One problem a line, each "file:line: field: what", as compilers do.
-        raise BankChannelsError("\n".join(f"{origin}:{line}: {text}" for line, text in errors),
-                                errors=errors)
+        raise BankChannelsError(problem_lines(origin, errors), errors=errors)
     return ChannelBook(_build(origin, data, node), origin=origin)
 
 

@@ -20,6 +20,7 @@ from datetime import date, datetime
 from typing import Any
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
+from lifeline.domain import people
 from lifeline.domain.values import BankAccount, Benefit, fen, period as checked_period
 from lifeline.rules.periods import period_of, to_shanghai
 from lifeline.rules.vocabulary import MONTHLY_FUND_SOURCES
@@ -1194,32 +1195,6 @@ class Household(LifelineAggregate):
         return person == self.applicant or self.members == [person]
 
 
-class Person(LifelineAggregate):
-    """A fingerprint of an ID number and the households it belongs to (a death report names
-    a person, not a case)."""
-
-    id_kind = "person"
-
-    class Registered(LifelineAggregate.Created):
-        person: str
-
-    class CaseLinked(LifelineAggregate.Event):
-        person: str
-        case_id: str
-
-        def apply(self, p: "Person") -> None:
-            p.cases.append(self.case_id)
-
-    @classmethod
-    def register(cls, person: str, by: Meta) -> "Person":
-        return cls._create(cls.Registered, id=cls.create_id(person), person=person, meta=by.as_dict())
-
-    def __init__(self, person: str, **recorded: Any):
-        self.person = person
-        self.cases: list[str] = []
-
-    def link(self, case_id: str, by: Meta) -> bool:
-        if case_id in self.cases:
-            return False
-        self.trigger_event(self.CaseLinked, person=self.person, case_id=case_id, meta=by.as_dict())
-        return True
+# Events stored before `Person` moved to lifeline/domain/people.py name it
+# services.payment.domain:Person.*: they resolve through this name.
+Person = people.Person

@@ -24,7 +24,7 @@ from services.verification.consumers import HANDLERS
 from services.verification.domain import DecisionNotAllowed, ProcedureError, RuleBroken, Verification
 from services.verification.filings import filing_reasons, project_filing, register_entries
 from services.verification.outbound import OUTBOUND
-from services.verification.people import Person, fingerprint
+from lifeline.domain.people import Person, fingerprint
 from services.verification.review import (
     grace_months_range, household_review_cycle, next_review_date, pensioners, review_outcome,
 )
@@ -91,7 +91,7 @@ class VerificationApplication(ServiceApplication):
                           *self._index_people(application, meta))
 
     def _fingerprint(self, id_number: str) -> str:
-        return fingerprint(self.sealer.secret if self.sealer is not None else "", id_number)
+        return fingerprint(self.sealer.secret if self.sealer is not None else "", id_number, "verification-person")
 
     def _index_people(self, application: Application, meta: Meta) -> list[Person]:
         """Each person the application names, linked to the case by a keyed fingerprint."""

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from lifeline.contracts import registry
 from lifeline.domain.aggregate import LifelineAggregate, Meta
+from lifeline.domain.deadlines import DeadlineClearedEvent, DeadlineSetEvent, deadline_fields
 from lifeline.domain.values import (
     Application, BankAccount, Benefit, Household, Refusal, StoresApplication, mask_name,
 )
@@ -266,34 +267,13 @@ class Verification(LifelineAggregate):
         def apply(self, v: "Verification") -> None:
             v.major_dispute = MajorDispute(self.reason, self.declared_at)
 
-    class DeadlineSet(LifelineAggregate.Event):
-        deadline_id: str
-        case_id: str
-        clock: str
-        label_zh: str
-        region_code: str
-        responsible_office: str
-        start_date: str
-        due_date: str
-        due_at: str
-        warn_at: str
-        period: str
-        calendar_known: bool
-        warnings: list[str]
-        set_at: str
-
+    class DeadlineSet(DeadlineSetEvent):
         def apply(self, v: "Verification") -> None:
             v.deadlines[self.deadline_id] = CaseDeadline(
                 self.deadline_id, self.clock, self.label_zh, self.start_date, self.due_date,
                 self.due_at, self.warn_at, self.period, self.calendar_known, tuple(self.warnings))
 
-    class DeadlineCleared(LifelineAggregate.Event):
-        deadline_id: str
-        case_id: str
-        clock: str
-        outcome: str  # met | late | cancelled
-        cleared_at: str
-
+    class DeadlineCleared(DeadlineClearedEvent):
         def apply(self, v: "Verification") -> None:
             v.deadlines[self.deadline_id] = v.deadlines[self.deadline_id].cleared(self.outcome, self.cleared_at)
 
@@ -698,15 +678,8 @@ class Verification(LifelineAggregate):
         base = f"{self.case_id}/{clock}"
         repeats = sum(1 for d in self.deadlines.values() if d.clock == clock)
         deadline_id = base if not repeats else f"{base}/{repeats + 1}"
-        self.trigger_event(
-            self.DeadlineSet, deadline_id=deadline_id,
-            case_id=self.case_id, clock=clock, label_zh=clocks.CLOCKS[clock].label_zh,
-            region_code=self.region_code, responsible_office=self.region_code[:9],
-            start_date=due.start_date.isoformat(), due_date=due.due_date.isoformat(),
-            due_at=due.due_at.isoformat(), warn_at=due.warn_at.isoformat(), period=due.period,
-            calendar_known=due.calendar_known, warnings=list(due.warnings), set_at=now.isoformat(),
-            meta=by.as_dict(),
-        )
+        self.trigger_event(self.DeadlineSet, **deadline_fields(deadline_id, self.case_id, self.region_code,
+                                                               self.region_code[:9], due, now), meta=by.as_dict())
         return deadline_id
 
     def _clear_deadlines(self, now: datetime, by: Meta, *names: str, cancel: bool = False,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lifeline.domain.deadlines import deadline_fields
 from lifeline.rules.periods import SHANGHAI
 from lifeline.settings import REPO_ROOT
 from lifeline.contracts import registry
@@ -29,7 +30,6 @@ from services.intake.discovery import (
     RiskRules,
     RuleBroken,
     deadline_on,
-    deadline_set,
     evaluate,
     mask_id_number,
     reserved_case_id,
@@ -250,7 +250,7 @@ def referral(due: date | None = None) -> Referral:
     deadline = deadline_on("referral", NOW, due)
     r = Referral.raise_for(case, "R-1", "housing", "housing", 0, "normal", deadline.due_date.isoformat(), True,
                            NOW.isoformat(), ANOTHER_CLERK)
-    r.follow_up(case, deadline_set("R-1/referral", "C-1", VILLAGE, deadline, NOW), ANOTHER_CLERK)
+    r.follow_up(case, deadline_fields("R-1/referral", "C-1", VILLAGE, VILLAGE[:9], deadline, NOW), ANOTHER_CLERK)
     return r
 
 

@@ -21,7 +21,7 @@ from services.verification.bootstrap import SPEC
 from services.verification.domain import Verification
 from services.verification.dynamic import FraudOut, ReviewDoc, ReviewsDueOut
 from services.verification.outbound import OUTBOUND
-from services.verification.people import Person
+from lifeline.domain.people import Person
 
 from . import (
     REVIEWER, accepted_data, cloud, log_length, new_case_id, pid, ready_to_decide, record_row, report, stored,

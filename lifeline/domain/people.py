@@ -1,12 +1,9 @@
-"""Whom a death report concerns (issue 11): a keyed fingerprint of each person named in an
-application, and the cases that name them.
-
-A department reports a death by ID number, not by case. Verification keeps, per person, the
-cases whose applications name them, under a fingerprint keyed by the deployment's secret (the
-sealing secret: LIFELINE_CIPHER_KEY or the data directory's), so neither the event store's
-index nor any read model holds a number in clear or can be searched without that secret.
-The number itself is compared with the application's members only once a case is found.
-"""
+"""Whom a report about a person concerns: a department reports a death by ID number, not by
+case. A service keeps, per person, the cases whose applications name them (`Person`), under a
+fingerprint keyed by the deployment's secret (the sealing secret: LIFELINE_CIPHER_KEY or the data
+directory's), so neither an event store's index nor any read model holds a number in clear or can
+be searched without that secret. Each service keeps its own (payment: whose payments a death
+stops; verification: whose household a death changes; intake's person index is its own aggregate)."""
 
 from __future__ import annotations
 
@@ -16,9 +13,12 @@ from typing import Any
 from lifeline.domain.aggregate import LifelineAggregate, Meta
 
 
-def fingerprint(secret: str, id_number: str) -> str:
-    """The keyed fingerprint of an ID number (upper-case X, spaces stripped)."""
-    return hashlib.sha256(f"{secret}\0verification-person\0{id_number.strip().upper()}".encode()).hexdigest()[:32]
+def fingerprint(secret: str, id_number: str, purpose: str = "") -> str:
+    """The keyed fingerprint of an ID number (upper-case X, spaces stripped); a `purpose` makes
+    one service's fingerprints unlike another's."""
+    number = id_number.strip().upper()
+    text = f"{secret}\0{purpose}\0{number}" if purpose else f"{secret}\0{number}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class Person(LifelineAggregate):
