@@ -31,6 +31,8 @@ USER 10001:10001
 ENV LIFELINE_DATA_DIR=/app/var \
     LIFELINE_HOST=0.0.0.0 \
     LIFELINE_POLICY_FILE=/app/config/policy.yaml \
+    LIFELINE_BANK_CHANNELS_FILE=/app/config/bank-channels.yaml \
+    LIFELINE_RISK_RULES_FILE=/app/config/risk-rules.yaml \
     LIFELINE_CALENDAR_DIR=/app/config/calendar \
     LIFELINE_REGIONS_DIR=/app/config/regions
 

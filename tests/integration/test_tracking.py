@@ -25,6 +25,11 @@ def consumer_app(infra, namespace, tmp_data_dir):
     app.close()
 
 
+def opened(app: VerificationApplication) -> int:
+    """Procedures opened (the people index's entries written beside them are not counted)."""
+    return sum(1 for n in app.recorder.select_notifications(1, 1000) if n.topic.endswith(":Verification.Started"))
+
+
 def application(sequence: int):
     case_id = f"C-T{uuid.uuid4().hex[:10].upper()}"
     people = [make_id_number("37050219800101" + f"{sequence % 1000:03d}")]
@@ -43,7 +48,7 @@ def test_out_of_order_positions_are_each_processed_once(consumer_app):
     assert consumer_app.process_cloud_event(earlier) is True
     assert consumer_app.process_cloud_event(earlier) is False
     assert consumer_app.process_cloud_event(later) is False
-    assert consumer_app.recorder.max_notification_id() == 2  # one procedure opened each
+    assert opened(consumer_app) == 2  # one procedure opened each
 
 
 def test_effects_and_tracking_are_one_transaction(consumer_app, monkeypatch):
@@ -58,4 +63,4 @@ def test_effects_and_tracking_are_one_transaction(consumer_app, monkeypatch):
     monkeypatch.undo()
     assert not consumer_app.is_processed(event)  # nothing half-done
     assert consumer_app.process_cloud_event(event) is True
-    assert consumer_app.recorder.max_notification_id() == 1
+    assert opened(consumer_app) == 1
