@@ -28,6 +28,7 @@ import _common as C  # noqa: E402
 from lifeline.domain.aggregate import Meta  # noqa: E402
 from lifeline.settings import Settings  # noqa: E402
 from services.intake import persons  # noqa: E402
+from services.intake.api import ApplicationIn  # noqa: E402
 from services.intake.bootstrap import SPEC  # noqa: E402
 
 CLERK = Meta(user_id="clerk-bench", role="clerk", org_code="370502101")
@@ -45,7 +46,9 @@ def register(n: int, root: Path, database_url: str | None, indexed: bool, offset
     if database_url:
         env["LIFELINE_DATABASE_URL"] = database_url
     app = SPEC.application(Settings.from_env(env))
-    forms = [C.household(C.resident_ids(offset + i), C.VILLAGE) for i in range(n)]
+    # The body as the route hands it over (validated, defaults filled).
+    forms = [ApplicationIn.model_validate(C.household(C.resident_ids(offset + i), C.VILLAGE)).model_dump()
+             for i in range(n)]
     original = persons.register_case
     if not indexed:
         persons.register_case = case_only
@@ -67,6 +70,7 @@ def main() -> None:
     args = p.parse_args()
     n = args.applications
     root = Path(tempfile.mkdtemp(prefix="lifeline-bench-intake-", dir="/tmp"))
+    root.chmod(0o711)  # PostgreSQL (its own user) reaches its data dir inside
     pg = None
     try:
         print(C.machine_line())
