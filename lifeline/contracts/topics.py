@@ -47,6 +47,12 @@ _BY_SERVICE: dict[str, tuple[str, ...]] = {
         "DemocraticAppraisalHeld", "DeadlineSet", "DeadlineCleared", "VerificationCompleted", "BenefitApproved", "BenefitRefused",
         "BenefitAdjusted", "BenefitSuspended", "BenefitResumed", "BenefitTerminated", "ReviewStarted",
         "ReviewCompleted", "FraudRecorded",
+        # 资金+实物+服务 (issue 17, services/verification/services_in_kind.py)
+        "ProviderRegistered", "ServiceOrdered", "ServiceDeliveryConfirmed",
+        # 镇→县备案 and monthly statistics (issue 17, services/verification/county_filings.py)
+        "CountyFilingDue", "CountyFilingReceived", "MonthlyStatisticsPublished",
+        # 特困 support (issue 17): arrangements, guardians, care agreements, visits
+        "SupportArranged", "GuardianConfirmed", "CareAgreementSigned", "CareVisitRecorded",
     ),
     "payment": (
         "EntitlementOpened", "PaymentRunStarted", "PaymentInstructed", "BankBatchSubmitted",

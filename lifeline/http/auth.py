@@ -41,6 +41,9 @@ class Role(StrEnum):
     partner = "partner"
     charity_federation = "charity_federation"
     bank_channel = "bank_channel"
+    # A registered service provider (issue 17): its token's user is its provider id, its
+    # region its county; it reports deliveries of its own orders and sees only those.
+    provider = "provider"
     admin = "admin"
 
 

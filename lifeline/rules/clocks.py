@@ -63,6 +63,11 @@ CLOCKS: dict[str, ClockSpec] = {c.name: c for c in (
               "SPEC §4 先救助、后补手续; seed 004 后置审批; default 5 working days (judgement)"),
     ClockSpec("discovery_contact", "working", 3, 1, "主动发现后联系核实",
               "SPEC §4 主动发现: the office makes contact after a report; default 3 working days (issue 11)"),
+    ClockSpec("care_visit", "calendar", 30, 3, "分散供养探访",
+              "seed 002: 每月至少开展一次分散供养特困人员探视巡访服务工作; the cycle is the policy's "
+              "care.visit_cycle_months (default 1, counted in months: calendar_months_due; issue 17)"),
+    ClockSpec("county_filing", "working", 5, 1, "乡镇审核确认结果报县备案",
+              "seed 002: 负责在审批新增和出保结束后5个工作日内上报县民政局备案"),
 )}
 
 
@@ -129,6 +134,26 @@ def calendar_days_due(start: datetime, days: int, *, cal: StatutoryCalendar | No
     due_date = cal.next_working_day(nominal)  # art. 203: a rest day moves to the day after rest
     warn_day = due_date - timedelta(days=max(warn_lead_days, 1) - 1)
     return _deadline(cal, local, due_date, warn_day, clock, f"{days} calendar days")
+
+
+def calendar_months_due(start: datetime, months: int, *, cal: StatutoryCalendar | None = None,
+                        clock: str = "", warn_lead_days: int = 1) -> Deadline:
+    """Due at the end of the same day ``months`` months after the day of ``start`` (the month's
+    last day when it has no such day: 31 Jan + 1 month is 28/29 Feb; Civil Code art. 202), moved
+    past a rest day (art. 203) as for calendar days; warned from ``warn_lead_days`` days before."""
+    cal = cal or default_calendar()
+    _positive(months, "months")
+    local = to_shanghai(start)
+    first = local.date()
+    index = first.year * 12 + first.month - 1 + months
+    year, month = divmod(index, 12)
+    month += 1
+    last = (date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day
+    nominal = date(year, month, min(first.day, last))
+    due_date = cal.next_working_day(nominal)
+    warn_day = due_date - timedelta(days=max(warn_lead_days, 1) - 1)
+    unit = "month" if months == 1 else "months"
+    return _deadline(cal, local, due_date, warn_day, clock, f"{months} {unit}")
 
 
 def _deadline(cal: StatutoryCalendar, local: datetime, due_date: date, warn_day: date,

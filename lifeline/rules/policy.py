@@ -11,6 +11,7 @@ in force.
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -99,6 +100,55 @@ class ReviewPolicy:
 
 
 @dataclass(frozen=True)
+class CarePolicy:
+    """特困 support (issue 17): how often the township visits each dispersed-support person."""
+
+    visit_cycle_months: int = 1
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Assistance in kind and in services (issue 17, 资金+实物+服务): what one order may cost and
+    what a case's orders may cost together in one calendar year (the orders' periods), in fen."""
+
+    per_order_fen: int = 300000          # 3,000 yuan an order
+    per_case_year_fen: int = 1200000     # 12,000 yuan a case a year
+
+
+@dataclass(frozen=True)
+class EmploymentCostDeduction:
+    """就业成本抵扣 (issue 17): what is taken off an earning member's earned income before the
+    income test. ``fixed``: ``fixed_fen`` a month; ``share``: ``share`` of the earned income,
+    rounded up to whole fen (in the household's favour), at most ``max_fen`` when set. Never more
+    than the member's net earnings (services.verification.assessment)."""
+
+    kind: Literal["fixed", "share"]
+    fixed_fen: int = 0
+    share: Fraction = Fraction(0)
+    max_fen: int | None = None
+
+    def for_earnings(self, earned_fen: int) -> int:
+        """The deduction for one member earning ``earned_fen`` a month (gross)."""
+        if self.kind == "fixed":
+            amount = self.fixed_fen
+        else:
+            amount = math.ceil(self.share * earned_fen)
+            if self.max_fen is not None:
+                amount = min(amount, self.max_fen)
+        return max(0, min(amount, earned_fen))
+
+
+@dataclass(frozen=True)
+class WorkIncentives:
+    """Work incentives in the income test (seed 002 就业成本抵扣、收入豁免): the deduction per
+    earning member (None: none) and the months after a member's work began during which their
+    new earnings are left out (0: none)."""
+
+    deduction: EmploymentCostDeduction | None = None
+    exemption_months: int = 0
+
+
+@dataclass(frozen=True)
 class CountyPolicy:
     county_code: str
     effective_from: date
@@ -116,8 +166,13 @@ class CountyPolicy:
     mandatory_departments: tuple[str, ...]
     expenditure_departments: tuple[str, ...]
     temporary_relief_months: int = 3
+    # 特困: minors are covered while younger than this (seed 002: from 16 up to 18).
+    tekun_minor_age_limit: int = 18
+    work_incentives: WorkIncentives = field(default_factory=WorkIncentives)
     obligor_warning_multiple: Fraction = Fraction(2)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
+    services: ServiceLimits = field(default_factory=ServiceLimits)
+    care: CarePolicy = field(default_factory=CarePolicy)
     # The procedure's periods where the county sets its own (clock name → days); every other
     # clock keeps its default in lifeline.rules.clocks.CLOCKS.
     clock_days: tuple[tuple[str, int], ...] = ()
@@ -264,6 +319,20 @@ POLICY_SCHEMA: dict[str, Any] = {
                                        for name in CLOCKS},
                     },
                     "obligor_warning_multiple": _RATIO,
+                    "tekun_minor_age_limit": {"type": "integer", "minimum": 16, "maximum": 18},
+                    "work_incentives": {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {
+                            "employment_cost_deduction": {
+                                "type": "object", "additionalProperties": False,
+                                "required": ["kind"],
+                                "properties": {"kind": {"enum": ["fixed", "share"]},
+                                               "fixed_fen": _FEN, "share": _RATIO, "max_fen": _FEN},
+                            },
+                            "income_exemption_months": {"type": "integer", "minimum": 0,
+                                                        "maximum": 12},
+                        },
+                    },
                     "mandatory_departments": {**_DEPT_LIST, "minItems": 1},
                     "expenditure_departments": _DEPT_LIST,
                     "review": {
@@ -272,6 +341,17 @@ POLICY_SCHEMA: dict[str, Any] = {
                             "stable_months": {"type": "integer", "minimum": 1, "maximum": 24},
                             "irregular_months": {"type": "integer", "minimum": 1, "maximum": 24},
                         },
+                    },
+                    "care": {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {
+                            "visit_cycle_months": {"type": "integer", "minimum": 1, "maximum": 12},
+                        },
+                    },
+                    "services": {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"per_order_fen": {"type": "integer", "minimum": 1},
+                                       "per_case_year_fen": {"type": "integer", "minimum": 1}},
                     },
                     "grace_periods": {
                         "type": "object", "additionalProperties": False,
@@ -426,6 +506,38 @@ def _review(at: str, raw: Mapping[str, Any], errors: list[str]) -> ReviewPolicy:
     return review
 
 
+def _work_incentives(at: str, raw: Mapping[str, Any], errors: list[str]) -> WorkIncentives:
+    """就业成本抵扣、收入豁免; a field the deduction's kind does not use is refused, so a county
+    never believes a figure applies that does not."""
+    where = f"{at}.work_incentives.employment_cost_deduction"
+    ded = raw.get("employment_cost_deduction")
+    deduction = None
+    if ded is not None:
+        kind = ded["kind"]
+        unused = ("share", "max_fen") if kind == "fixed" else ("fixed_fen",)
+        for key in unused:
+            if key in ded:
+                errors.append(f"{where}.{key}: not used by kind {kind}")
+        if kind == "fixed":
+            if "fixed_fen" not in ded:
+                errors.append(f"{where}.fixed_fen: required field is missing (kind is fixed)")
+            elif ded["fixed_fen"] == 0:
+                errors.append(f"{where}.fixed_fen: must be > 0 (leave the deduction out for none)")
+            deduction = EmploymentCostDeduction("fixed", fixed_fen=ded.get("fixed_fen", 0))
+        else:
+            share = Fraction(0)
+            if "share" not in ded:
+                errors.append(f"{where}.share: required field is missing (kind is share)")
+            else:
+                share = _ratio(ded["share"], f"{where}.share", errors, Fraction(0), Fraction(1))
+                if share == 0:
+                    errors.append(f"{where}.share: must be > 0 (leave the deduction out for none)")
+            if ded.get("max_fen") == 0:
+                errors.append(f"{where}.max_fen: must be > 0 (leave it out for no cap)")
+            deduction = EmploymentCostDeduction("share", share=share, max_fen=ded.get("max_fen"))
+    return WorkIncentives(deduction, raw.get("income_exemption_months", 0))
+
+
 def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyPolicy | None:
     at = f"counties[{i}]"
     start = len(errors)
@@ -459,8 +571,12 @@ def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyP
         errors.append(f"{at}.emergency.township_cap_fen: must be <= county_cap_fen")
 
     review = _review(at, raw, errors)
+    services = ServiceLimits(**raw.get("services", {}))
+    if services.per_order_fen > services.per_case_year_fen:
+        errors.append(f"{at}.services.per_order_fen: must be <= per_case_year_fen")
     obligor = _ratio(raw.get("obligor_warning_multiple", "2"), f"{at}.obligor_warning_multiple",
                      errors, Fraction(1), Fraction(10))
+    incentives = _work_incentives(at, raw.get("work_incentives", {}), errors)
     if len(errors) > start:
         return None
     return CountyPolicy(
@@ -483,7 +599,11 @@ def _build_version(i: int, raw: Mapping[str, Any], errors: list[str]) -> CountyP
                                               ["medical_insurance", "education"])),
         temporary_relief_months=raw.get("temporary_relief_months", 3),
         obligor_warning_multiple=obligor,
+        tekun_minor_age_limit=raw.get("tekun_minor_age_limit", 18),
+        work_incentives=incentives,
         review=review,
+        services=services,
+        care=CarePolicy(**raw.get("care", {})),
         clock_days=tuple(sorted(raw.get("clock_days", {}).items())),
         source=raw.get("source", ""),
     )

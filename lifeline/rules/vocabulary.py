@@ -40,8 +40,10 @@ APPROVAL_LEVELS = ("township", "county")
 FUND_SOURCES = ("temporary_relief_budget", "township_reserve_fund")
 # Where a monthly benefit is paid from, by benefit type: the county budgets each per period.
 MONTHLY_FUND_SOURCES: dict[str, str] = {"dibao": "dibao_fund", "tekun": "tekun_fund"}
+# Where a provider is paid from for a confirmed delivery of a service or goods (issue 17).
+SERVICE_PURCHASE_FUND = "service_purchase"
 # Every fund source a payment is charged to, and so a budget is set for (POST /v1/budgets).
-PAYMENT_FUND_SOURCES = (*MONTHLY_FUND_SOURCES.values(), *FUND_SOURCES)
+PAYMENT_FUND_SOURCES = (*MONTHLY_FUND_SOURCES.values(), *FUND_SOURCES, SERVICE_PURCHASE_FUND)
 # Where a payment stands: instructed in a bank file; settled (booked on the statement);
 # returned by the bank and held until the account is corrected; released again.
 PAYMENT_STATUSES = ("instructed", "settled", "returned")
@@ -90,3 +92,11 @@ CADRE_RELATIONS = ("cadre", "close_relative")
 # After approval (动态管理): how a monthly benefit changes from a period on, and where it stands.
 BENEFIT_CHANGES = ("adjust", "suspend", "resume", "terminate")
 BENEFIT_STATUSES = ("paying", "suspended", "terminated")
+# 资金+实物+服务 (issue 17): services bought from registered providers (seed 002: 走访探视、照料护理、
+# 康复训练、送医陪护、社会融入、能力提升、心理疏导) and goods given in kind, each ordered in a unit the
+# provider prices.
+SERVICES_BOUGHT = ("visit", "care", "rehabilitation", "hospital_escort", "social_integration", "skills",
+                   "psychological_support")
+IN_KIND_ITEMS = ("food", "clothing", "bedding", "fuel", "medicine")
+SERVICE_KINDS = (*SERVICES_BOUGHT, *IN_KIND_ITEMS)
+SERVICE_UNITS = ("hour", "session", "visit", "day", "piece", "set", "kg", "box")

@@ -105,6 +105,8 @@ class RecordIn(BaseModel):
     assets_fen: int = Field(0, ge=0)
     medical_expense_fen: int = Field(0, ge=0)
     education_expense_fen: int = Field(0, ge=0)
+    employed_since: date | None = Field(
+        None, description="人社 (hrss) only: the day the current registered employment began (就业登记)")
 
 
 # The departments that report deaths, as DeathReported's schema names them.
@@ -207,8 +209,14 @@ class PartnerSimulator:
         self._tasks: list[asyncio.Task] = []
         self.consumer: AIOKafkaConsumer | None = None
 
-    def figures(self, department: str, id_number: str) -> dict[str, int]:
-        return self.records.get((department, id_number)) or default_figures(self.seed, department, id_number)
+    def figures(self, department: str, id_number: str) -> dict[str, Any]:
+        """A person's row: the figures, and for 人社 (hrss) the day a registered employment
+        began (`employed_since`, null when none)."""
+        found = self.records.get((department, id_number)) or default_figures(self.seed, department, id_number)
+        row: dict[str, Any] = {name: found.get(name, 0) for name in FIGURES}
+        if department == "hrss":
+            row["employed_since"] = found.get("employed_since")
+        return row
 
     def answer(self, request: Any) -> bytes:
         """The DepartmentRecordsReported CloudEvent answering one request."""
@@ -410,8 +418,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.put("/v1/records/{department}/{id_number}")
     async def put_record(department: str, id_number: str, body: RecordIn):
-        sim.records[(department, id_number)] = body.model_dump()
-        return {"department": department, "id_number": id_number, **body.model_dump()}
+        if body.employed_since is not None and department != "hrss":
+            raise Problem(422, "Not a department's record", "employed_since is recorded by hrss (人社) only",
+                          slug="employed-since-hrss-only", field="employed_since")
+        sim.records[(department, id_number)] = body.model_dump(mode="json")
+        return {"department": department, "id_number": id_number, **sim.figures(department, id_number)}
 
     @app.post("/v1/deaths", status_code=202)
     async def report_death(body: DeathIn):

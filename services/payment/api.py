@@ -28,6 +28,7 @@ from services.payment.channels import NoPayingAccount, UnknownBankChannel
 from services.payment.domain import CHANGES, NothingToPay, PaymentConflict
 from services.payment.runs import reconciliation, run_totals
 from services.payment.worker import jobs_of, wake
+from services.payment import providers
 
 class EntitlementChange(BaseModel):
     change: Literal[CHANGES]
@@ -740,4 +741,6 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
         return await runtime.idempotent(request, principal.user_id, handle)
 
+    # What providers are paid for confirmed deliveries (services/payment/providers.py).
+    api.include_router(providers.router(runtime))
     return api

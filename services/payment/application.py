@@ -31,6 +31,7 @@ from services.payment.domain import (
     status_of,
 )
 from services.payment.outbound import OUTBOUND
+from services.payment.providers import project_provider_payment
 from services.payment.runs import payable_kind, single_payment
 
 
@@ -556,7 +557,9 @@ def _add(doc: dict[str, Any] | None, count: int, total_fen: int) -> dict[str, An
 def project(event: Any, tx: SideTx) -> None:
     """Payment's read models: entitlements, what each run pays (payable), payments, batches,
     runs, budgets and what they have spent, reserve funds, emergency grants (and those held),
-    recoveries, bank messages."""
+    recoveries, bank messages; what providers are paid (providers.project_provider_payment)."""
+    if project_provider_payment(event, tx):
+        return
     if isinstance(event, (Entitlement.Opened, Entitlement.OneOffRecorded, Entitlement.RecognitionRecorded)):
         entitlement = event.mutate(None)
         account = getattr(event, "bank_account", None)

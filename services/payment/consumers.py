@@ -14,6 +14,7 @@ from eventsourcing.application import ProcessingEvent
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import CloudEvent
 from lifeline.domain.aggregate import Meta
+from services.payment import providers
 
 if TYPE_CHECKING:
     from services.payment.application import PaymentApplication
@@ -46,6 +47,11 @@ def on_post_approval_decided(app: PaymentApplication, event: CloudEvent, pe: Pro
     app.decide_grant(event.data, Meta.caused_by(event, app.service), pe)
 
 
+def on_service_delivery_confirmed(app: PaymentApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    # A provider paid once per confirmed delivery (services/payment/providers.py).
+    providers.record_delivery(app, event.data, Meta.caused_by(event, app.service), pe)
+
+
 def on_fraud_recorded(app: PaymentApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
     app.record_fraud(event.data, Meta.caused_by(event, app.service), pe)
 
@@ -61,4 +67,5 @@ HANDLERS = {
     "EmergencyReliefGranted": on_emergency_relief_granted,
     "EmergencyReliefPostApprovalDecided": on_post_approval_decided,
     "FraudRecorded": on_fraud_recorded,
+    "ServiceDeliveryConfirmed": on_service_delivery_confirmed,
 }

@@ -29,6 +29,7 @@ REMITTANCE = {
     "tekun_fund": "特困人员救助供养金",
     "temporary_relief_budget": "临时救助金",
     "township_reserve_fund": "临时救助金（备用金）",
+    "service_purchase": "社会救助购买服务费",  # a provider paid for a confirmed delivery (issue 17)
 }
 
 

@@ -432,8 +432,11 @@ class Jobs:
 
     def run_once(self, meta: Meta) -> dict[str, int]:
         self._catch_up()  # the jobs read what to do from the read models
+        from services.payment.providers import pay_held_provider_payments  # it imports this module
+
         done = {"resumed": self.resume_runs(meta), "one_off": self.pay_one_offs(meta),
-                "grants": self.pay_held_grants(meta), "released": self.release_held(meta)}
+                "grants": self.pay_held_grants(meta), "released": self.release_held(meta),
+                "providers": pay_held_provider_payments(self, meta)}
         self.engine.wait_for_files()
         self._catch_up()
         done["submitted"] = self.submit_batches(meta)

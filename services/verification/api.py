@@ -28,7 +28,9 @@ from lifeline.rules.vocabulary import (
     PROPOSALS, REDECISION_EVIDENCE, SURVEYOR_ROLES,
 )
 from services.verification.assessment import Outcome
-from services.verification import dynamic, filings
+from services.verification import services_in_kind
+from services.verification import county_filings, dynamic, filings
+from services.verification import care
 from services.verification.procedure import (
     Appraisal,
     BenefitChange,
@@ -57,6 +59,14 @@ from services.verification.application import (
 DECIDERS = ("reviewer", "county_officer", "admin")
 # The cadre register's upload body, served by filings.router (documented with this service's models).
 CadreRegisterIn = filings.CadreRegisterIn
+# Providers, service orders and deliveries (资金+实物+服务, issue 17), served by services_in_kind.router.
+ProviderIn, ServiceOrderIn, DeliveryIn = (
+    services_in_kind.ProviderIn, services_in_kind.ServiceOrderIn, services_in_kind.DeliveryIn)
+# The county's receipt of a township's filing (镇→县备案), served by county_filings.router.
+CountyFilingReceiptIn = county_filings.CountyFilingReceiptIn
+# 特困 support: arrangements, guardians, care agreements, visits (issue 17), served by care.router.
+SupportArrangementIn, GuardianIn, CareAgreementIn, CareVisitIn = (
+    care.SupportArrangementIn, care.GuardianIn, care.CareAgreementIn, care.CareVisitIn)
 # Reviews and fraud (issue 11), served by dynamic.router.
 ReviewIn, SuspensionIn, FraudIn, FraudRefusalIn = (
     dynamic.ReviewIn, dynamic.SuspensionIn, dynamic.FraudIn, dynamic.FraudRefusalIn)
@@ -619,4 +629,10 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     both = APIRouter()
     both.include_router(api)
     both.include_router(filings.router(runtime))
+    # 特困 support and its visits (services/verification/care.py).
+    both.include_router(care.router(runtime))
+    # Services and goods in kind from registered providers (services/verification/services_in_kind.py).
+    both.include_router(services_in_kind.router(runtime))
+    # 镇→县备案 of decisions and the monthly statistics (services/verification/county_filings.py).
+    both.include_router(county_filings.router(runtime))
     return both

@@ -22,7 +22,11 @@ from lifeline.stores.sidestore import SideTx
 from services.verification.assessment import Assessment, assess
 from services.verification.consumers import HANDLERS
 from services.verification.domain import DecisionNotAllowed, ProcedureError, RuleBroken, Verification
+from services.verification import county_filings
 from services.verification.filings import filing_reasons, project_filing, register_entries
+from services.verification.services_in_kind import project_services
+from services.verification import care
+from services.verification.care import project_care
 from services.verification.outbound import OUTBOUND
 from lifeline.domain.people import Person, fingerprint
 from services.verification.review import (
@@ -79,6 +83,15 @@ class VerificationApplication(ServiceApplication):
         self.policies = policies or PolicyHolder(shipped_policy_book())
         # Its secret keys the fingerprints of the people index (people.py); none in tests.
         self.sealer = sealer
+
+    def _record(self, processing_event: ProcessingEvent) -> Any:
+        # 镇→县备案 (county_filings.py): each township inclusion or exit about to be stored is filed
+        # with the county in the same transaction, whichever command or consumed event decided it.
+        processing_event.collect_events(*county_filings.filings_for(processing_event.events,
+                                                                     processing_event.aggregates))
+        # 特困 support ends with its benefit: the visit clock is cancelled (care.py).
+        processing_event.collect_events(*care.ended_with_benefit(self, processing_event.events))
+        return super()._record(processing_event)
 
     def _policy(self, region_code: str, on: datetime) -> CountyPolicy:
         return self.policies.book.policy_for(county_of(region_code), business_date(on))
@@ -250,8 +263,8 @@ class VerificationApplication(ServiceApplication):
             outcome = review_outcome(result, **{**options, "grace_months": None})
         cycle = household_review_cycle(household, records, policy)
         goes_on = outcome.outcome in ("no_change", "adjusted")
-        v.complete_review(assessment_record(result), outcome, next_review_date(day, cycle) if goes_on else None,
-                          cycle.months, now, meta)
+        next_date = next_review_date(day, cycle, result.earnings_exempt_until) if goes_on else None
+        v.complete_review(assessment_record(result), outcome, next_date, cycle.months, now, meta)
 
     def record_death(self, death: dict[str, Any], meta: Meta, pe: ProcessingEvent) -> None:
         """DeathReported → each approved household naming the person (found by fingerprint, then
@@ -318,7 +331,7 @@ class VerificationApplication(ServiceApplication):
                 # 动态管理: reviewed from the decision on, on the cycle its records call for.
                 cycle = household_review_cycle(v.application.household, v.records_in_force,
                                                self._policy(v.region_code, now))
-                v.schedule_reviews(cycle, business_date(now), now, meta)
+                v.schedule_reviews(cycle, business_date(now), now, meta, result.earnings_exempt_until)
 
         self._step(case_id, take)
         return decision_view(decided[0])
@@ -498,8 +511,12 @@ def grievances_view(v: Verification) -> list[dict[str, Any]]:
 def project(event: Any, tx: SideTx) -> None:
     """Read models: verifications by state, for the review group's work list (an approved monthly
     benefit with its status and the monthly amount in force); grievances by id; cases flagged
-    for filing (备案) and the cadre registers' sizes (filings.project_filing)."""
-    if project_filing(event, tx):
+    for filing (备案) and the cadre registers' sizes (filings.project_filing); beside them, the
+    county filings of decisions and what the monthly statistics count (county_filings.project)."""
+    county_filings.project(event, tx)
+    if project_services(event, tx):  # services and goods in kind (services_in_kind.py)
+        return
+    if project_filing(event, tx) or project_care(event, tx):  # care: 特困 visits due (care.py)
         return
     if isinstance(event, Verification.Started):
         tx.put("verification", event.case_id, {

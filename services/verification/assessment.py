@@ -8,11 +8,15 @@ favour, by less than 1 fen per person). Amounts are then computed from that per-
 ``(standard − per-capita income) × members``, so an officer can re-do every amount by hand.
 Eligibility tests use the exact totals (``total < standard × members``), which for an integer
 standard gives the same answer as comparing the rounded-down per-capita income.
+
+Work incentives (issue 17, seed 002 就业成本抵扣、收入豁免) come before the per-capita division: a
+share-of-earnings deduction is rounded **up** to whole fen (again in the household's favour).
 """
 from __future__ import annotations
 
+import calendar as _calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any, Iterable, Literal, Mapping
 
@@ -27,6 +31,9 @@ from lifeline.rules.policy import CountyPolicy, PolicyError, ratio_text
 Outcome = Literal["eligible", "ineligible", "needs_appraisal"]
 RECORD_FIELDS = ("monthly_income_fen", "income_tax_fen", "social_insurance_fen", "assets_fen",
                  "medical_expense_fen", "education_expense_fen")
+# 人社 (hrss) only: the day the person's current registered employment began (就业登记), YYYY-MM-DD.
+# The income such a row reports is earned income (wages), the base of the work incentives.
+EMPLOYED_SINCE = "employed_since"
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,6 +66,8 @@ class DepartmentRecord:
                     continue
                 if key in RECORD_FIELDS:
                     _fen(value, f"{self.department}.{key}")
+                elif key == EMPLOYED_SINCE:
+                    _employment_date(value, f"{self.department}.{key}")
                 elif key.endswith("_fen"):
                     # a money figure we do not know how to treat must not be dropped silently
                     raise ValueError(f"{self.department}: unknown figure {key!r}")
@@ -68,6 +77,15 @@ class DepartmentRecord:
     @property
     def answered(self) -> bool:
         return self.status == "answered"
+
+
+def _employment_date(value: Any, what: str) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,8 @@ class Assessment:
     decision_date: date | None = None
     assets_within_limit: bool = True
     asset_limit_total_fen: int = 0
+    # 收入豁免: the last day a member's new earnings are left out (the earliest, when several are)
+    earnings_exempt_until: date | None = None
 
     @property
     def warnings(self) -> tuple[Reason, ...]:
@@ -124,6 +144,8 @@ class Assessment:
             "assets_total_fen": self.assets_total_fen,
             "assets_within_limit": self.assets_within_limit,
             "asset_limit_total_fen": self.asset_limit_total_fen,
+            "earnings_exempt_until": (self.earnings_exempt_until.isoformat()
+                                      if self.earnings_exempt_until else None),
             "departments_answered": list(self.departments_answered),
             "departments_missing": list(self.departments_missing),
             "county_code": self.county_code,
@@ -252,7 +274,8 @@ def assess(household: Household, records: Mapping[str, DepartmentRecord], policy
     counted, obligors = _who_counts(household, reasons)
     answered, missing, per_person = _department_figures(household, records, policy, reasons)
     fam = _sum(per_person[m.id_number] for m in counted)
-    income_total = _income_used(household, policy, standard, fam, obligors, per_person, reasons)
+    work = _work_incentives(policy, decision_date, _earners(counted, records, answered), per_person)
+    income_total = _income_used(household, policy, standard, fam, obligors, per_person, work, reasons)
     assets_total, asset_limit_total, assets_ok = _assets(household, policy, fam, len(counted), reasons)
 
     n = len(counted)
@@ -265,7 +288,7 @@ def assess(household: Household, records: Mapping[str, DepartmentRecord], policy
                 "low_income_multiplier": ratio_text(policy.low_income_multiplier),
                 "low_income_line_fen": int(policy.low_income_multiplier * standard)}
 
-    ctx = _Ctx(household, policy, decision_date, reasons, standard, area)
+    ctx = _Ctx(household, policy, decision_date, reasons, standard, area, work.reductions)
     if kind == "dibao":
         result = _dibao(ctx, counted, per_person, pci, n, below_standard, within_low, assets_ok,
                         figs_std)
@@ -302,7 +325,7 @@ def assess(household: Household, records: Mapping[str, DepartmentRecord], policy
         assistance_type=kind, one_off_amount_fen=one_off, approval_level=level,
         county_code=policy.county_code, policy_effective_from=policy.effective_from,
         decision_date=decision_date, assets_within_limit=assets_ok,
-        asset_limit_total_fen=asset_limit_total)
+        asset_limit_total_fen=asset_limit_total, earnings_exempt_until=work.exempt_until)
 
 
 def _check_policy(household: Household, policy: CountyPolicy, decision_date: date) -> None:
@@ -353,21 +376,118 @@ def _department_figures(
     return answered, missing, per_person
 
 
+def _add_months(d: date, months: int) -> date:
+    """Same day ``months`` later, clamped to the month's end (31 Aug + 6 → 28/29 Feb)."""
+    index = d.year * 12 + d.month - 1 + months
+    year, month = index // 12, index % 12 + 1
+    return date(year, month, min(d.day, _calendar.monthrange(year, month)[1]))
+
+
+def _earners(counted: list[Member], records: Mapping[str, DepartmentRecord],
+             answered: tuple[str, ...]) -> dict[str, tuple[int, date]]:
+    """Counted members with earned income: what 人社 (hrss) reports in rows that carry a
+    registered employment (``employed_since``), and the day the latest such employment began.
+    Income in rows without one (pensions, unemployment benefit) is not earned income."""
+    if "hrss" not in answered:
+        return {}
+    ids = {m.id_number for m in counted}
+    found: dict[str, tuple[int, date]] = {}
+    for row in records["hrss"].members:
+        number = str(row["id_number"]).strip().upper()
+        if number not in ids or EMPLOYED_SINCE not in row:
+            continue
+        since = _employment_date(row[EMPLOYED_SINCE], f"hrss.{EMPLOYED_SINCE}")
+        earned, latest = found.get(number, (0, since))
+        found[number] = (earned + row.get("monthly_income_fen", 0), max(latest, since))
+    return {n: v for n, v in found.items() if v[0] > 0}
+
+
+@dataclass
+class _WorkIncentives:
+    """What the work incentives take off the household's income: per member (exempt earnings
+    or the employment-cost deduction), the totals, the reasons, the earliest exemption end."""
+
+    reductions: dict[str, int] = field(default_factory=dict)
+    exempt_fen: int = 0
+    deduction_fen: int = 0
+    reasons: list[Reason] = field(default_factory=list)
+    exempt_until: date | None = None
+
+
+def _work_incentives(policy: CountyPolicy, on: date, earners: Mapping[str, tuple[int, date]],
+                     per_person: Mapping[str, _Figures]) -> _WorkIncentives:
+    """就业成本抵扣、收入豁免 (seed 002), per earning member, in the order of the ID numbers:
+
+    - 收入豁免: from the day work began and for ``income_exemption_months`` months after it
+      (the decision date before the same day that many months later), the member's net
+      earnings are left out of the income test;
+    - 就业成本抵扣: otherwise the deduction of the county's kind (a fixed amount, or a share of
+      the gross earnings rounded up to whole fen and capped) is taken off.
+    Neither is ever more than the member's net earnings (earnings less the member's tax and
+    social insurance, the member's net income when that is less)."""
+    rules = policy.work_incentives
+    out = _WorkIncentives()
+    for number in sorted(earners):
+        earned, since = earners[number]
+        net_earned = min(earned, max(0, per_person[number].net))
+        who = mask_resident_id(number)
+        months = rules.exemption_months
+        ends = _add_months(since, months)
+        if months and on < ends:
+            until = ends - timedelta(days=1)
+            out.reductions[number] = net_earned
+            out.exempt_fen += net_earned
+            out.exempt_until = min(until, out.exempt_until or until)
+            out.reasons.append(Reason(
+                "EARNINGS_EXEMPT", "income.income_exemption",
+                f"收入豁免：家庭成员{who}于{since.isoformat()}就业，就业后{months}个月内"
+                f"（至{until.isoformat()}）新增就业收入{net_earned}分不计入家庭收入",
+                {"member": who, "work_started_on": since.isoformat(),
+                 "exempt_until": until.isoformat(), "exemption_months": months,
+                 "earned_fen": earned, "earnings_exempt_fen": net_earned}))
+            continue
+        ded = rules.deduction
+        if ded is None:
+            continue
+        amount = min(ded.for_earnings(earned), net_earned)
+        out.reductions[number] = amount
+        out.deduction_fen += amount
+        if ded.kind == "fixed":
+            how, terms = f"每人每月{ded.fixed_fen}分", {"fixed_fen": ded.fixed_fen}
+        else:
+            cap = "" if ded.max_fen is None else f"，每人每月最多{ded.max_fen}分"
+            how = f"按就业收入的{ratio_text(ded.share)}（向上取整到分）{cap}"
+            terms = {"share": ratio_text(ded.share),
+                     **({} if ded.max_fen is None else {"max_fen": ded.max_fen})}
+        out.reasons.append(Reason(
+            "EMPLOYMENT_COST_DEDUCTED", "income.employment_cost_deduction",
+            f"就业成本抵扣：家庭成员{who}就业收入{earned}分，{how}，扣减{amount}分",
+            {"member": who, "work_started_on": since.isoformat(), "earned_fen": earned,
+             "kind": ded.kind, **terms, "deduction_fen": amount}))
+    return out
+
+
 def _income_used(household: Household, policy: CountyPolicy, standard: int, fam: _Figures,
-                 obligors: list[Member], per_person: dict[str, _Figures],
+                 obligors: list[Member], per_person: dict[str, _Figures], work: _WorkIncentives,
                  reasons: list[Reason]) -> int:
-    """Net household income with support received; the declared figure when it is higher."""
+    """Net household income with support received; the declared figure when it is higher.
+    Exempt earnings are left out of the verified income; the employment-cost deduction is
+    taken off the income used (verified or declared)."""
     support = sum(m.support_paid_fen for m in obligors)
     verified_net = max(0, fam.net) + support
     declared = household.declared_monthly_income_fen
-    income_total = max(verified_net, declared)
+    counted_net = max(0, fam.net - work.exempt_fen) + support
+    income_total = max(0, max(counted_net, declared) - work.deduction_fen)
     reasons.append(Reason(
         "INCOME_NET", "income.net_of_tax_and_social_insurance",
-        "家庭月收入按扣除个人所得税和社会保险缴费后计算；核对收入与申报收入取较高者",
+        "家庭月收入按扣除个人所得税和社会保险缴费后计算；核对收入与申报收入取较高者"
+        + ("；扣除收入豁免和就业成本抵扣" if work.reasons else ""),
         {"gross_fen": fam["monthly_income_fen"], "income_tax_fen": fam["income_tax_fen"],
          "social_insurance_fen": fam["social_insurance_fen"], "support_received_fen": support,
          "verified_net_fen": verified_net, "declared_fen": declared,
+         "earnings_exempt_fen": work.exempt_fen, "employment_cost_deduction_fen": work.deduction_fen,
          "income_used_fen": income_total}))
+    reasons.extend(work.reasons)
     if verified_net > declared:
         reasons.append(Reason("INCOME_UNDER_DECLARED", "income.declared_vs_verified",
                               "核对收入高于申报收入（预警）",
@@ -408,6 +528,8 @@ class _Ctx:
     reasons: list[Reason]
     standard: int
     area: str
+    # the work incentives' reduction of each earning member's income (ID number → fen)
+    work_reductions: dict[str, int] = field(default_factory=dict)
 
 
 _Result = tuple[str, str | None, str | None, int, int, int, int]
@@ -474,7 +596,7 @@ def _single_person(ctx: _Ctx, counted: list[Member], per_person: dict[str, _Figu
             "FAMILY_NOT_LOW_INCOME", "eligibility.single_person",
             "单人户保要求所在家庭为低收入家庭（收入、财产符合认定条件）", figs, "blocking"))
         return "ineligible", None, None, 0, 0, 1, pci
-    own = max(0, per_person[person.id_number].net)
+    own = max(0, per_person[person.id_number].net - ctx.work_reductions.get(person.id_number, 0))
     own_figs = {"own_net_income_fen": own, "standard_fen": ctx.standard,
                 "family_per_capita_income_fen": pci,
                 "low_income_line_fen": figs["low_income_line_fen"]}
@@ -491,18 +613,21 @@ def _single_person(ctx: _Ctx, counted: list[Member], per_person: dict[str, _Figu
 def _tekun(ctx: _Ctx, counted: list[Member], obligors: list[Member], pci: int, n: int,
            below: bool, within_low: bool, assets_ok: bool, figs: dict) -> _Result:
     problems: list[str] = []
+    minor_limit = ctx.policy.tekun_minor_age_limit
     for m in counted:
         age = m.age_on(ctx.decision_date)
-        # 特困: 无劳动能力的老年人(60+)、残疾人、未成年人(<18, seed 002 延长至18周岁)
-        covered = (age is not None and (age >= 60 or age < 18)) or m.disability_grade is not None
+        # 特困: 无劳动能力的老年人(60+)、残疾人、未成年人(< policy.tekun_minor_age_limit: seed
+        # 002 延长至18周岁)
+        covered = (age is not None and (age >= 60 or age < minor_limit)) or m.disability_grade is not None
         if m.work_ability != "none" or not covered:
             problems.append(mask_resident_id(m.id_number))
     able_obligors = [o for o in obligors if o.work_ability != "none"]
     ok = not problems and not able_obligors and below and assets_ok
     if problems:
         ctx.reasons.append(Reason("TEKUN_MEMBER_NOT_QUALIFIED", "eligibility.tekun",
-                                  "特困供养仅适用于无劳动能力的老年人、残疾人和未满18周岁的未成年人",
-                                  {"members": ",".join(problems)}, "blocking"))
+                                  f"特困供养仅适用于无劳动能力的老年人、残疾人和未满{minor_limit}周岁的未成年人",
+                                  {"members": ",".join(problems), "minor_age_limit": minor_limit},
+                                  "blocking"))
     if able_obligors:
         ctx.reasons.append(Reason("TEKUN_HAS_OBLIGOR", "eligibility.tekun",
                                   "有具备赡养、抚养、扶养能力的法定义务人",

@@ -15,6 +15,7 @@ from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import CloudEvent
 from lifeline.domain.aggregate import Meta
 from lifeline.domain.values import Application
+from services.verification import county_filings
 
 if TYPE_CHECKING:
     from services.verification.application import VerificationApplication
@@ -49,6 +50,21 @@ def on_death_reported(app: VerificationApplication, event: CloudEvent, pe: Proce
     app.record_death(event.data, Meta.caused_by(event, app.service), pe)
 
 
+def _county_filing_breached(app: VerificationApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    county_filings.note_breach(app, event.data, Meta.caused_by(event, app.service), pe)
+
+
+# DeadlineBreached by the clock breached: verification's own clocks it records (the deadline
+# watch escalates every clock; the others are recorded by notify alone, or are not verification's).
+BREACHES = {"county_filing": _county_filing_breached}
+
+
+def on_deadline_breached(app: VerificationApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    handler = BREACHES.get(event.data["clock"])
+    if handler is not None:
+        handler(app, event, pe)
+
+
 HANDLERS = {
     "ApplicationSubmitted": on_application_submitted,
     "ApplicationAccepted": on_application_accepted,
@@ -57,4 +73,6 @@ HANDLERS = {
     "DepartmentRecordsReported": on_department_records_reported,
     # A member of an approved household died: re-assessed without them (issue 11).
     "DeathReported": on_death_reported,
+    # A breached clock of verification's own (issue 17: a filing with the county overdue).
+    "DeadlineBreached": on_deadline_breached,
 }

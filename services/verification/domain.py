@@ -1207,10 +1207,13 @@ class Verification(LifelineAggregate):
         floor = [self.benefit.first_period, *(c.from_period for c in self.benefit_changes[-1:])]
         return max([period, *floor], key=parse_period)
 
-    def schedule_reviews(self, cycle: ReviewCycle, on: date, now: datetime, by: Meta) -> None:
-        """An approved monthly benefit's review cycle and first review date (`on` + the cycle)."""
+    def schedule_reviews(self, cycle: ReviewCycle, on: date, now: datetime, by: Meta,
+                         exempt_until: date | None = None) -> None:
+        """An approved monthly benefit's review cycle and first review date (`on` + the cycle, or
+        the day after an income exemption ends when sooner)."""
         self.trigger_event(self.ReviewScheduled, case_id=self.case_id, cycle_months=cycle.months,
-                           cycle_code=cycle.code, next_review_date=next_review_date(on, cycle).isoformat(),
+                           cycle_code=cycle.code,
+                           next_review_date=next_review_date(on, cycle, exempt_until).isoformat(),
                            scheduled_at=now.isoformat(), meta=by.as_dict())
 
     def start_review(self, review_id: str, grace_reason: str | None, grace_months: int | None, reason: str,

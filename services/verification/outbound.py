@@ -6,7 +6,10 @@ import dataclasses
 from typing import Any
 
 from lifeline.messaging.outbound import Outbound
+from services.verification.county_filings import CountyFiling, MonthlyStatistics
+from services.verification.care import Care
 from services.verification.domain import Verification
+from services.verification.services_in_kind import Provider, ServiceOrder
 
 OUTBOUND = Outbound()
 
@@ -75,6 +78,24 @@ OUTBOUND.copies(Verification.ReviewStarted, "ReviewStarted")
 OUTBOUND.copies(Verification.ReviewCompleted, "ReviewCompleted")
 OUTBOUND.copies(Verification.FraudRecorded, "FraudRecorded")
 
+# 特困 support (issue 17, care.py): the wire payload is the event itself (names and the guardian's
+# ID number masked); the visit clock is DeadlineSet / DeadlineCleared like every other.
+OUTBOUND.copies(Care.SupportArranged, "SupportArranged")
+OUTBOUND.copies(Care.GuardianConfirmed, "GuardianConfirmed")
+OUTBOUND.copies(Care.CareAgreementSigned, "CareAgreementSigned")
+OUTBOUND.copies(Care.CareVisitRecorded, "CareVisitRecorded")
+OUTBOUND.copies(Care.DeadlineSet, "DeadlineSet")
+OUTBOUND.copies(Care.DeadlineCleared, "DeadlineCleared")
+
+
+# 镇→县备案 and the monthly statistics (issue 17, county_filings.py): a township's decision filed
+# with the county and its clock, the county's receipt; the statistics keyed by their own id.
+OUTBOUND.copies(CountyFiling.Due, "CountyFilingDue")
+OUTBOUND.copies(CountyFiling.DeadlineSet, "DeadlineSet")
+OUTBOUND.copies(CountyFiling.Received, "CountyFilingReceived")
+OUTBOUND.copies(CountyFiling.DeadlineCleared, "DeadlineCleared")
+OUTBOUND.copies(MonthlyStatistics.Published, "MonthlyStatisticsPublished", subject=lambda e: e.statistics_id)
+
 
 @OUTBOUND.maps(Verification.Refused, "BenefitRefused")
 def benefit_refused(e: Verification.Refused) -> dict[str, Any]:
@@ -82,3 +103,11 @@ def benefit_refused(e: Verification.Refused) -> dict[str, Any]:
         "case_id": e.case_id, "verification_id": e.verification_id, "region_code": e.region_code,
         **dataclasses.asdict(e.refusal),
     }
+
+
+# Services and goods in kind (资金+实物+服务, issue 17): a provider registered (its account by the
+# masked reference only), an order, a delivery confirmed (with the provider's sealed account,
+# for payment). A delivery the provider reports stays inside until a caseworker confirms it.
+OUTBOUND.copies(Provider.Registered, "ProviderRegistered", subject=lambda e: e.provider_id)
+OUTBOUND.copies(ServiceOrder.Placed, "ServiceOrdered")
+OUTBOUND.copies(ServiceOrder.DeliveryConfirmed, "ServiceDeliveryConfirmed")

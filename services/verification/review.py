@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar as _cal
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Literal
 
@@ -56,9 +56,14 @@ def add_months(d: date, months: int) -> date:
     return date(year, month, min(d.day, _cal.monthrange(year, month)[1]))
 
 
-def next_review_date(last_review: date, cycle: ReviewCycle | int) -> date:
+def next_review_date(last_review: date, cycle: ReviewCycle | int, exempt_until: date | None = None) -> date:
+    """`last_review` + the cycle, or the day after an income exemption ends when that is sooner:
+    the earnings left out of the test until then are counted at the next review (就业收入豁免期满)."""
     months = cycle.months if isinstance(cycle, ReviewCycle) else cycle
-    return add_months(last_review, months)
+    due = add_months(last_review, months)
+    if exempt_until is not None and exempt_until >= last_review:
+        due = min(due, exempt_until + timedelta(days=1))
+    return due
 
 
 @dataclass(frozen=True)

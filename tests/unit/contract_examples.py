@@ -170,6 +170,82 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "fraud_kinds": ["concealment", "forgery"], "fraud_since": "2026-03-01", "terminated_from_period": "2027-01",
         "reported_by": "county-001", "confirmed_by": "county-002", "recorded_at": "2026-12-10T10:00:00+08:00",
     },
+    # 特困 support: arrangements, guardians, care agreements, visits (issue 17, verification's care.py)
+    "SupportArranged": {
+        "case_id": CASE_ID, "benefit_id": BENEFIT_ID, "region_code": VILLAGE, "person_name_masked": "张*",
+        "mode": "dispersed", "care_home_code": None, "chosen_by_person": True, "note": "本人选择在家分散供养",
+        "next_visit_due_date": "2026-04-02", "arranged_by": "caseworker-001", "arranged_at": T0,
+    },
+    "GuardianConfirmed": {
+        "case_id": CASE_ID, "region_code": VILLAGE, "legal_capacity": "none", "guardian_name_masked": "李*",
+        "guardian_id_number_masked": SPOUSE_ID[:6] + "*" * 8 + SPOUSE_ID[-4:], "relation": "grandparent",
+        "confirmed_by": "designation_by_committee", "confirmed_on": "2026-02-27", "recorded_by": "caseworker-001",
+        "recorded_at": T0,
+    },
+    "CareAgreementSigned": {
+        "case_id": CASE_ID, "region_code": VILLAGE, "agreement_id": f"{CASE_ID}-agreement-1",
+        "kind": "entrusted_care", "legal_capacity": "none", "carer_name_masked": None, "carer_relation": None,
+        "provider_name": "东营区康乐居家养老服务中心", "provider_code": "52370502MJD123456N",
+        "duties": ["每周上门助餐助洁两次", "康复训练"], "term_from": "2026-03-01", "term_to": "2027-02-28",
+        "monthly_amount_fen": 80000, "recorded_by": "caseworker-001", "recorded_at": T0,
+    },
+    "CareVisitRecorded": {
+        "case_id": CASE_ID, "region_code": VILLAGE, "visit_id": f"{CASE_ID}-visit-1", "visited_on": "2026-03-30",
+        "visitors": [{"name": "赵敏", "role": "township_staff"}, {"name": "李卫东", "role": "village_cadre"}],
+        "findings": "住房整洁，饮食正常，照料到位。", "care_quality": "good", "follow_up": None,
+        "deadline_id": f"{CASE_ID}/care_visit", "deadline_outcome": "met", "next_visit_due_date": "2026-04-30",
+        "recorded_by": "caseworker-001", "recorded_at": "2026-03-30T16:00:00+08:00",
+    },
+    # 镇→县备案 and the monthly statistics (issue 17, verification's county_filings.py)
+    "CountyFilingDue": {
+        "filing_id": f"CF-{CASE_ID}-14", "case_id": CASE_ID, "benefit_id": BENEFIT_ID, "decision": "inclusion",
+        "assistance_type": "dibao", "benefit_kind": "monthly", "region_code": VILLAGE,
+        "township_code": VILLAGE[:9], "county_code": VILLAGE[:6], "applicant_name_masked": "张*",
+        "household_size": 3, "monthly_amount_fen": 189000, "one_off_amount_fen": None, "from_period": "2026-04",
+        "reason": "审核确认小组会议决定", "decided_by": "reviewer-001", "decided_at": "2026-03-20T15:00:00+08:00",
+        "due_date": "2026-03-27",
+    },
+    "CountyFilingReceived": {
+        "filing_id": f"CF-{CASE_ID}-14", "case_id": CASE_ID, "decision": "inclusion",
+        "township_code": VILLAGE[:9], "county_code": VILLAGE[:6], "due_date": "2026-03-27", "outcome": "met",
+        "note": None, "received_by": "county-001", "received_at": "2026-03-24T10:00:00+08:00",
+    },
+    "MonthlyStatisticsPublished": {
+        "statistics_id": "MS-320583-2026-04", "county_code": "320583", "period": "2026-04",
+        "townships": [{"township_code": VILLAGE[:9], "figures": [
+            {"assistance_type": t, "cases": int(t == "dibao"), "people": 3 * (t == "dibao"),
+             "amount_fen": 189000 * (t == "dibao"), "inclusions": 0, "exits": 0}
+            for t in ("dibao", "tekun", "linshi_jinan", "linshi_zhichu", "low_income")]}],
+        "county_total": [
+            {"assistance_type": t, "cases": int(t == "dibao"), "people": 3 * (t == "dibao"),
+             "amount_fen": 189000 * (t == "dibao"), "inclusions": 0, "exits": 0}
+            for t in ("dibao", "tekun", "linshi_jinan", "linshi_zhichu", "low_income")],
+        "published_by": "county-001", "published_at": "2026-05-06T09:00:00+08:00",
+    },
+    # services and goods in kind from registered providers (issue 17, verification's services_in_kind.py)
+    "ProviderRegistered": {
+        "provider_id": "PV-91370502MA3C8Y4L28", "name": "东营区心晴社会工作服务中心",
+        "credit_code": "91370502MA3C8Y4L28", "county_code": "370502",
+        "service_kinds": ["psychological_support", "visit"], "regions": ["370502"],
+        "prices": [{"kind": "psychological_support", "unit": "session", "unit_price_fen": 20000},
+                   {"kind": "visit", "unit": "visit", "unit_price_fen": 5000}],
+        "contract_from": "2026-01-01", "contract_to": "2027-12-31", "bank_account_ref": "ICBC:1602***********2345",
+        "registered_by": "county-001", "registered_at": T0,
+    },
+    "ServiceOrdered": {
+        "order_id": "SO-0123456789ABCDEF0123", "case_id": CASE_ID, "region_code": VILLAGE,
+        "provider_id": "PV-91370502MA3C8Y4L28", "kind": "psychological_support", "quantity": 4, "unit": "session",
+        "unit_price_fen": 20000, "amount_fen": 80000, "period": "2026-04", "ordered_by": "caseworker-001",
+        "ordered_at": T0,
+    },
+    "ServiceDeliveryConfirmed": {
+        "order_id": "SO-0123456789ABCDEF0123", "delivery_id": "SD-0123456789ABCDEF0123", "case_id": CASE_ID,
+        "provider_id": "PV-91370502MA3C8Y4L28", "region_code": VILLAGE, "kind": "psychological_support",
+        "quantity": 2, "unit": "session", "unit_price_fen": 20000, "amount_fen": 40000, "delivered_on": "2026-04-10",
+        "bank_account": {**BANK_ACCOUNT, "channel": "ICBC", "account_name": "东营区心晴社会工作服务中心",
+                         "number_masked": "1602***********2345"},
+        "confirmed_by": "caseworker-001", "confirmed_at": "2026-04-11T10:00:00+08:00",
+    },
     "EntitlementOpened": {
         "entitlement_id": "ent-000001", "case_id": CASE_ID, "benefit_id": BENEFIT_ID,
         "benefit_type": "dibao", "monthly_amount_fen": 189000, "first_period": "2026-04",
@@ -409,10 +485,12 @@ BENEFIT_APPROVED_V2: dict[str, Any] = {
 # Subject of each example's envelope (the case id, the fund id for funds, the record id for deaths).
 SUBJECTS: dict[str, str] = {name: data.get("case_id", "") for name, data in EXAMPLES.items()}
 SUBJECTS["FundRegistered"] = EXAMPLES["FundRegistered"]["fund_id"]
+SUBJECTS["ProviderRegistered"] = EXAMPLES["ProviderRegistered"]["provider_id"]
 SUBJECTS["DeathReported"] = EXAMPLES["DeathReported"]["record_id"]
 SUBJECTS["LifeEventReported"] = EXAMPLES["LifeEventReported"]["record_id"]
 for _name in ("PaymentRunStarted", "BankBatchSubmitted", "PaymentRunCompleted", "ReconciliationCompleted"):
     SUBJECTS[_name] = EXAMPLES[_name]["run_id"]  # a run's events are keyed by the run
+SUBJECTS["MonthlyStatisticsPublished"] = EXAMPLES["MonthlyStatisticsPublished"]["statistics_id"]
 
 ACTOR = {"user_id": "clerk-001", "role": "clerk", "org_code": TOWNSHIP}
 

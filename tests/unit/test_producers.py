@@ -46,6 +46,10 @@ from services.verification.application import VerificationApplication
 from services.verification.assessment import RECORD_FIELDS
 from services.verification.application import project as verification_project
 from services.verification.consumers import CONSUMES as VERIFICATION_CONSUMES
+from services.verification import care
+from lifeline.rules.ids import make_resident_id
+from services.verification import services_in_kind
+from services.verification import county_filings
 
 from .services import (
     CASEWORKER,
@@ -78,7 +82,14 @@ NOT_CONSUMED_YET = {"VerificationRequested", "EntitlementOpened", "NoticeIssued"
                     "PaymentRunStarted", "PaymentInstructed", "BankBatchSubmitted", "PaymentSettled",
                     "PaymentReturned", "PaymentRecallRequested", "PaymentRunCompleted", "ReconciliationCompleted",
                     # what a household is to pay back: read by the county's finance office and auditors
-                    "RecoveryOpened"}
+                    "RecoveryOpened",
+                    # 特困 support and its visits (issue 17): read by the console, the county and auditors
+                    "SupportArranged", "GuardianConfirmed", "CareAgreementSigned", "CareVisitRecorded",
+                    # a provider registered and a service ordered (issue 17): read by the console and
+                    # auditors; payment reacts to the delivery confirmed
+                    "ProviderRegistered", "ServiceOrdered",
+                    # 镇→县备案 and the monthly statistics (issue 17): read by the province's platform
+                    "CountyFilingDue", "CountyFilingReceived", "MonthlyStatisticsPublished"}
 
 
 class Scenario:
@@ -240,6 +251,9 @@ def scenario(tmp_path_factory) -> Scenario:
     s.settle()
     pay_december(s, cases)
     verification_reviews_deaths_fraud(s, cases)
+    services_in_kind_bought(s, cases)
+    verification_county_filings(s)
+    verification_tekun_care(s)
     s.cases = cases
     return s
 
@@ -356,6 +370,105 @@ def verification_reviews_deaths_fraud(s: Scenario, cases: dict[str, str]) -> Non
     verification.report_fraud(cases["fraud"], ["concealment"], "隐瞒配偶工资收入", date(2026, 11, 1), COUNTY_OFFICER)
     verification.confirm_fraud(cases["fraud"], Meta("county-002", "county_officer", "370502"))
     s.settle()
+
+
+# --- issue 17, verification: 镇→县备案 and the monthly statistics -------------------------------
+def verification_county_filings(s: Scenario) -> None:
+    """Every township decision above was filed with the county when it was stored (CountyFilingDue,
+    DeadlineSet); the county receives the first (CountyFilingReceived, DeadlineCleared) and, once
+    November is over, publishes its statistics (MonthlyStatisticsPublished)."""
+    verification = s.app("verification")
+    with s.views("verification").transaction() as tx:
+        first = min(tx.all("county_filing"), key=lambda row: row[3]["decided_at"])[3]
+        rolls = tx.find("benefit_roll", "370502")
+    county_filings.receive_filing(verification, first["filing_id"], "材料齐全", COUNTY_OFFICER)
+    s.clock.set("2026-12-01T09:00:00+08:00")
+    county_filings.publish_statistics(verification, "370502", "2026-11", rolls, COUNTY_OFFICER)
+    s.clock.set(NOW)
+    s.settle()
+
+
+# --- issue 17, verification and payment: services and goods in kind from providers -----------
+def services_in_kind_bought(s: Scenario, cases: dict[str, str]) -> None:
+    """The county registers a provider (ProviderRegistered, its account sealed as intake seals
+    households'); a caseworker orders psychological support for the low-income family
+    (ServiceOrdered); the provider reports a delivery twice (one delivery) and a caseworker
+    confirms it (ServiceDeliveryConfirmed): payment pays the provider once (PaymentInstructed)."""
+    verification = s.app("verification")
+    provider = services_in_kind.register_provider(
+        verification, name="东营区心晴社会工作服务中心", credit_code=services_in_kind.CREDIT_CODE,
+        service_kinds=["psychological_support"], regions=["370502"],
+        prices=[{"kind": "psychological_support", "unit": "session", "unit_price_fen": 20000}],
+        contract_from=date(2026, 1, 1), contract_to=date(2027, 12, 31),
+        bank_account=SEALER.account("ICBC", "1602000009000012345", "东营区心晴社会工作服务中心"), meta=COUNTY_OFFICER)
+    order = services_in_kind.place_order(verification, "SO-PRODUCERS00000000001", cases["low_income"],
+                                         "psychological_support", 4, "session", "2026-11", provider.provider_id,
+                                         CASEWORKER)
+    by = Meta(provider.provider_id, "provider", "370502")
+    for _ in range(2):
+        _, delivery_id, _ = services_in_kind.report_delivery(verification, order.order_id, provider.provider_id,
+                                                             date(2026, 11, 20), 2, "两次心理疏导", "XQ-1120-01", by)
+    services_in_kind.confirm_delivery(verification, order.order_id, delivery_id, CASEWORKER)
+    s.settle()
+    s.service_order = order.order_id
+
+
+def test_a_confirmed_delivery_pays_its_provider_once(scenario):
+    [paid] = [p for p in scenario.published["PaymentInstructed"] if p["fund_source"] == "service_purchase"]
+    [confirmed] = scenario.published["ServiceDeliveryConfirmed"]
+    assert (paid["entitlement_id"], paid["amount_fen"], confirmed["amount_fen"]) == (scenario.service_order, 40000, 40000)
+    assert paid["bank_account_ref"] == "ICBC:1602***********2345"
+
+
+# --- issue 17, verification: 特困 support, guardians, care agreements, visits --------------------
+ORPHAN = make_resident_id("370502", date(2009, 3, 10), 471, female=False)   # 17 in November 2026
+GUARDIAN_ID = make_resident_id("370502", date(1958, 6, 18), 472, female=True)
+
+
+def verification_tekun_care(s: Scenario) -> None:
+    """A 17-year-old orphan with an intellectual disability applies for 特困 alone and is approved
+    after the notice (the clock moved on, then back to NOW); a guardian is confirmed, a care
+    agreement signed, dispersed support arranged (DeadlineSet care_visit) and a visit recorded
+    (DeadlineCleared, the next DeadlineSet)."""
+    intake, verification = s.app("intake"), s.app("verification")
+    s.poor(ORPHAN)
+    case_id = intake.submit_application(form([ORPHAN], assistance_type="tekun", members=[{
+        "id_number": ORPHAN, "name": "王小明", "relation": "self", "disability_grade": 2,
+        "disability_kind": "intellectual", "serious_illness": False, "work_ability": "none",
+        "co_resident": True, "support_obligor": False, "support_paid_fen": 0, "cadre_relation": None}]), CLERK)
+    intake.decide_acceptance(case_id, "accept", "材料齐全，予以受理", None, CLERK)
+    s.settle()
+    verification.record_survey(case_id, SURVEYORS, s.clock.now().date(), "入户调查情况与申报一致", CASEWORKER)
+    verification.propose(case_id, "include", "初审意见", CASEWORKER)
+    verification.post_notice(case_id, CASEWORKER)
+    s.clock.set("2026-12-03T10:00:00+08:00")  # the notice is over
+    verification.decide(case_id, "approve", "符合特困供养条件", REVIEWER)
+    care.confirm_guardian(verification, case_id, {
+        "name": "张桂英", "id_number": GUARDIAN_ID, "relation": "grandparent",
+        "confirmed_by": "designation_by_committee", "confirmed_on": date(2026, 12, 1)}, CASEWORKER)
+    care.sign_agreement(verification, case_id, {
+        "kind": "guardianship_care", "carer": {"name": "张桂英", "relation": "grandparent"}, "provider": None,
+        "duties": ["日常生活照料", "陪同就医"], "term_from": date(2026, 12, 1), "term_to": date(2027, 11, 30),
+        "monthly_amount_fen": 50000}, CASEWORKER)
+    care.arrange(verification, case_id, "dispersed", None, False, "监护人代为选择在家分散供养", CASEWORKER)
+    care.record_visit(verification, case_id, {
+        "visited_on": date(2026, 12, 3), "visitors": [{"name": "赵敏", "role": "township_staff"}],
+        "findings": "住房整洁，监护人照料到位。", "care_quality": "good", "follow_up": None}, CASEWORKER)
+    s.clock.set(NOW)
+    s.settle()
+    s.tekun_case = case_id
+
+
+def test_tekun_support_reaches_the_wire_masked_and_its_visit_clock_reaches_notify(scenario):
+    case_id = scenario.tekun_case
+    [arranged] = [d for d in scenario.published["SupportArranged"] if d["case_id"] == case_id]
+    [visit] = [d for d in scenario.published["CareVisitRecorded"] if d["case_id"] == case_id]
+    assert (arranged["mode"], visit["deadline_outcome"]) == ("dispersed", "met")
+    everything = str([scenario.published[n] for n in ("GuardianConfirmed", "CareAgreementSigned")])
+    assert GUARDIAN_ID not in everything and "张桂英" not in everything
+    clocks = [d["deadline_id"] for d in scenario.published["DeadlineSet"] if d["clock"] == "care_visit"]
+    assert clocks == [f"{case_id}/care_visit", f"{case_id}/care_visit/2"]
+    assert scenario.delivered[("notify", "DeadlineSet")] >= 2
 
 
 def test_reviews_deaths_and_fraud_reach_their_ends(scenario):

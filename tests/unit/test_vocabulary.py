@@ -14,7 +14,9 @@ from lifeline.rules.clocks import CLOCKS
 from lifeline.rules.departments import DEPARTMENTS
 from services.notify.domain import LEGAL_NAMES
 from services.payment.domain import RECOVERY_GROUNDS
+from services.verification import county_filings as CF
 from services.verification.review import FRAUD_KINDS, GRACE_REASONS, REVIEW_OUTCOMES
+from services.verification import care as C
 
 # (event, JSON path of an enum) → the vocabulary it must equal (None allowed where nullable).
 VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
@@ -100,6 +102,34 @@ VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
     ("ReferralOutcomeRecorded", "$.target"): V.REFERRAL_TARGETS,
     ("ReferralOutcomeRecorded", "$.outcome"): V.REFERRAL_OUTCOMES,
     ("ReferralOutcomeRecorded", "$.answered_by"): V.REFERRAL_ANSWERED_BY,
+    # services and goods in kind from registered providers (issue 17, services/verification/services_in_kind.py)
+    ("ProviderRegistered", "$.service_kinds[]"): V.SERVICE_KINDS,
+    ("ProviderRegistered", "$.prices[].kind"): V.SERVICE_KINDS,
+    ("ProviderRegistered", "$.prices[].unit"): V.SERVICE_UNITS,
+    ("ServiceOrdered", "$.kind"): V.SERVICE_KINDS,
+    ("ServiceOrdered", "$.unit"): V.SERVICE_UNITS,
+    ("ServiceDeliveryConfirmed", "$.kind"): V.SERVICE_KINDS,
+    ("ServiceDeliveryConfirmed", "$.unit"): V.SERVICE_UNITS,
+    ("ServiceDeliveryConfirmed", "$.bank_account.channel"): tuple(V.BANK_CHANNELS),
+    # 镇→县备案 and the monthly statistics (issue 17, verification)
+    ("CountyFilingDue", "$.decision"): CF.FILING_DECISIONS,
+    ("CountyFilingDue", "$.assistance_type"): V.ASSISTANCE_TYPES,
+    ("CountyFilingDue", "$.benefit_kind"): V.BENEFIT_KINDS,
+    ("CountyFilingReceived", "$.decision"): CF.FILING_DECISIONS,
+    ("CountyFilingReceived", "$.outcome"): CF.RECEIPT_OUTCOMES,
+    ("MonthlyStatisticsPublished", "$.townships[].figures[].assistance_type"): V.ASSISTANCE_TYPES,
+    ("MonthlyStatisticsPublished", "$.county_total[].assistance_type"): V.ASSISTANCE_TYPES,
+    # 特困 support: arrangements, guardians, care agreements, visits (issue 17, services/verification/care.py)
+    ("SupportArranged", "$.mode"): C.SUPPORT_MODES,
+    ("GuardianConfirmed", "$.legal_capacity"): ("none", "limited"),
+    ("GuardianConfirmed", "$.relation"): C.GUARDIAN_RELATIONS,
+    ("GuardianConfirmed", "$.confirmed_by"): C.GUARDIAN_CONFIRMATIONS,
+    ("CareAgreementSigned", "$.kind"): C.CARE_AGREEMENT_KINDS,
+    ("CareAgreementSigned", "$.legal_capacity"): C.LEGAL_CAPACITIES,
+    ("CareAgreementSigned", "$.carer_relation"): (*C.CARER_RELATIONS, None),
+    ("CareVisitRecorded", "$.visitors[].role"): C.VISITOR_ROLES,
+    ("CareVisitRecorded", "$.care_quality"): C.CARE_QUALITIES,
+    ("CareVisitRecorded", "$.deadline_outcome"): ("met", "late", None),
 }
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date, datetime, timezone
 
@@ -260,6 +261,23 @@ def test_tekun(dongying_2026):
     assert b.outcome == "ineligible" and b.recommended_assistance_type == "dibao"
     c = run(dongying_2026, household([member(3, work_ability="none")], kind="tekun"))
     assert c.outcome == "ineligible"   # 46 years old, not disabled
+
+
+@pytest.mark.parametrize("born, limit, outcome", [
+    (date(2008, 6, 1), 18, "eligible"),     # 17 on 2026-03-01: covered up to 18 (seed 002)
+    (date(2008, 3, 1), 18, "ineligible"),   # 18 that very day: not a minor any more
+    (date(2008, 3, 2), 18, "eligible"),     # 18 tomorrow
+    (date(2008, 6, 1), 16, "ineligible"),   # a county still at the national 16
+    (date(2010, 6, 1), 16, "eligible"),     # 15
+])
+def test_tekun_minor_age_limit_from_the_policy(dongying_2026, born, limit, outcome):
+    policy = dataclasses.replace(dongying_2026, tekun_minor_age_limit=limit)
+    orphan = member(5, born=born, work_ability="none")
+    a = run(policy, household([orphan], kind="tekun"))
+    assert (a.outcome, a.monthly_amount_fen) == (outcome, 133900 if outcome == "eligible" else 0)
+    if outcome == "ineligible":
+        [r] = [r for r in a.reasons if r.code == "TEKUN_MEMBER_NOT_QUALIFIED"]
+        assert r.figures["minor_age_limit"] == limit and f"未满{limit}周岁" in r.message_zh
 
 
 # -- 急难型 caps and approval level ---------------------------------------------------------------

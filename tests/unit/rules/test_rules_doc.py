@@ -152,9 +152,15 @@ E2E_TESTS = sorted({g for f in RUNS_IN for g in f["e2e"]}, key=str)
 
 @lru_cache(maxsize=None)
 def _routes(service: str) -> frozenset[tuple[str, str]]:
-    """(METHOD, path) of every route a service's api.py declares, with its APIRouter prefix,
-    read from the source (building the router needs a runtime)."""
-    tree = ast.parse((REPO / "services" / service / "api.py").read_text(encoding="utf-8"))
+    """(METHOD, path) of every route a service's api.py declares, and the modules beside it whose
+    routers api.py mounts (e.g. verification's services_in_kind.py), each with its module's
+    APIRouter prefix, read from the source (building the router needs a runtime)."""
+    return frozenset().union(*(_routes_in(path) for path in sorted((REPO / "services" / service).glob("*.py"))))
+
+
+def _routes_in(source: Path) -> frozenset[tuple[str, str]]:
+    service = f"{source.parent.name}/{source.name}"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
     prefixes = {
         kw.value.value
         for node in ast.walk(tree)

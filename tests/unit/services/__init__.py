@@ -6,10 +6,12 @@ here touches Kafka, Redis or the network; event stores are SQLite in memory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import uuid
 from datetime import date
+from collections.abc import Iterator
 from typing import Any
 
 from eventsourcing.persistence import (
@@ -228,3 +230,25 @@ def ready_to_decide(v: Any, decided_at: Any, proposal: str = "include", by: Meta
         v.post_notice("P-1", day0, by)
         if v.appraisal_due:
             v.hold_appraisal(day0.date(), 9, 7, 1, 1, "多数同意", day0, by)
+
+
+@contextlib.contextmanager
+def service_http(spec: Any, tmp_path: Any, secret: str, now: Any) -> Iterator[Any]:
+    """A service's HTTP app in process on a temporary data dir, its clock fixed at `now`; no
+    broker and no Redis (requests carry no Idempotency-Key)."""
+    from lifeline.domain.clock import FixedClock
+    from lifeline.http.app import create_http_app
+    from lifeline.settings import Settings
+
+    closed = "127.0.0.1:1"
+    settings = Settings.from_env({
+        "LIFELINE_DATA_DIR": str(tmp_path), "LIFELINE_JWT_SECRET": secret,
+        "LIFELINE_KAFKA_BOOTSTRAP": closed, "LIFELINE_REDIS_URL": f"redis://{closed}/0",
+    })
+    app = create_http_app(spec, settings)
+    app.state.runtime.app.clock = FixedClock(now)
+    try:
+        yield app
+    finally:
+        app.state.runtime.side.close()
+        app.state.runtime.app.close()

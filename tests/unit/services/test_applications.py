@@ -136,10 +136,14 @@ def test_memory_env_mirrors_the_service_store_settings(tmp_path):
         (VerificationApplication, {"ApplicationSubmitted", "ApplicationAccepted", "ApplicationRefused",
                                    "DepartmentRecordsReported", "ObjectionReceived",
                                    # a member of an approved household died (issue 11)
-                                   "DeathReported"}),
+                                   "DeathReported",
+                                   # a breached clock of its own: a filing with the county (issue 17)
+                                   "DeadlineBreached"}),
         (PaymentApplication, {"BenefitApproved", "BenefitAdjusted", "BenefitSuspended", "BenefitResumed",
                               "BenefitTerminated", "ApplicationSubmitted", "DeathReported",
-                              "EmergencyReliefGranted", "EmergencyReliefPostApprovalDecided", "FraudRecorded"}),
+                              "EmergencyReliefGranted", "EmergencyReliefPostApprovalDecided", "FraudRecorded",
+                              # a provider paid once per confirmed delivery (issue 17)
+                              "ServiceDeliveryConfirmed"}),
         (CharityApplication, {"ReferralRaised"}),
         (NotifyApplication, {"ApplicationAccepted", "ApplicationRefused", "MaterialsRequested",
                              "BenefitRefused", "PublicNoticePosted", "DeadlineSet", "DeadlineCleared",

@@ -9,21 +9,18 @@ from datetime import datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from lifeline.domain.clock import FixedClock
-from lifeline.http.app import create_http_app
 from lifeline.http.auth import mint_token
 from lifeline.rules.periods import SHANGHAI
-from lifeline.settings import Settings
 from services.verification.api import BenefitChangeOut, VerificationOut
 from services.verification.bootstrap import SPEC
 
 from . import (
+    service_http,
     REVIEWER, accepted_data, cloud, log_length, new_case_id, pid, ready_to_decide, record_row, report,
     submitted_data,
 )
 
 SECRET = "test-benefit-changes-secret-0123456789abcdef"
-CLOSED = "127.0.0.1:1"  # no broker, no Redis: requests carry no Idempotency-Key
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=SHANGHAI)  # an approval now pays from 2026-12
 IDS = [pid(301), pid(302, female=True)]
 PATH = "/v1/verifications/{}/benefit-changes"
@@ -35,15 +32,8 @@ def bearer(role: str, region: str = "370502") -> dict[str, str]:
 
 @pytest.fixture
 def http(tmp_path):
-    settings = Settings.from_env({
-        "LIFELINE_DATA_DIR": str(tmp_path), "LIFELINE_JWT_SECRET": SECRET,
-        "LIFELINE_KAFKA_BOOTSTRAP": CLOSED, "LIFELINE_REDIS_URL": f"redis://{CLOSED}/0",
-    })
-    app = create_http_app(SPEC, settings)
-    app.state.runtime.app.clock = FixedClock(NOW)
-    yield app
-    app.state.runtime.side.close()
-    app.state.runtime.app.close()
+    with service_http(SPEC, tmp_path, SECRET, NOW) as app:
+        yield app
 
 
 def case(http, *, approve: bool = True) -> str:
