@@ -31,6 +31,20 @@ def field_path(parts: Iterable[Any]) -> str:
     return out or "(file)"
 
 
+def unknown_or_missing(error: Any) -> tuple[list[Any], str, str] | None:
+    """A JSON Schema error about a field that should not be there or is missing, as the loaders'
+    `describe` answers it (node path to point at, field path to name, what is wrong); None for
+    any other error."""
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})), key=str)
+        return where + [("key", extra[0])], field_path(where + [extra[0]]), "unknown field"
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return where, field_path(where + [missing[0]]), "required field is missing"
+    return None
+
+
 def read_yaml(path: str | os.PathLike[str]) -> tuple[Any, yaml.Node | None]:
     """The file's data and its node tree (with marks); YamlProblem when it cannot be used."""
     try:

@@ -20,7 +20,9 @@ import jsonschema
 import yaml
 
 from lifeline.errors import ConfigurationError
-from lifeline.yamlfile import YamlProblem, field_path, node_line, problem_lines, problems, read_yaml
+from lifeline.yamlfile import (
+    YamlProblem, field_path, node_line, problem_lines, problems, read_yaml, unknown_or_missing,
+)
 from lifeline.rules.vocabulary import ASSISTANCE_TYPES, LIFE_EVENT_KINDS, URGENCIES
 from lifeline.settings import DEFAULT_RISK_RULES_FILE
 from services.intake.discovery import DEATH, RiskRule, RiskRules
@@ -70,14 +72,11 @@ _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 def _describe(error: jsonschema.ValidationError) -> tuple[list[Any], str, str]:
     """(node path to point at, field path to name, what is wrong), in the operator's words."""
+    found = unknown_or_missing(error)
+    if found is not None:
+        return found
     where = list(error.absolute_path)
     v, expected, instance = error.validator, error.validator_value, error.instance
-    if v == "additionalProperties":
-        extra = sorted(set(instance) - set(error.schema.get("properties", {})), key=str)
-        return where + [("key", extra[0])], field_path(where + [extra[0]]), "unknown field"
-    if v == "required":
-        missing = [k for k in expected if k not in instance]
-        return where, field_path(where + [missing[0]]), "required field is missing"
     if v == "enum":
         return where, field_path(where), f"must be one of {', '.join(map(str, expected))}; got {instance!r}"
     if v == "type":

@@ -30,7 +30,9 @@ import jsonschema
 import yaml
 
 from lifeline.errors import ConfigurationError
-from lifeline.yamlfile import YamlProblem, field_path, node_line, problem_lines, problems, read_yaml
+from lifeline.yamlfile import (
+    YamlProblem, field_path, node_line, problem_lines, problems, read_yaml, unknown_or_missing,
+)
 from lifeline.rules.periods import SHANGHAI
 from lifeline.rules.regions import InvalidRegionCode, county_of, is_known_county
 from lifeline.rules.vocabulary import BANK_CHANNELS
@@ -220,14 +222,11 @@ def _bank_code_problem(value: str) -> str:
 
 def _describe(error: jsonschema.ValidationError) -> tuple[list[Any], str, str]:
     """(node path to point at, field path to name, what is wrong), in our own words."""
+    found = unknown_or_missing(error)
+    if found is not None:
+        return found
     where = list(error.absolute_path)
     v, expected, instance = error.validator, error.validator_value, error.instance
-    if v == "additionalProperties":
-        extra = sorted(set(instance) - set(error.schema.get("properties", {})), key=str)
-        return where + [("key", extra[0])], field_path(where + [extra[0]]), "unknown field"
-    if v == "required":
-        missing = [k for k in expected if k not in instance]
-        return where, field_path(where + [missing[0]]), "required field is missing"
     field = where[-1] if where and isinstance(where[-1], str) else ""
     if v == "type":
         if expected == "string" and isinstance(instance, (int, float)) and not isinstance(instance, bool):

@@ -4,7 +4,7 @@ every other; bad input is problem+json naming the field or the rule and stores n
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,9 +19,7 @@ from services.verification.care import Care, CareOut, CareVisitsDueOut
 from services.verification.outbound import OUTBOUND
 
 from . import (
-    service_http,
-    REVIEWER, accepted_data, cloud, log_length, new_case_id, pid, ready_to_decide, record_row, report, stored,
-    submitted_data,
+    REVIEWER, approved_in_process, log_length, pid, service_http, stored,
 )
 
 SECRET = "test-care-secret-0123456789abcdef0123456789abcd"
@@ -50,25 +48,11 @@ def http(tmp_path):
         yield app
 
 
-def feed(app, name: str, data: dict, subject: str, source: str) -> None:
-    app.process_cloud_event(cloud(name, data, subject=subject, source=source))
 
 
 def approved(http, ids: list[str], **overrides) -> str:
     """Checked (nobody earns anything), taken through the procedure and approved now."""
-    app = http.state.runtime.app
-    case_id = new_case_id()
-    feed(app, "ApplicationSubmitted", submitted_data(case_id, ids, **overrides), case_id, "lifeline/intake")
-    feed(app, "ApplicationAccepted", accepted_data(case_id, (NOW - timedelta(days=14)).isoformat()), case_id,
-         "lifeline/intake")
-    for department, request_id in app.get_verification(case_id).requests.items():
-        feed(app, "DepartmentRecordsReported", report(case_id, department, request_id, [record_row(n) for n in ids]),
-             case_id, f"partner/{department}")
-    v = app.get_verification(case_id)
-    ready_to_decide(v, NOW)
-    app.save(v)
-    app.decide(case_id, "approve", "符合特困供养条件", REVIEWER)
-    return case_id
+    return approved_in_process(http.state.runtime.app, ids, NOW, "符合特困供养条件", **overrides)
 
 
 def orphan(http) -> str:

@@ -22,9 +22,7 @@ from services.verification.county_filings import CountyFiling, CountyFilingOut, 
 from services.verification.domain import Verification
 
 from . import (
-    service_http,
-    REVIEWER, accepted_data, cloud, log_length, new_case_id, pid, ready_to_decide, record_row, report, stored,
-    submitted_data,
+    approved_in_process, cloud, feed, log_length, pid, service_http, stored,
 )
 
 SECRET = "test-county-filings-secret-0123456789abcdef0123"
@@ -42,26 +40,12 @@ def http(tmp_path):
         yield app
 
 
-def feed(app, name: str, data: dict, subject: str, source: str) -> None:
-    app.process_cloud_event(cloud(name, data, subject=subject, source=source))
 
 
 def approved_case(http, ids: list[str], **overrides) -> str:
     """Checked (nobody earns anything), taken through the procedure and approved now by a
     township reviewer."""
-    app = http.state.runtime.app
-    case_id = new_case_id()
-    feed(app, "ApplicationSubmitted", submitted_data(case_id, ids, **overrides), case_id, "lifeline/intake")
-    feed(app, "ApplicationAccepted", accepted_data(case_id, (NOW - timedelta(days=14)).isoformat()), case_id,
-         "lifeline/intake")
-    for department, request_id in app.get_verification(case_id).requests.items():
-        feed(app, "DepartmentRecordsReported", report(case_id, department, request_id, [record_row(n) for n in ids]),
-             case_id, f"partner/{department}")
-    v = app.get_verification(case_id)
-    ready_to_decide(v, NOW)
-    app.save(v)
-    app.decide(case_id, "approve", "符合低保条件", REVIEWER)
-    return case_id
+    return approved_in_process(http.state.runtime.app, ids, NOW, **overrides)
 
 
 def client(http) -> TestClient:
