@@ -4,6 +4,7 @@
   lifeline serve SERVICE           run one service (API + outbox relay + consumers)
   lifeline simulator               run the partner-department simulator
   lifeline bank-simulator          run the bank simulator (ISO 20022 files)
+  lifeline federation-simulator    run the charity-federation simulator (signed webhooks, the feed)
   lifeline token --role R --region CODE
   lifeline replay SERVICE          rebuild read models into a fresh store and compare
   lifeline republish SERVICE --from N
@@ -66,8 +67,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # The simulators, by process name: the module whose create_app serves it, and its command.
-SIMULATORS = {"simulator": "lifeline.simulators.partners", "bank": "lifeline.simulators.bank"}
-COMMANDS = {"simulator": ["simulator"], "bank": ["bank-simulator"]}
+SIMULATORS = {"simulator": "lifeline.simulators.partners", "bank": "lifeline.simulators.bank",
+              "federation": "lifeline.simulators.federation"}
+COMMANDS = {"simulator": ["simulator"], "bank": ["bank-simulator"], "federation": ["federation-simulator"]}
 
 
 def _run_simulator(name: str) -> int:
@@ -86,6 +88,10 @@ def cmd_simulator(_: argparse.Namespace) -> int:
 
 def cmd_bank_simulator(_: argparse.Namespace) -> int:
     return _run_simulator("bank")
+
+
+def cmd_federation_simulator(_: argparse.Namespace) -> int:
+    return _run_simulator("federation")
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -701,6 +707,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("simulator", help="run the partner-department simulator").set_defaults(func=cmd_simulator)
     sub.add_parser("bank-simulator", help="run the bank simulator (ISO 20022 files)").set_defaults(
         func=cmd_bank_simulator)
+    sub.add_parser("federation-simulator",
+                   help="run the charity-federation simulator (signed webhooks, the feed)").set_defaults(
+        func=cmd_federation_simulator)
     p = sub.add_parser("token", help="mint a bearer token (embedded mode)")
     p.add_argument("--role", required=True)
     p.add_argument("--region", required=True)

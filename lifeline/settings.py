@@ -38,6 +38,7 @@ DEFAULT_PORTS = {
     "notify": 8005,
     "simulator": 8009,
     "bank": 8010,
+    "federation": 8012,
 }
 
 ENV_PREFIX = "LIFELINE_"
@@ -117,6 +118,7 @@ class Settings(BaseSettings):
     notify_port: int = _port("notify", "notify's HTTP port")
     simulator_port: int = _port("simulator", "the partner simulator's HTTP port")
     bank_port: int = _port("bank", "the bank simulator's HTTP port (ISO 20022 files)")
+    federation_port: int = _port("federation", "the charity-federation simulator's HTTP port (webhooks)")
     # Declared after host and simulator_port: its default is derived from them.
     simulator_url: str = Field("", validate_default=True, description="empty: http://<host>:<simulator_port>")
     bank_url: str = Field("", validate_default=True,
@@ -124,6 +126,12 @@ class Settings(BaseSettings):
     payment_url: str = Field("", validate_default=True,
                              description="where the bank simulator posts pain.002 and camt.053; "
                                          "empty: http://<host>:<payment_port>")
+    charity_url: str = Field("", validate_default=True,
+                             description="where the federation simulator calls charity; "
+                                         "empty: http://<host>:<charity_port>")
+    federation_url: str = Field("", validate_default=True,
+                                description="the federation simulator's own address, its webhook receiver "
+                                            "<federation_url>/webhooks; empty: http://<host>:<federation_port>")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="larger request bodies get 413")
     max_upload_bytes: int = Field(
         4 * 1024 * 1024, ge=1, description="the limit on a service's bulk-upload paths (a county's cadre register)")
@@ -172,6 +180,23 @@ class Settings(BaseSettings):
     simulator_silent: str = Field("", description="departments the simulator never answers, comma-separated")
     simulator_seed: str = Field("lifeline", description="seed of the simulator's deterministic data set")
 
+    # --- charity-federation simulator ------------------------------------------------------
+    federation_region: str = Field("000000", pattern=r"^\d{6}(\d{3}){0,2}$",
+                                   description="the region of the federation simulator's charity_federation token")
+    federation_organisation: str = Field("中华慈善总会（模拟）", min_length=1, max_length=100,
+                                         description="the organisation the federation simulator accepts and "
+                                                     "fulfils needs as")
+    federation_subscribe: bool = Field(True, description="the federation simulator registers its webhook "
+                                                         "endpoint at charity when it starts (until charity answers)")
+
+    # --- charity: the federation feed's webhooks ----------------------------------------------
+    webhook_timeout_seconds: float = Field(5, gt=0, description="how long charity waits for a webhook receiver "
+                                                                "to answer one delivery")
+    webhook_retry_max_seconds: float = Field(300, gt=0, description="the longest wait between two attempts at "
+                                                                    "a failed webhook delivery (backoff from 1 s)")
+    webhook_scan_seconds: float = Field(1, gt=0, description="how often charity publishes uncovered needs to "
+                                                             "the federation feed and delivers webhooks")
+
     # --- tests and scripts -----------------------------------------------------------------
     test_backend: Literal["embedded", "real"] = Field("embedded", description="tests: embedded or real")
     test_keep: bool = Field(False, description="tests: keep the test infrastructure's data directory")
@@ -191,7 +216,7 @@ class Settings(BaseSettings):
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("simulator_url", "bank_url", "payment_url")
+    @field_validator("simulator_url", "bank_url", "payment_url", "charity_url", "federation_url")
     @classmethod
     def _derive_url(cls, value: str, info: ValidationInfo) -> str:
         if value:

@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # the services under test get theirs from Infra.env below.
 SETTINGS = Settings.from_env()
 BACKEND = SETTINGS.test_backend
-SERVICE_PORT_NAMES = ("intake", "verification", "payment", "charity", "notify", "simulator", "bank")
+SERVICE_PORT_NAMES = ("intake", "verification", "payment", "charity", "notify", "simulator", "bank", "federation")
 
 # Fixed test secrets: the services refuse to run without them in production
 # mode, and tests mint tokens with the same secret.

@@ -340,6 +340,25 @@ def _application_submitted_v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+@upcaster("FundRegistered", 1)
+def _fund_registered_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Before the criteria were complete: the owner's region, every household type, no yearly
+    # cap; a per-case cap of 0 meant none.
+    out = dict(data)
+    out.update(donor=None, regions=[out["region_code"]], household_types=["dibao", "tekun", "low_income", "none"],
+               per_household_year_cap_fen=None, valid_from=None, per_case_cap_fen=out["per_case_cap_fen"] or None)
+    return out
+
+
+@upcaster("NeedOpened", 1)
+def _need_opened_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Needs opened before the profile was kept: never shared without a recorded consent.
+    out = dict(data)
+    out.update(due_date=out["opened_at"][:10], consent_to_share=False, household_type="none",
+               name_masked="某*", members_count=1)
+    return out
+
+
 @upcaster("BenefitApproved", 2)
 def _benefit_approved_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return data

@@ -61,7 +61,7 @@ _BY_SERVICE: dict[str, tuple[str, ...]] = {
     ),
     "charity": (
         "FundRegistered", "DonationReceived", "NeedOpened", "FundAllocated",
-        "AllocationReleased", "AllocationDisbursed", "NeedFulfilled",
+        "AllocationReleased", "AllocationDisbursed", "NeedPublished", "NeedAccepted", "NeedFulfilled",
     ),
     "notify": (
         "NoticeIssued", "NoticeDelivered", "NoticeFailed", "ObjectionReceived", "DeadlineWarning",

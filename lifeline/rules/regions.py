@@ -109,7 +109,9 @@ def county_of(code: str) -> str:
     return code[:6]
 
 
-def _prefix(code: str) -> str:
+def scope_prefix(code: str) -> str:
+    """The prefix every code inside ``code`` starts with (province 37, prefecture 3705, a county
+    or smaller its whole code; the whole country the empty string)."""
     level = level_of(code)
     if level == "country":
         return ""
@@ -129,7 +131,7 @@ def region_contains(outer: str, inner: str) -> bool:
     if inner in WHOLE_COUNTRY:
         return outer in WHOLE_COUNTRY
     validate_region_code(inner)
-    return inner.startswith(_prefix(outer))
+    return inner.startswith(scope_prefix(outer))
 
 
 # --- the register: which codes exist -----------------------------------------------------

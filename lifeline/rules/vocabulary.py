@@ -100,3 +100,9 @@ SERVICES_BOUGHT = ("visit", "care", "rehabilitation", "hospital_escort", "social
 IN_KIND_ITEMS = ("food", "clothing", "bedding", "fuel", "medicine")
 SERVICE_KINDS = (*SERVICES_BOUGHT, *IN_KIND_ITEMS)
 SERVICE_UNITS = ("hour", "session", "visit", "day", "piece", "set", "kg", "box")
+# Charity (issue 12): the household types funds name (temporary assistance counts as none), the
+# kinds of fund, the criteria a match names, and who met a need.
+HOUSEHOLD_TYPES = ("dibao", "tekun", "low_income", "none")
+FUND_KINDS = ("special", "named", "project")
+FUND_CRITERIA = ("need_category", "region", "household_type", "validity")
+FULFILLED_BY = ("funds", "federation")

@@ -1,4 +1,5 @@
-"""Kafka handlers of charity: the referral feed opens needs.
+"""Kafka handlers of charity: the referral feed opens needs (one referral to charity, one
+need, with the household's masked profile, its type for the funds' criteria and its consent).
 
 `HANDLERS` is the whole map from consumed event to handler.
 """

@@ -21,6 +21,9 @@ CONSUMES = [T.TOPICS["verification"]]
 # Finding and referrals (outreach.py): partner life events, deaths and referral answers; the
 # deadline watch's breaches of intake's clocks.
 CONSUMES += [T.PARTNER_RECORDS, T.TOPICS["notify"]]
+# A referral to charity is answered by its need (issue 12): accepted by the federation, or resolved
+# when fulfilled; the first answer closes the referral.
+CONSUMES += [T.TOPICS["charity"]]
 
 
 def on_verification_completed(app: IntakeApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
@@ -65,6 +68,16 @@ def on_referral_answered(app: IntakeApplication, event: CloudEvent, pe: Processi
     app.answer_referral(event.data, Meta.caused_by(event, app.service), pe)
 
 
+def on_need_answered(app: IntakeApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
+    data = event.data
+    outcome = "accepted" if event.name == "NeedAccepted" else "resolved"
+    who = data.get("organisation") or ("慈善资金" if data.get("by") == "funds" else "")
+    note = "；".join(part for part in (who, data["note"]) if part)[:2000]
+    app.answer_referral({"referral_id": data["referral_id"], "case_id": data["case_id"], "department": "charity",
+                         "outcome": outcome, "note": note, "answered_at": event.time},
+                        Meta.caused_by(event, app.service), pe)
+
+
 def _breach_of_outreach(app: IntakeApplication, event: CloudEvent, pe: ProcessingEvent) -> None:
     app.note_breach(event.data, Meta.caused_by(event, app.service), pe)
 
@@ -87,5 +100,7 @@ HANDLERS = {
     "LifeEventReported": on_life_event_reported,
     "DeathReported": on_death_reported,
     "ReferralAnswered": on_referral_answered,
+    "NeedAccepted": on_need_answered,
+    "NeedFulfilled": on_need_answered,
     "DeadlineBreached": on_deadline_breached,
 }

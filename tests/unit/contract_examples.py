@@ -315,13 +315,52 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "NeedOpened": {
         "need_id": "need-000001", "case_id": CASE_ID, "referral_id": REFERRAL_ID,
         "need_category": "medical", "amount_asked_fen": 3000000, "region_code": TOWNSHIP,
-        "urgency": "urgent", "opened_at": "2026-03-02T09:31:00+08:00",
+        "urgency": "urgent", "due_date": "2026-03-09", "consent_to_share": True,
+        "household_type": "dibao", "name_masked": "张*", "members_count": 3,
+        "opened_at": "2026-03-02T09:31:00+08:00",
     },
     "FundRegistered": {
-        "fund_id": "fund-000001", "name": "救急难专项基金", "kind": "special",
+        "fund_id": "fund-000001", "name": "救急难专项基金", "kind": "special", "donor": None,
         "need_categories": ["medical", "living", "disaster"], "region_code": "320583",
-        "balance_fen": 50000000, "per_case_cap_fen": 2000000, "valid_until": None,
+        "regions": ["320583"], "household_types": ["dibao", "tekun", "low_income", "none"],
+        "balance_fen": 50000000, "per_case_cap_fen": 2000000, "per_household_year_cap_fen": 5000000,
+        "valid_from": "2026-01-01", "valid_until": None,
         "registered_at": "2026-01-05T09:00:00+08:00",
+    },
+    "DonationReceived": {
+        "fund_id": "fund-000001", "donation_id": "D-000001", "reference": "RCPT-2026-0001",
+        "donor": "张家港某某科技有限公司", "amount_fen": 10000000, "received_on": "2026-02-01",
+        "balance_fen": 60000000, "recorded_at": "2026-02-01T10:00:00+08:00",
+    },
+    "FundAllocated": {
+        "allocation_id": "A-000001", "fund_id": "fund-000001", "need_id": "need-000001",
+        "case_id": CASE_ID, "amount_fen": 2000000,
+        "matched": ["need_category", "region", "household_type", "validity"],
+        "available_fen": 58000000, "allocated_at": "2026-03-03T10:00:00+08:00",
+    },
+    "AllocationReleased": {
+        "allocation_id": "A-000001", "fund_id": "fund-000001", "need_id": "need-000001",
+        "case_id": CASE_ID, "amount_fen": 2000000, "reason": "医保二次报销后费用已覆盖",
+        "released_at": "2026-03-04T10:00:00+08:00",
+    },
+    "AllocationDisbursed": {
+        "allocation_id": "A-000001", "fund_id": "fund-000001", "need_id": "need-000001",
+        "case_id": CASE_ID, "amount_fen": 2000000, "reference": "PZ-2026-0311",
+        "disbursed_on": "2026-03-05", "recorded_at": "2026-03-05T15:00:00+08:00",
+    },
+    "NeedPublished": {
+        "need_id": "need-000001", "case_id": CASE_ID, "name_masked": "张*", "region_code": TOWNSHIP[:9],
+        "members_count": 3, "household_type": "dibao", "need_category": "medical",
+        "amount_still_needed_fen": 1000000, "urgency": "urgent", "due_date": "2026-03-09",
+        "published_at": "2026-03-02T09:32:00+08:00",
+    },
+    "NeedAccepted": {
+        "need_id": "need-000001", "case_id": CASE_ID, "referral_id": REFERRAL_ID, "organisation": "东营市慈善总会",
+        "note": "由大病救助项目承接", "accepted_at": "2026-03-03T09:00:00+08:00",
+    },
+    "NeedFulfilled": {
+        "need_id": "need-000001", "case_id": CASE_ID, "referral_id": REFERRAL_ID, "by": "federation", "amount_fen": 1000000,
+        "organisation": "东营市慈善总会", "note": "已拨付医疗费", "fulfilled_at": "2026-03-06T09:00:00+08:00",
     },
     "NoticeIssued": {
         "notice_id": "notice-000001", "case_id": CASE_ID, "kind": "acceptance",
@@ -484,7 +523,8 @@ BENEFIT_APPROVED_V2: dict[str, Any] = {
 
 # Subject of each example's envelope (the case id, the fund id for funds, the record id for deaths).
 SUBJECTS: dict[str, str] = {name: data.get("case_id", "") for name, data in EXAMPLES.items()}
-SUBJECTS["FundRegistered"] = EXAMPLES["FundRegistered"]["fund_id"]
+for _name in ("FundRegistered", "DonationReceived", "FundAllocated", "AllocationReleased", "AllocationDisbursed"):
+    SUBJECTS[_name] = EXAMPLES[_name]["fund_id"]  # a fund's events are keyed by the fund
 SUBJECTS["ProviderRegistered"] = EXAMPLES["ProviderRegistered"]["provider_id"]
 SUBJECTS["DeathReported"] = EXAMPLES["DeathReported"]["record_id"]
 SUBJECTS["LifeEventReported"] = EXAMPLES["LifeEventReported"]["record_id"]

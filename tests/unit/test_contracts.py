@@ -73,10 +73,12 @@ def test_schema_files_and_current_versions():
     assert set(CURRENT_VERSIONS) == set(EXAMPLES)
     assert CURRENT_VERSIONS["ApplicationSubmitted"] == 5
     assert CURRENT_VERSIONS["BenefitApproved"] == 3
-    newer = ("ApplicationSubmitted", "BenefitApproved")
+    assert CURRENT_VERSIONS["FundRegistered"] == CURRENT_VERSIONS["NeedOpened"] == 2
+    newer = ("ApplicationSubmitted", "BenefitApproved", "FundRegistered", "NeedOpened")
     assert all(v == 1 for n, v in CURRENT_VERSIONS.items() if n not in newer)
     assert {("ApplicationSubmitted", 1), ("ApplicationSubmitted", 2), ("ApplicationSubmitted", 3),
-            ("ApplicationSubmitted", 4), ("BenefitApproved", 1), ("BenefitApproved", 2)} <= set(SCHEMA_FILES)
+            ("ApplicationSubmitted", 4), ("BenefitApproved", 1), ("BenefitApproved", 2),
+            ("FundRegistered", 1), ("NeedOpened", 1)} <= set(SCHEMA_FILES)
 
 
 @pytest.mark.parametrize("path", sorted(SCHEMA_DIR.glob("*.json")), ids=lambda p: p.name)

@@ -67,6 +67,10 @@ NOW = "2026-11-25T09:00:00+08:00"
 # Public events no Lifeline service consumes yet (read by partners, the federation, auditors).
 NOT_CONSUMED_YET = {"VerificationRequested", "EntitlementOpened", "NoticeIssued", "NeedOpened",
                     "FundRegistered",
+                    # a fund's ledger (issue 12): read by the county's finance office, donors and auditors;
+                    # a need on the federation feed: read by the federation (feed, webhooks)
+                    "DonationReceived", "FundAllocated", "AllocationReleased", "AllocationDisbursed",
+                    "NeedPublished",
                     # a held application and its decision: read by the console and auditors (issue 11)
                     "DuplicateSuspected", "DuplicateDecided",
                     # the procedure's steps and the watch's answers: read by auditors and the console
@@ -254,6 +258,8 @@ def scenario(tmp_path_factory) -> Scenario:
     services_in_kind_bought(s, cases)
     verification_county_filings(s)
     verification_tekun_care(s)
+    charity_funds_and_allocations(s, cases)
+    charity_federation_feed(s, cases)
     s.cases = cases
     return s
 
@@ -370,6 +376,80 @@ def verification_reviews_deaths_fraud(s: Scenario, cases: dict[str, str]) -> Non
     verification.report_fraud(cases["fraud"], ["concealment"], "隐瞒配偶工资收入", date(2026, 11, 1), COUNTY_OFFICER)
     verification.confirm_fraud(cases["fraud"], Meta("county-002", "county_officer", "370502"))
     s.settle()
+
+
+# --- issue 12, charity: funds, donations, allocations; the referral answered ------------------
+def charity_funds_and_allocations(s: Scenario, cases: dict[str, str]) -> None:
+    """The county registers a named fund for the township's dibao and low-income households and
+    a donation feeds it (the same receipt twice: one donation); a referral to charity for the
+    low-income family becomes a need; two allocations, one released (AllocationReleased) and
+    allocated again, both disbursed (AllocationDisbursed, then NeedFulfilled by funds); intake
+    closes the referral as resolved."""
+    charity, intake = s.app("charity"), s.app("intake")
+    fund_id = charity.register_fund({
+        "name": "胜利街道张氏冠名基金", "kind": "named", "donor": "张建华", "need_categories": ["medical", "living"],
+        "region_code": "370502", "regions": ["370502101"], "household_types": ["dibao", "low_income"],
+        "balance_fen": 100_000, "per_case_cap_fen": 150_000, "per_household_year_cap_fen": 300_000,
+        "valid_from": "2026-01-01", "valid_until": "2026-12-31"}, COUNTY_OFFICER)
+    for _ in range(2):
+        charity.receive_donation(fund_id, "ZJH-2026-11-01", "张建华", 200_000, "2026-11-20", COUNTY_OFFICER)
+    s.charity_referral = intake.raise_referral(cases["low_income"], {
+        "target": "charity", "need_category": "living", "amount_asked_fen": 120_000, "urgency": "urgent",
+        "due_date": "2026-12-05", "consent_to_share": False}, CLERK)
+    s.settle()
+    need_id = charity.need_of_referral(s.charity_referral).need_id
+    first = charity.allocate(need_id, fund_id, 70_000, CASEWORKER)
+    charity.release(need_id, first.allocation_id, "金额有误，重新分配", CASEWORKER)
+    for amount in (70_000, 50_000):
+        allocation = charity.allocate(need_id, fund_id, amount, CASEWORKER)
+        charity.disburse(need_id, allocation.allocation_id, f"ZF-{amount}", "2026-11-25", CASEWORKER)
+    s.settle()
+
+
+def test_a_referral_to_charity_is_resolved_when_its_need_is_fulfilled_by_funds(scenario):
+    referral_id = scenario.charity_referral
+    [fulfilled] = [d for d in scenario.published["NeedFulfilled"] if d["referral_id"] == referral_id]
+    assert (fulfilled["by"], fulfilled["amount_fen"]) == ("funds", 120_000)
+    [answer] = [d for d in scenario.published["ReferralOutcomeRecorded"] if d["referral_id"] == referral_id]
+    assert (answer["outcome"], answer["answered_by"]) == ("resolved", "department")
+    [donation] = scenario.published["DonationReceived"]
+    assert (donation["amount_fen"], donation["balance_fen"]) == (200_000, 300_000)
+
+
+# --- issue 12, charity: the federation feed (what no fund covers) and the federation's answer ------
+def charity_federation_feed(s: Scenario, cases: dict[str, str]) -> None:
+    """A referral to charity no fund fits (housing) is published to the federation by the
+    worker's publication step (NeedPublished); the federation accepts it (NeedAccepted: intake
+    answers the referral) and fulfils it (NeedFulfilled by the federation)."""
+    from services.charity.federation import accept_need, fulfil_need, publish_uncovered
+
+    charity, intake = s.app("charity"), s.app("intake")
+    s.federation_referral = intake.raise_referral(cases["zhichu"], {
+        "target": "charity", "need_category": "housing", "amount_asked_fen": 800_000, "urgency": "critical",
+        "due_date": "2026-12-20", "consent_to_share": True}, CLERK)
+    s.settle()
+    published = publish_uncovered(charity, s.views("charity"))
+    need_id = charity.need_of_referral(s.federation_referral).need_id
+    assert need_id in published
+    federation = Meta("federation-1", "charity_federation", "000000")
+    accept_need(charity, need_id, "东营区慈善总会", "已认领", federation)
+    fulfil_need(charity, need_id, "东营区慈善总会", 800_000, "住房修缮款已拨付", federation)
+    s.settle()
+
+
+def test_a_need_no_fund_covers_reaches_the_federation_masked_and_its_answer_reaches_intake(scenario):
+    referral_id = scenario.federation_referral
+    [need] = [d for d in scenario.published["NeedOpened"] if d["referral_id"] == referral_id]
+    # Only the need no fund covers: the dibao family's medical need is covered by the special fund.
+    [published] = scenario.published["NeedPublished"]
+    assert published["need_id"] == need["need_id"] and published["amount_still_needed_fen"] == 800_000
+    assert published["region_code"] == need["region_code"][:9] and published["name_masked"] == need["name_masked"]
+    [accepted] = scenario.published["NeedAccepted"]
+    assert (accepted["referral_id"], accepted["organisation"]) == (referral_id, "东营区慈善总会")
+    [by_federation] = [d for d in scenario.published["NeedFulfilled"] if d["referral_id"] == referral_id]
+    assert (by_federation["by"], by_federation["amount_fen"]) == ("federation", 800_000)
+    [answer] = [d for d in scenario.published["ReferralOutcomeRecorded"] if d["referral_id"] == referral_id]
+    assert (answer["outcome"], answer["answered_by"]) == ("accepted", "department")
 
 
 # --- issue 17, verification: 镇→县备案 and the monthly statistics -------------------------------
@@ -590,6 +670,8 @@ def test_read_models_agree_with_the_events_they_mirror(scenario, service, kind):
         shared = set(doc) & set(data)
         if doc.get("account_corrected_at"):
             shared.discard("bank_account_ref")  # corrected since the entitlement was opened
+        if kind == "fund":  # the balance now moves; FundRegistered's is the opening balance
+            doc = {**doc, "balance_fen": doc["opening_balance_fen"]}
         assert shared - {key}, (service, kind)
         assert {f: doc[f] for f in shared} == {f: data[f] for f in shared}, (service, kind)
         compared += 1

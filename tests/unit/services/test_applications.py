@@ -132,7 +132,8 @@ def test_memory_env_mirrors_the_service_store_settings(tmp_path):
     [
         (IntakeApplication, {"VerificationCompleted", "BenefitApproved", "BenefitRefused", "BenefitTerminated",
                              # finding and referrals (issue 11): monitoring, answers, breaches
-                             "LifeEventReported", "DeathReported", "ReferralAnswered", "DeadlineBreached"}),
+                             "LifeEventReported", "DeathReported", "ReferralAnswered", "DeadlineBreached",
+                             "NeedAccepted", "NeedFulfilled"}),
         (VerificationApplication, {"ApplicationSubmitted", "ApplicationAccepted", "ApplicationRefused",
                                    "DepartmentRecordsReported", "ObjectionReceived",
                                    # a member of an approved household died (issue 11)
@@ -841,14 +842,14 @@ def test_register_fund_once(charity):
     fund_id = charity.register_fund(fund_details(), meta, "F-1")
     assert charity.register_fund(fund_details(balance_fen=1), meta, "F-1") == "F-1"  # retried
     fund = charity.get_fund(fund_id)
-    assert fund.details["balance_fen"] == 100_000_000 and fund.region_code == "370502"
+    assert fund.balance_fen == 100_000_000 and fund.region_code == "370502"
     assert log_length(charity) == 1
     with pytest.raises(FundNotFound):
         charity.get_fund("F-NOPE")
 
 
 def test_invalid_fund_is_refused(charity):
-    with pytest.raises(ContractError):
+    with pytest.raises(ValueError):  # the aggregate refuses it (issue 12), before any contract check
         charity.register_fund(fund_details(kind="lottery"), Meta("cf-1", "charity_federation"))
     assert log_length(charity) == 0
 

@@ -20,7 +20,7 @@ from lifeline.domain.aggregate import Meta, aggregate_id
 from lifeline.domain.values import Application, BankAccount, Benefit, HouseholdProfile, Refusal, mask_name
 from lifeline.messaging.outbox import to_cloud_events
 from lifeline.rules.periods import SHANGHAI
-from services.charity.domain import Fund, Need
+from services.charity.domain import Fund, FundRuleViolation, Need, NeedRuleViolation
 from services.charity.outbound import OUTBOUND as CHARITY_OUTBOUND
 from services.intake.domain import CASE_STATUSES, Case, Referral, later_status
 from services.intake.outbound import OUTBOUND as INTAKE_OUTBOUND
@@ -756,9 +756,11 @@ def test_entitlement_of_zero_is_allowed():
 
 # --- charity: Fund, Need ---------------------------------------------------------------------
 def fund_details(**overrides) -> dict:
-    d = {"name": "东营区救急难专项基金", "kind": "special", "need_categories": ["medical", "living"],
-         "region_code": "370502", "balance_fen": 100_000_000, "per_case_cap_fen": 500_000,
-         "valid_until": None, "registered_at": "2026-11-25T09:00:00+08:00"}
+    d = {"name": "东营区救急难专项基金", "kind": "special", "donor": None,
+         "need_categories": ["living", "medical"], "region_code": "370502", "regions": ["370502"],
+         "household_types": ["dibao", "none"], "balance_fen": 100_000_000, "per_case_cap_fen": 500_000,
+         "per_household_year_cap_fen": None, "valid_from": None, "valid_until": None,
+         "registered_at": "2026-11-25T09:00:00+08:00"}
     d.update(overrides)
     return d
 
@@ -767,7 +769,7 @@ def test_fund_registered():
     fund = Fund.register("F-1", **fund_details(), by=SYSTEM)
     (event,) = fund.collect_events()
     assert fund.id == Fund.create_id("F-1")
-    assert fund.region_code == "370502" and fund.details["balance_fen"] == 100_000_000
+    assert fund.region_code == "370502" and fund.balance_fen == 100_000_000 and fund.available_fen == 100_000_000
     out = wire(event, "charity")
     assert (out.name, out.subject, out.data["fund_id"]) == ("FundRegistered", "F-1", "F-1")
 
@@ -780,21 +782,106 @@ def test_fund_refuses_negative_amounts(field):
 
 def test_fund_registered_before_v2_still_loads():
     mapper = event_mapper()
+    v1 = {"name": "东营区救急难专项基金", "kind": "special", "need_categories": ["living", "medical"],
+          "region_code": "370502", "balance_fen": 100_000_000, "per_case_cap_fen": 0,
+          "valid_until": None, "registered_at": "2026-11-25T09:00:00+08:00"}
     event = read_back(mapper, Fund.Registered, Fund.create_id("F-3"), 1,
                       timestamp=STORED_AT, originator_topic=get_topic(Fund),
-                      fund_id="F-3", details=fund_details(), meta=SYSTEM_META)
+                      fund_id="F-3", details=v1, meta=SYSTEM_META)
     fund = event.mutate(None)
-    assert fund.details == fund_details() and fund.region_code == "370502"
+    # v1 had no household types, regions or yearly cap: every type, its own region, no caps
+    expected = fund_details(per_case_cap_fen=None, household_types=["dibao", "low_income", "none", "tekun"])
+    del expected["balance_fen"]  # the ledger, not the registration
+    assert fund.details == expected
+    assert fund.balance_fen == 100_000_000
+
+
+def need_for(referral_id: str = "R-1", **overrides):
+    kw = dict(referral_id=referral_id, case_id=CASE_ID, need_category="medical", amount_asked_fen=500000,
+              region_code=VILLAGE, urgency="urgent", due_date="2026-12-02", consent_to_share=True,
+              household_type="dibao", name_masked="王*明", members_count=3,
+              opened_at="2026-11-25T09:00:00+08:00", by=SYSTEM)
+    kw.update(overrides)
+    return Need.open_for(**kw)
 
 
 def test_need_opened():
-    need = Need.open_for("R-1", CASE_ID, "medical", 500000, VILLAGE, "urgent",
-                         "2026-11-25T09:00:00+08:00", SYSTEM)
+    need = need_for()
     (event,) = need.collect_events()
     assert need.need_id == "N-1" and need.id == Need.create_id("N-1")
     assert need.status == "open" and need.referral_id == "R-1"
     out = wire(event, "charity")
     assert (out.name, out.subject, out.data["need_id"]) == ("NeedOpened", CASE_ID, "N-1")
+
+
+def test_need_published_is_masked_to_the_township_and_needs_consent():
+    need = need_for()
+    assert need.publish(300000, "2026-11-25T09:01:00+08:00", SYSTEM) is True
+    assert need.publish(300000, "2026-11-25T09:02:00+08:00", SYSTEM) is False  # once
+    out = wire(need.collect_events()[-1], "charity")
+    assert out.name == "NeedPublished" and out.data["region_code"] == VILLAGE[:9]
+    assert "referral_id" not in out.data and out.data["name_masked"] == "王*明"
+    with pytest.raises(NeedRuleViolation) as info:
+        need_for("R-2", consent_to_share=False).publish(1, "2026-11-25T09:01:00+08:00", SYSTEM)
+    assert info.value.rule == "consent_to_share"
+
+
+def allocate(fund, allocation_id, amount, need_id="N-1", case_id=CASE_ID, on="2026-11-25", **kw):
+    args = dict(allocation_id=allocation_id, need_id=need_id, case_id=case_id, need_category="medical",
+                region_code=VILLAGE, household_type="dibao", amount_fen=amount, on=on,
+                allocated_at=on + "T10:00:00+08:00", by=SYSTEM)
+    args.update(kw)
+    fund.allocate(**args)
+
+
+def test_fund_never_commits_more_than_its_balance():
+    fund = Fund.register("F-4", **fund_details(balance_fen=1000, per_case_cap_fen=None,
+                                               regions=["370502"]), by=SYSTEM)
+    allocate(fund, "A-1", 600)
+    with pytest.raises(FundRuleViolation) as info:
+        allocate(fund, "A-2", 401, need_id="N-2")
+    assert (info.value.rule, info.value.available_fen) == ("no_available_balance", 400)
+    allocate(fund, "A-2", 400, need_id="N-2")
+    assert (fund.committed_fen, fund.available_fen) == (1000, 0)
+    fund.release("A-1", "covered by insurance", "2026-11-26T09:00:00+08:00", SYSTEM)
+    fund.disburse("A-2", "PZ-1", "2026-11-26", "2026-11-26T09:00:00+08:00", SYSTEM)
+    assert (fund.balance_fen, fund.committed_fen, fund.available_fen) == (600, 0, 600)
+    with pytest.raises(FundRuleViolation) as info:
+        fund.disburse("A-2", "PZ-1", "2026-11-26", "2026-11-26T09:00:00+08:00", SYSTEM)
+    assert info.value.rule == "allocation_closed"
+    assert [wire(e, "charity").name for e in fund.collect_events()] == [
+        "FundRegistered", "FundAllocated", "FundAllocated", "AllocationReleased", "AllocationDisbursed"]
+
+
+@pytest.mark.parametrize(("overrides", "kw", "rule"), [
+    ({"need_categories": ["education"]}, {}, "need_category"),
+    ({"regions": ["370602"]}, {}, "region"),
+    ({"household_types": ["tekun"]}, {}, "household_type"),
+    ({"valid_from": "2026-12-01"}, {}, "not_yet_valid"),
+    ({"valid_until": "2026-11-24"}, {}, "expired"),
+    ({"per_case_cap_fen": 100}, {}, "per_case_cap"),
+    ({"per_household_year_cap_fen": 100}, {}, "per_household_year_cap"),
+])
+def test_an_allocation_outside_the_criteria_names_the_criterion(overrides, kw, rule):
+    fund = Fund.register("F-5", **fund_details(**overrides), by=SYSTEM)
+    with pytest.raises(FundRuleViolation) as info:
+        allocate(fund, "A-1", 101, **kw)
+    assert info.value.rule == rule
+
+
+def test_a_donation_is_recorded_once_per_reference_and_never_after_expiry():
+    fund = Fund.register("F-6", **fund_details(balance_fen=0, valid_until="2026-12-31"), by=SYSTEM)
+    kw = dict(donation_id="D-1", reference="RCPT-1", donor="匿名", amount_fen=500,
+              received_on="2026-11-25", recorded_at="2026-11-25T09:00:00+08:00", by=SYSTEM)
+    assert fund.receive_donation(**kw) is True
+    assert fund.receive_donation(**{**kw, "donation_id": "D-2"}) is False
+    with pytest.raises(FundRuleViolation) as info:
+        fund.receive_donation(**{**kw, "amount_fen": 501})
+    assert info.value.rule == "donation_reference"
+    with pytest.raises(FundRuleViolation) as info:
+        fund.receive_donation(**{**kw, "reference": "RCPT-2", "received_on": "2027-01-01"})
+    assert info.value.rule == "expired"
+    assert fund.balance_fen == 500
 
 
 # --- notify: Notice ---------------------------------------------------------------------------
