@@ -35,9 +35,9 @@ import _common as C  # noqa: E402
 
 from lifeline.domain.aggregate import Meta  # noqa: E402
 from lifeline.rules.vocabulary import NEED_CATEGORIES  # noqa: E402
-from services.charity.domain import HOUSEHOLD_TYPES, Criteria, Fund, FundRuleViolation  # noqa: E402
+from services.charity.domain import HOUSEHOLD_TYPES, Criteria, FundRuleViolation  # noqa: E402
 from services.charity.matching import FundView, Matcher, NeedView, priority  # noqa: E402
-from tests.unit.services.test_charity_matching import reference_match_all  # noqa: E402
+from tests.unit.services.test_charity_matching import fund_aggregate, reference_match_all  # noqa: E402
 
 ON = "2026-12-01"
 BY = Meta(user_id="caseworker-bench", role="caseworker", org_code="370502101")
@@ -145,20 +145,6 @@ def build_needs(rng: random.Random, geo: Geography, n: int, funds: list[FundView
     return needs
 
 
-def fund_aggregate(v: FundView) -> Fund:
-    c = v.criteria
-    f = Fund.register(
-        v.fund_id, name=v.name, kind="special", donor=None, need_categories=sorted(c.need_categories),
-        region_code=c.regions[0][:6], regions=list(c.regions), household_types=sorted(c.household_types),
-        balance_fen=0, per_case_cap_fen=c.per_case_cap_fen, per_household_year_cap_fen=c.per_household_year_cap_fen,
-        valid_from=c.valid_from, valid_until=c.valid_until, registered_at="2025-01-01T09:00:00+08:00", by=BY)
-    if v.available_fen > 0:
-        f.receive_donation(donation_id=f"D-{v.fund_id}", reference=f"REF-{v.fund_id}", donor="bench",
-                           amount_fen=v.available_fen, received_on="2025-01-02",
-                           recorded_at="2025-01-02T09:00:00+08:00", by=BY)
-    return f
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--needs", type=int, default=100_000)
@@ -236,7 +222,8 @@ def main() -> None:
 
     # every portion allocated on real Fund aggregates
     t6 = time.perf_counter()
-    aggregates = {f.fund_id: fund_aggregate(f) for f in funds}
+    # given before any fund's validity ends, so every fund takes its donation
+    aggregates = {f.fund_id: fund_aggregate(f, "2025-01-02") for f in funds}
     refused = Counter()
     for q in proposals:
         n = by_id[q.need_id]

@@ -124,6 +124,11 @@ def found_in_region(
 
 
 # The problem+json answers routes document, by what they do.
+def strict(*examples: dict) -> ConfigDict:
+    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
+    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
+
+
 READ_ERRORS = problem_responses(401, 403, 404, 422, 503)        # read one resource
 LIST_ERRORS = problem_responses(401, 403, 422, 503)             # list a case's documents
 CREATE_ERRORS = problem_responses(400, 401, 403, 409, 413, 422, 503)   # POST a new resource

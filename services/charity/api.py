@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from lifeline.domain.aggregate import Meta
 from lifeline.http.app import (
@@ -27,6 +27,7 @@ from lifeline.http.app import (
     found_in_region,
     idempotent_id,
     region_filter,
+    strict,
 )
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
 from lifeline.http.problems import Problem
@@ -63,11 +64,6 @@ def _division(code: str) -> str:
 
 # A GB/T 2260 code at any level (province 370000 ... village), or 000000 for the whole country.
 Division = Annotated[str, Field(pattern=r"^\d{6}(\d{3}(\d{3})?)?$"), AfterValidator(_division)]
-
-
-def strict(*examples: dict) -> ConfigDict:
-    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
-    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
 
 
 def invalid(field: str, detail: str) -> Problem:

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from lifeline.domain.aggregate import Meta, new_id
-from lifeline.http.app import COMMAND_ERRORS, CREATE_ERRORS, LIST_ERRORS, READ_ERRORS, idempotent_id
+from lifeline.http.app import COMMAND_ERRORS, CREATE_ERRORS, LIST_ERRORS, READ_ERRORS, idempotent_id, strict
 from lifeline.http.auth import Principal, ensure_region
 from lifeline.http.problems import Problem
 from lifeline.rules.periods import business_date
@@ -313,11 +313,6 @@ async def federation_worker(runtime: ServiceRuntime, stop: asyncio.Event) -> Non
 
 
 # --- HTTP -----------------------------------------------------------------------------------------------
-def strict(*examples: dict) -> ConfigDict:
-    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
-    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
-
-
 EXAMPLE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from lifeline.stores.application import DuplicateRequest
 from lifeline.domain.aggregate import Meta
@@ -41,7 +41,7 @@ from services.intake import persons, relief
 from services.intake.application import CaseNotFound, IntakeApplication, case_view
 from services.intake.domain import CASE_STATUSES, AcceptanceNotAllowed, AcceptanceRuleBroken
 from fastapi import Query
-from lifeline.http.app import LIST_ERRORS, in_region, region_filter
+from lifeline.http.app import LIST_ERRORS, in_region, region_filter, strict
 from services.intake import outreach_api as O
 from services.intake.discovery import DiscoveryNotAllowed, RuleBroken
 from services.intake.domain import ReferralNotAllowed
@@ -67,11 +67,6 @@ Material = Literal[tuple(REQUIRED_MATERIALS)]
 APPLICANT_ID = "370502196803150258"   # 王建国, born 1968-03-15, male
 SPOUSE_ID = "37050219700722074X"      # 李秀英, born 1970-07-22, female (check digit X)
 CHILD_ID = "370502200809010108"       # 王小雨, born 2008-09-01, female
-
-
-def strict(*examples: dict) -> ConfigDict:
-    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
-    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
 
 
 APPLICANT_EXAMPLE = {

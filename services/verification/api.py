@@ -19,6 +19,7 @@ from lifeline.runtime.service import ServiceRuntime
 from lifeline.http.app import (
     COMMAND_ERRORS, CREATE_ERRORS, LIST_ERRORS, READ_ERRORS, CaseId, add_case_items_route, found_in_region,
     idempotent_id, in_region, region_filter,
+    strict,
 )
 from lifeline.rules.periods import business_date
 from lifeline.rules.departments import DEPARTMENTS
@@ -74,11 +75,6 @@ ReviewIn, SuspensionIn, FraudIn, FraudRefusalIn = (
 GRIEVANCE_TAKERS = ("clerk", "caseworker", "reviewer", "county_officer", "admin")
 # Who records the steps before the decision (the township's caseworkers and review group).
 STEP_TAKERS = ("caseworker", "reviewer", "county_officer", "admin")
-
-
-def strict(*examples: dict) -> ConfigDict:
-    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
-    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
 
 
 class SurveyorIn(BaseModel):

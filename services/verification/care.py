@@ -33,12 +33,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, Query, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.deadlines import DeadlineClearedEvent, DeadlineSetEvent, deadline_fields
 from lifeline.domain.values import Member, mask_name
-from lifeline.http.app import COMMAND_ERRORS, LIST_ERRORS, READ_ERRORS, found_in_region, in_region, region_filter
+from lifeline.http.app import (
+    COMMAND_ERRORS, LIST_ERRORS, READ_ERRORS, found_in_region, in_region, region_filter, strict,
+)
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
 from lifeline.http.problems import Problem
 from lifeline.rules import clocks
@@ -734,11 +736,6 @@ def _update(tx: SideTx, case_id: str, **fields: Any) -> None:
 
 
 # --- HTTP -----------------------------------------------------------------------------------
-def strict(*examples: dict) -> ConfigDict:
-    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
-    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
-
-
 def _credit_code(value: str) -> str:
     if not is_credit_code(value.upper()):
         raise ValueError("not a unified social credit code (GB 32100: 18 characters and the right check character)")

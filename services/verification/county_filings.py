@@ -42,12 +42,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.deadlines import DeadlineClearedEvent, DeadlineSetEvent, deadline_fields, outcome_at
 from lifeline.domain.values import mask_name
-from lifeline.http.app import COMMAND_ERRORS, LIST_ERRORS, READ_ERRORS, in_region, problem_responses, region_filter
+from lifeline.http.app import (
+    COMMAND_ERRORS, LIST_ERRORS, READ_ERRORS, in_region, problem_responses, region_filter, strict,
+)
 from lifeline.http.auth import Principal, ensure_region
 from lifeline.http.problems import Problem
 from lifeline.rules import clocks
@@ -581,11 +583,6 @@ def project(event: Any, tx: SideTx) -> None:
 
 
 # --- HTTP ------------------------------------------------------------------------------------
-def strict(*examples: dict) -> ConfigDict:
-    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
-    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
-
-
 class CountyFilingReceiptIn(BaseModel):
     """The county records a township's filing as received; `{}` when there is nothing to note."""
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+from lifeline.http.app import strict
 
 from services.verification.review import FRAUD_KINDS, GRACE_REASONS, REVIEW_OUTCOMES
 
@@ -20,11 +22,6 @@ from services.verification.review import FRAUD_KINDS, GRACE_REASONS, REVIEW_OUTC
 REVIEWERS_OF_CASES = ("caseworker", "reviewer", "county_officer", "admin")
 # Who reports fraud, confirms or refuses a report: county officers of the case's county only.
 FRAUD_OFFICERS = ("county_officer",)
-
-
-def strict(*examples: dict) -> ConfigDict:
-    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
-    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
 
 
 class ReviewIn(BaseModel):

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
 from lifeline.domain.values import Member, mask_name
-from lifeline.http.app import LIST_ERRORS, ResidentIdNumber, in_region, problem_responses, region_filter
+from lifeline.http.app import LIST_ERRORS, ResidentIdNumber, in_region, problem_responses, region_filter, strict
 from lifeline.http.auth import Principal, ensure_region
 from lifeline.http.problems import Problem
 from lifeline.rules.ids import has_resident_id_form
@@ -208,11 +208,6 @@ def project_filing(event: Any, tx: SideTx) -> bool:
 
 
 # --- HTTP -----------------------------------------------------------------------------------
-def strict(*examples: dict) -> ConfigDict:
-    """A request body's config: unknown fields refused, strings stripped, valid examples shown."""
-    return ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": list(examples)})
-
-
 # The example people: valid GB 11643 numbers of county 370502 (东营区), made with
 # lifeline.rules.ids.make_resident_id (tests/unit/services/test_filings.py makes them again).
 CADRE_ID = "37050219720410043X"      # born 1972-04-10, male (seq 21; check digit X)

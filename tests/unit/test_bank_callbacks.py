@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.testclient import TestClient
@@ -28,6 +27,7 @@ from lifeline.iso20022 import BankBatch, CreditTransfer, build_pain001, parse_ca
 from lifeline.settings import Settings
 from lifeline.simulators import bank as bank_module
 from tests.unit.test_bank_simulator import NOW, PAYING
+from tests.unit import served
 
 SECRET = "test-jwt-secret-not-for-production-0123456789"
 STATUS = "/v1/bank-channels/ICBC/status-reports"
@@ -94,19 +94,8 @@ def payment() -> Iterator[Payment]:
 
     app.add_api_route("/v1/bank-channels/{channel_id}/status-reports", receive, methods=["POST"])
     app.add_api_route("/v1/bank-channels/{channel_id}/statements", receive, methods=["POST"])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=state.port, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the payment receiver did not start"
-        time.sleep(0.02)
-    try:
+    with served(app, state.port, "the payment receiver"):
         yield state
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def bank_settings(tmp_path, payment: Payment) -> Settings:

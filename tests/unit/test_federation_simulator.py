@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
@@ -32,6 +31,7 @@ from lifeline.http.auth import Authenticator
 from lifeline.http.problems import Problem, install_problem_handlers
 from lifeline.settings import Settings
 from lifeline.simulators.federation import create_app
+from tests.unit import served
 
 SECRET = "test-jwt-secret-not-for-production-0123456789"
 
@@ -126,19 +126,8 @@ def charity() -> Iterator[Charity]:
         after = [i for i in state.feed if cursor is None or i["cursor"] > cursor][:limit]
         return JSONResponse({"items": after, "next_cursor": after[-1]["cursor"] if after else (cursor or "")})
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=state.port, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the charity stand-in did not start"
-        time.sleep(0.02)
-    try:
+    with served(app, state.port, "the charity stand-in"):
         yield state
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 15.0):

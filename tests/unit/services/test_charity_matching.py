@@ -275,7 +275,7 @@ def test_proposals_applied_to_fund_aggregates_never_overdraw():
     m = Matcher(views, ON)
     proposals = m.match_all(needs)
     by_id = {n.need_id: n for n in needs}
-    funds = {v.fund_id: _fund_aggregate(v) for v in views}
+    funds = {v.fund_id: fund_aggregate(v) for v in views}
     for p in proposals:
         n = by_id[p.need_id]
         for k, x in enumerate(p.portions):
@@ -292,17 +292,18 @@ def test_proposals_applied_to_fund_aggregates_never_overdraw():
 BY = Meta(user_id="caseworker-1", role="caseworker", org_code="370502101")
 
 
-def _fund_aggregate(v: FundView) -> Fund:
+def fund_aggregate(v: FundView, day: str = "2026-11-01") -> Fund:
+    """A real Fund with the view's criteria, given the view's available amount on `day`."""
     c = v.criteria
     f = Fund.register(
         v.fund_id, name=v.name, kind="special", donor=None, need_categories=sorted(c.need_categories),
         region_code=c.regions[0][:6], regions=list(c.regions), household_types=sorted(c.household_types),
         balance_fen=0, per_case_cap_fen=c.per_case_cap_fen, per_household_year_cap_fen=c.per_household_year_cap_fen,
-        valid_from=c.valid_from, valid_until=c.valid_until, registered_at="2026-11-01T09:00:00+08:00", by=BY)
+        valid_from=c.valid_from, valid_until=c.valid_until, registered_at=f"{day}T09:00:00+08:00", by=BY)
     if v.available_fen > 0:
         f.receive_donation(donation_id=f"D-{v.fund_id}", reference=f"REF-{v.fund_id}", donor="donor",
-                           amount_fen=v.available_fen, received_on="2026-11-01",
-                           recorded_at="2026-11-01T09:00:00+08:00", by=BY)
+                           amount_fen=v.available_fen, received_on=day,
+                           recorded_at=f"{day}T09:00:00+08:00", by=BY)
     return f
 
 
