@@ -9,6 +9,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# Notify prints notices as PDF letters with Debian's headless Chromium, the Chinese set in
+# Debian's Noto CJK fonts (nothing is fetched at run time).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends chromium fonts-noto-cjk \
+ && rm -rf /var/lib/apt/lists/*
+
 # Dependencies change less often than code: install them in their own layer
 # (from pyproject.toml alone) so code edits do not reinstall everything.
 COPY pyproject.toml ./

@@ -5,9 +5,16 @@
   lifeline simulator               run the partner-department simulator
   lifeline bank-simulator          run the bank simulator (ISO 20022 files)
   lifeline federation-simulator    run the charity-federation simulator (signed webhooks, the feed)
+  lifeline sms-simulator           run the SMS gateway simulator (notices by SMS)
   lifeline token --role R --region CODE
-  lifeline replay SERVICE          rebuild read models into a fresh store and compare
+  lifeline replay SERVICE [--from-kafka]
+                                   rebuild read models into a fresh store and compare (from the
+                                   event store, or from the consumed topics at offset zero)
   lifeline republish SERVICE --from N
+  lifeline audit verify [SERVICE]  prove each service's hash-chained log intact (all five by default)
+  lifeline audit export CASE_ID --out DIR
+                                   one case's whole history across the services, with a manifest
+  lifeline audit check DIR         verify a bundle against its manifest; name each file changed
   lifeline clock set MOMENT | advance DURATION | show | reset
                                    move the shared test clock (LIFELINE_TEST_CLOCK=1 only)
   lifeline payment-run --period P --county C
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import re
 import signal
@@ -68,8 +76,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # The simulators, by process name: the module whose create_app serves it, and its command.
 SIMULATORS = {"simulator": "lifeline.simulators.partners", "bank": "lifeline.simulators.bank",
-              "federation": "lifeline.simulators.federation"}
-COMMANDS = {"simulator": ["simulator"], "bank": ["bank-simulator"], "federation": ["federation-simulator"]}
+              "sms": "lifeline.simulators.sms", "federation": "lifeline.simulators.federation"}
+COMMANDS = {"simulator": ["simulator"], "bank": ["bank-simulator"], "sms": ["sms-simulator"],
+            "federation": ["federation-simulator"]}
 
 
 def _run_simulator(name: str) -> int:
@@ -94,6 +103,10 @@ def cmd_federation_simulator(_: argparse.Namespace) -> int:
     return _run_simulator("federation")
 
 
+def cmd_sms_simulator(_: argparse.Namespace) -> int:
+    return _run_simulator("sms")
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from lifeline.http.auth import mint_token
     from lifeline.runtime.service import jwt_secret
@@ -113,19 +126,24 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from lifeline.audit.progress import Progress
     from lifeline.rules.setup import install_rules
     from lifeline.stores.projection import Projection, compare, rebuild
     from lifeline.stores.sidestore import SideStore
 
     settings = Settings.from_env()
     spec = service_spec(args.service)
+    if args.from_kafka:
+        return replay_from_kafka(settings, spec.name, args.timeout)
     install_rules(settings)  # the rules the service itself would run with
     app = spec.application(settings)
     live = SideStore(settings, spec.name)
     live_views = Projection(app, live, spec.project, spec.views_version)
     live_views.ensure_version()
     live_views.catch_up()
-    rebuilt = rebuild(app, spec.project)
+    progress = Progress(f"{spec.name}: replaying", app.recorder.max_notification_id() or 0)
+    rebuilt = rebuild(app, spec.project, progress.update)
+    progress.done()
     diffs = compare(live, rebuilt)
     events = app.recorder.max_notification_id() or 0
     docs = len(rebuilt.dump())
@@ -136,6 +154,87 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 1
     print(f"{spec.name}: replayed {events} events into {docs} documents: identical to live read models")
     return 0
+
+
+def replay_from_kafka(settings: Settings, service: str, timeout: float) -> int:
+    """`replay SERVICE --from-kafka` (lifeline/audit/kafka_replay.py): 0 identical, 1 different."""
+    from lifeline.audit.kafka_replay import replay_from_kafka as replay
+
+    report = replay(settings, service, err=sys.stderr, timeout=timeout)
+    for line in report.lines():
+        print(line, flush=True)
+    return 0 if report.identical else 1
+
+
+EXIT_TAMPERED = 1  # audit verify: a log was changed, cut short or reordered
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Read each service's whole log, recompute its hash chain, check it against the seals
+    published on Kafka (or, when Kafka cannot be read, those in the store), name the first
+    event changed, removed or reordered. Exit status 1 when any log is not intact."""
+    from lifeline.rules.setup import install_rules
+    from lifeline.stores import chain
+
+    settings = Settings.from_env()
+    install_rules(settings)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a broker away is reported, not logged
+    names = [args.service] if args.service else list(SERVICES)
+    tampered = []
+    for name in names:
+        app = service_spec(name).application(settings)
+        try:
+            evidence = chain.evidence_for(settings, app, name, kafka=not args.no_kafka, timeout=args.timeout)
+            report = chain.verify(app, evidence, name, progress=_progress(name))
+        finally:
+            app.close()
+        for line in audit_lines(report):
+            print(line, flush=True)
+        if not report.ok:
+            tampered.append(name)
+    if tampered:
+        print(f"audit verify: {len(tampered)} of {len(names)} logs NOT intact: {', '.join(tampered)}")
+        return EXIT_TAMPERED
+    print(f"audit verify: {'all ' + str(len(names)) + ' logs' if len(names) > 1 else 'the log of ' + names[0]} "
+          "intact")
+    return 0
+
+
+def _progress(name: str) -> Callable[[int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+    return lambda n: print(f"\r{name}: {n:,} events checked", end="", file=sys.stderr, flush=True)
+
+
+def audit_lines(report: Any) -> list[str]:
+    """A verify report as lines: what was read and how fast, what it was checked against, and
+    each problem (the first one first)."""
+    name, ev = report.service, report.evidence
+    head = f"head {report.head[0]} {report.head[1].hex()[:16]}…" if report.head else "empty"
+    lines = [f"{name}: {report.events:,} events in {report.seconds:.2f} s ({report.rate:,.0f} events/s); {head}"]
+    g = report.genesis
+    if g is not None and g.backfilled_to:
+        lines.append(f"{name}: chained since {g.started_at}: the {g.backfilled_to:,} events stored before the "
+                     f"chain existed were chained then ({g.encrypted:,} encrypted then)")
+    if ev.source == "none":
+        lines.append(f"{name}: no published seals read")
+    else:
+        where = "Kafka" if ev.source == "kafka" else "the store"
+        lines.append(f"{name}: {report.seals_matched} of {len(ev.seals)} seals from {where} match"
+                     + (f"; last position published {ev.last_published}"
+                        if ev.source == "kafka" and ev.last_published else "")
+                     + (f"; the outbox relay at {ev.relayed}" if ev.relayed else "")
+                     + (f" ({ev.note})" if ev.note else ""))
+    if report.ok:
+        lines.append(f"{name}: OK: no event changed, removed or reordered")
+        return lines
+    first = report.first
+    lines.append(f"{name}: NOT INTACT: {len(report.problems)} problem(s); the first: {first.line()}")
+    others = [p for p in report.problems if p is not first]
+    lines += ["  " + p.line() for p in others[:20]]
+    if len(others) > 20:
+        lines.append(f"  ... and {len(others) - 20} more")
+    return lines
 
 
 def cmd_republish(args: argparse.Namespace) -> int:
@@ -569,6 +668,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lifeline.http.auth import mint_token
     from lifeline.dev.embedded import EmbeddedBroker, EmbeddedRedis
     from lifeline.runtime.service import jwt_secret
+    from lifeline.stores.sealing import lifeline_secret
 
     settings = Settings.from_env()
     _logging(settings)
@@ -580,6 +680,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     broker = EmbeddedBroker(port=broker_port, log_path=logs / "broker.log")
     redis = EmbeddedRedis(port=redis_port, data_dir=settings.data_dir / "redis")
     jwt_secret(settings)  # created once here, before the services race to create it
+    lifeline_secret(settings)  # likewise the secret stored events are encrypted with
     broker.start()
     redis.start()
     # The children read the same environment, with the data dir made absolute and
@@ -650,6 +751,93 @@ def _wait_ready(settings: Settings, procs: dict[str, subprocess.Popen], timeout:
             time.sleep(0.3)
 
 
+def add_audit_parser(sub: Any) -> Any:
+    """The `audit` group; returns its subcommands (verify here; export and check beside it)."""
+    p = sub.add_parser("audit", help="audit the services' logs: verify the hash chains")
+    audit = p.add_subparsers(dest="audit_command", required=True)
+    a = audit.add_parser(
+        "verify", help="prove each service's hash-chained log intact",
+        description="Read each service's whole event log in order, recompute its hash chain (SHA-256 over "
+                    "each event's stored bytes and the hash before it) and check it against the chain heads "
+                    "the service published as LogSealed on its Kafka topic (or, when Kafka cannot be read, the "
+                    "seals in its store). Names the first event that was changed, removed or reordered. Exit "
+                    f"status 0 when every log is intact, {EXIT_TAMPERED} when any is not, 2 on a configuration "
+                    "error.")
+    a.add_argument("service", nargs="?", choices=SERVICES, help="one service (default: all five)")
+    a.add_argument("--no-kafka", action="store_true",
+                   help="check against the seals recorded in the store only (do not read Kafka)")
+    a.add_argument("--timeout", type=float, default=10, help="seconds to wait for Kafka (default 10)")
+    a.set_defaults(func=cmd_audit_verify)
+    return audit
+
+
+EXIT_BUNDLE_DIFFERS = 1  # audit check: a file of the bundle was changed, removed or added
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    """One case's whole history across the five services, with a manifest of SHA-256 hashes."""
+    from lifeline.audit.export import export_case
+
+    settings = Settings.from_env()
+    try:
+        result = export_case(settings, args.case_id, args.out)
+    except FileExistsError as exc:
+        print(f"lifeline audit export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LookupError as exc:
+        print(f"lifeline audit export: {exc}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{name} {n}" for name, n in result.events.items())
+    print(f"case {result.case_id}: {sum(result.events.values())} events ({counts}), "
+          f"{sum(result.documents.values())} read-model documents, {result.notices} notices "
+          f"({result.pdfs} letters)")
+    if result.note:
+        print(f"note: {result.note}")
+    print(f"bundle {result.out}: {result.files} files")
+    print(f"manifest sha256 {result.manifest_sha256}")
+    print(f"check it: lifeline audit check {result.out} --expect {result.manifest_sha256}")
+    return 0
+
+
+def cmd_audit_check(args: argparse.Namespace) -> int:
+    """Every file of a bundle against its manifest; names each file changed, missing or added."""
+    from lifeline.audit.export import check_bundle
+
+    result = check_bundle(args.directory, args.expect)
+    for line in result.lines():
+        print(line)
+    if not result.ok:
+        print(f"audit check: {args.directory} does NOT match its manifest")
+        return EXIT_BUNDLE_DIFFERS
+    print(f"audit check: {args.directory} intact: {result.files} files match manifest.json"
+          + (" (and the manifest its expected hash)" if args.expect else ""))
+    return 0
+
+
+def add_audit_bundle_parsers(audit: Any) -> None:
+    """`audit export` and `audit check`, beside `audit verify`."""
+    from pathlib import Path
+
+    a = audit.add_parser(
+        "export", help="write one case's whole history across the five services as a verifiable bundle",
+        description="Read every service's event store and read models and write the case's events (who, role, "
+                    "office, why, when it happened and was recorded, causation and correlation ids), its "
+                    "read-model documents, its notices and their letters, a timeline and a README into DIR, "
+                    "with manifest.json holding the SHA-256 of every file. Exit status 0, 1 when no service "
+                    "knows the case, 2 when DIR is not empty.")
+    a.add_argument("case_id", help="the case, e.g. C-0123456789ABCDEF0123")
+    a.add_argument("--out", required=True, type=Path, help="a new (or empty) directory for the bundle")
+    a.set_defaults(func=cmd_audit_export)
+    a = audit.add_parser(
+        "check", help="verify a bundle against its manifest",
+        description="Recompute the SHA-256 of every file of a bundle and compare with its manifest.json; name "
+                    f"every file changed, missing or added. Exit status 0 when intact, {EXIT_BUNDLE_DIFFERS} "
+                    "otherwise.")
+    a.add_argument("directory", type=Path, help="the bundle's directory")
+    a.add_argument("--expect", metavar="SHA256", help="the manifest's own SHA-256 as the export printed it")
+    a.set_defaults(func=cmd_audit_check)
+
+
 def add_payment_run_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "payment-run", help="start a county's payment run for a period and follow it to completion",
@@ -710,6 +898,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("federation-simulator",
                    help="run the charity-federation simulator (signed webhooks, the feed)").set_defaults(
         func=cmd_federation_simulator)
+    sub.add_parser("sms-simulator", help="run the SMS gateway simulator (notices by SMS)").set_defaults(
+        func=cmd_sms_simulator)
     p = sub.add_parser("token", help="mint a bearer token (embedded mode)")
     p.add_argument("--role", required=True)
     p.add_argument("--region", required=True)
@@ -717,9 +907,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--org")
     p.add_argument("--ttl", type=int, default=8 * 3600)
     p.set_defaults(func=cmd_token)
-    p = sub.add_parser("replay", help="rebuild a service's read models and compare")
+    p = sub.add_parser(
+        "replay", help="rebuild a service's read models and compare",
+        description="Rebuild the service's read models into a fresh store and compare them with the live ones, "
+                    "document by document: from its event store, or with --from-kafka from the topics it "
+                    "consumes read from offset zero (every effect of a consumed event made again by its "
+                    "handler; its own commands' and timers' events from its store). Shows a progress bar and "
+                    "the rate on stderr. Exit status 0 when identical, 1 when not.")
     p.add_argument("service", choices=SERVICES)
+    p.add_argument("--from-kafka", action="store_true",
+                   help="rebuild from the consumed topics at offset zero (on the memory-only embedded broker: "
+                        "once the relays have republished)")
+    p.add_argument("--timeout", type=float, default=15, help="seconds to wait for Kafka (default 15)")
     p.set_defaults(func=cmd_replay)
+    add_audit_bundle_parsers(add_audit_parser(sub))
     p = sub.add_parser("republish", help="make a service's relay publish again from a position")
     p.add_argument("service", choices=SERVICES)
     p.add_argument("--from", dest="from_position", type=int, default=1)

@@ -38,6 +38,7 @@ DEFAULT_PORTS = {
     "notify": 8005,
     "simulator": 8009,
     "bank": 8010,
+    "sms": 8011,
     "federation": 8012,
 }
 
@@ -99,7 +100,9 @@ class Settings(BaseSettings):
     # its own schema (<db_schema_prefix>_<service>) so stores stay separate.
     database_url: str = Field("", repr=False, description="empty: SQLite under data_dir; else a PostgreSQL URL")
     db_schema_prefix: str = Field("lifeline", description="PostgreSQL schema names are <prefix>_<service>")
-    cipher_key: str = Field("", repr=False, description="when set, stored events are compressed and encrypted")
+    cipher_key: str = Field("", repr=False, description="the secret stored events are encrypted and bank "
+                                                    "accounts sealed with; empty: generated once in "
+                                                    "data_dir/sealing.secret (development only)")
     # Real Kafka refuses less than its group.min.session.timeout.ms (6 s).
     kafka_session_timeout_ms: int = Field(10000, ge=1, description="consumer-group session timeout")
     partitions: int = Field(3, ge=1, description="partitions of topics Lifeline creates")
@@ -119,6 +122,7 @@ class Settings(BaseSettings):
     simulator_port: int = _port("simulator", "the partner simulator's HTTP port")
     bank_port: int = _port("bank", "the bank simulator's HTTP port (ISO 20022 files)")
     federation_port: int = _port("federation", "the charity-federation simulator's HTTP port (webhooks)")
+    sms_port: int = _port("sms", "the SMS gateway simulator's HTTP port")
     # Declared after host and simulator_port: its default is derived from them.
     simulator_url: str = Field("", validate_default=True, description="empty: http://<host>:<simulator_port>")
     bank_url: str = Field("", validate_default=True,
@@ -132,6 +136,8 @@ class Settings(BaseSettings):
     federation_url: str = Field("", validate_default=True,
                                 description="the federation simulator's own address, its webhook receiver "
                                             "<federation_url>/webhooks; empty: http://<host>:<federation_port>")
+    sms_url: str = Field("", validate_default=True,
+                         description="the SMS gateway notify sends notices through; empty: http://<host>:<sms_port>")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="larger request bodies get 413")
     max_upload_bytes: int = Field(
         4 * 1024 * 1024, ge=1, description="the limit on a service's bulk-upload paths (a county's cadre register)")
@@ -154,6 +160,9 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         "development", description="production refuses test-only switches")
     republish_on_start: bool = Field(False, description="relays publish their whole log again at start")
+    # A float, given as a whole number so README's default reads the same.
+    log_seal_seconds: float = Field(60, gt=0, description="how often a service records and publishes the head of "
+                                                          "its hash-chained log (LogSealed), and on a clean stop")
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field("INFO", description="log level")
     test_clock: bool = Field(
         False,
@@ -167,6 +176,18 @@ class Settings(BaseSettings):
     objections_per_hour: int = Field(10, ge=1, description="objections one client address may post per hour")
     # A float, given as a whole number so README's default reads the same.
     deadline_scan_seconds: float = Field(1, gt=0, description="how often the deadline watch scans")
+    chromium: str = Field("chromium", min_length=1, description="the headless Chromium that prints notices as "
+                                                                "PDF letters (a command on PATH or a path)")
+
+    # --- notify: delivering notices (SMS, letter, in-app) -----------------------------------
+    notice_scan_seconds: float = Field(1, gt=0, description="how often notify delivers the notices due "
+                                                            "(in-app, SMS)")
+    notice_retry_max_seconds: float = Field(300, gt=0, description="the longest wait between two attempts at "
+                                                                   "a failed SMS (backoff from 1 s)")
+    notice_max_attempts: int = Field(24, ge=1, le=1000, description="SMS attempts before a notice's SMS "
+                                                                   "fails for good (its letter and in-app stand)")
+    sms_timeout_seconds: float = Field(5, gt=0, description="how long notify waits for the SMS gateway to "
+                                                            "answer one message")
 
     # --- payment: runs, files, the banks ------------------------------------------------
     payment_scan_seconds: float = Field(2, gt=0, description="how often payment sends files, pays one-off "
@@ -216,7 +237,7 @@ class Settings(BaseSettings):
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("simulator_url", "bank_url", "payment_url", "charity_url", "federation_url")
+    @field_validator("simulator_url", "bank_url", "payment_url", "charity_url", "federation_url", "sms_url")
     @classmethod
     def _derive_url(cls, value: str, info: ValidationInfo) -> str:
         if value:

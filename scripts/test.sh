@@ -64,7 +64,24 @@ ensure_real_infra() {
   .venv/bin/python -m lifeline.dev.realinfra ensure-jars
 }
 
+# The PDF letters (services/notify/letters.py) are printed by Debian's headless Chromium in the
+# Noto CJK fonts and read back in the tests with poppler's pdftoppm, pdftotext and pdffonts:
+# every pass needs them.
+ensure_letter_tools() {
+  local pkgs=()
+  command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+  command -v pdftoppm >/dev/null 2>&1 || pkgs+=(poppler-utils)
+  command -v fc-list >/dev/null 2>&1 || pkgs+=(fontconfig)
+  fc-list 2>/dev/null | grep -q "Noto Sans CJK" || pkgs+=(fonts-noto-cjk)
+  if [ "${#pkgs[@]}" -gt 0 ]; then
+    header "installing ${pkgs[*]} (apt-get)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  fi
+}
+
 status=0
+ensure_letter_tools || echo "could not install chromium, poppler-utils and fonts-noto-cjk: the letter tests will fail" >&2
 run_pass embedded "${args[@]}" || status=1
 
 if [ "$real" -eq 1 ]; then

@@ -34,7 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # the services under test get theirs from Infra.env below.
 SETTINGS = Settings.from_env()
 BACKEND = SETTINGS.test_backend
-SERVICE_PORT_NAMES = ("intake", "verification", "payment", "charity", "notify", "simulator", "bank", "federation")
+SERVICE_PORT_NAMES = ("intake", "verification", "payment", "charity", "notify", "simulator", "bank", "sms",
+                      "federation")
 
 # Fixed test secrets: the services refuse to run without them in production
 # mode, and tests mint tokens with the same secret.
@@ -167,6 +168,9 @@ class Infra:
             # Tansu holds a group join for half the session timeout; real Kafka
             # refuses sessions under 6 s. Short enough for rebalance tests.
             LIFELINE_KAFKA_SESSION_TIMEOUT_MS="2000" if self.backend == "embedded" else "6000",
+            # No periodic LogSealed within a test (tests count the events a step stores); the
+            # hash-chain tests set their own (tests/e2e/test_chain.py). A clean stop still seals.
+            LIFELINE_LOG_SEAL_SECONDS="3600",
         )
         ports = self.ports(namespace)
         for name, port in ports.items():

@@ -340,6 +340,12 @@ def _application_submitted_v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+@upcaster("ApplicationSubmitted", 5)
+def _application_submitted_v5_to_v6(data: dict[str, Any]) -> dict[str, Any]:
+    # Nobody was asked for a mobile number before v6: notices go by letter and in-app only.
+    return {**data, "contact": None}
+
+
 @upcaster("FundRegistered", 1)
 def _fund_registered_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     # Before the criteria were complete: the owner's region, every household type, no yearly

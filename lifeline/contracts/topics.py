@@ -82,12 +82,17 @@ EVENT_TOPIC["DeathReported"] = PARTNER_RECORDS
 EVENT_TOPIC["LifeEventReported"] = PARTNER_RECORDS
 # A department's answer to a referral raised to it (keyed by the case id).
 EVENT_TOPIC["ReferralAnswered"] = PARTNER_RECORDS
+# The head of a service's hash-chained log: every service publishes it on its own topic
+# (SHARED_EVENTS below, topics_for(name, service)); looked up by name alone, intake's.
+EVENT_TOPIC["LogSealed"] = TOPICS["intake"]
 
 # Events several services publish, each on its own topic: a statutory deadline is set and
 # cleared by the service whose step starts and ends its clock.
 SHARED_EVENTS: dict[str, tuple[str, ...]] = {
     "DeadlineSet": ("verification", "intake"),
     "DeadlineCleared": ("verification", "intake"),
+    # Every service publishes the head of its hash-chained log on its own topic (SPEC §5).
+    "LogSealed": tuple(TOPICS),
 }
 
 # ReferralRaised is also written to the referral feed read outside Lifeline; FraudRecorded to

@@ -14,14 +14,23 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from eventsourcing.domain import Aggregate
+from datetime import datetime
+
+from eventsourcing.domain import Aggregate, datetime_now_with_tzinfo
 
 from lifeline.contracts.envelope import CloudEvent
+from lifeline.domain.clock import current_unit
 
 
 def new_id(prefix: str) -> str:
-    """Readable, unique business ids (case C-…, referral R-…)."""
-    return f"{prefix}-{uuid.uuid4().hex[:20].upper()}"
+    """Readable, unique business ids (case C-…, referral R-…). While a consumed event is handled
+    (clock.one_moment) they derive from that event's id, so handling it again mints the same."""
+    unit = current_unit()
+    if unit is None:
+        return f"{prefix}-{uuid.uuid4().hex[:20].upper()}"
+    unit.minted += 1
+    digest = hashlib.sha256(f"{unit.cause}\0{prefix}\0{unit.minted}".encode()).hexdigest()
+    return f"{prefix}-{digest[:20].upper()}"
 
 
 def aggregate_id(kind: str, business_id: str) -> uuid.UUID:
@@ -95,3 +104,9 @@ class LifelineAggregate(Aggregate):
 
     class Event(Aggregate.Event):
         meta: dict[str, str]
+
+        @staticmethod
+        def create_timestamp() -> datetime:
+            # One stored timestamp for the events of one consumed event's handling (clock.one_moment).
+            unit = current_unit()
+            return unit.stamp if unit is not None else datetime_now_with_tzinfo()

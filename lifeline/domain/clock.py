@@ -12,7 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timedelta
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,7 +34,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(SHANGHAI)
+        return _unit_now() or datetime.now(SHANGHAI)
 
 
 class FixedClock:
@@ -40,7 +44,7 @@ class FixedClock:
         self.moment = _moment(moment)
 
     def now(self) -> datetime:
-        return self.moment
+        return _unit_now() or self.moment
 
     def set(self, moment: datetime | str) -> None:
         self.moment = _moment(moment)
@@ -61,6 +65,8 @@ class SharedClock:
         self._cache: tuple[tuple[int, int], datetime] | None = None
 
     def now(self) -> datetime:
+        if (moment := _unit_now()) is not None:
+            return moment
         try:
             stat = self.path.stat()
         except FileNotFoundError:
@@ -86,6 +92,51 @@ class SharedClock:
 
     def reset(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+# --- one moment per consumed event ----------------------------------------------------------
+# A consumed event is handled at one moment: while a service handles it (ServiceApplication.
+# process_cloud_event) every clock of that thread answers the same moment, the events made get
+# one stored timestamp, the ids they mint derive from the event (aggregate.new_id), and the
+# moment is recorded with them (meta "at"). Handling the same event again at the recorded moment
+# then makes the same events: what `lifeline replay SERVICE --from-kafka` does.
+_unit = threading.local()
+
+
+@dataclass
+class Unit:
+    moment: datetime      # what the service's clock answers (Asia/Shanghai)
+    stamp: datetime       # the stored timestamp of every event made (UTC, the host's clock)
+    cause: str            # the consumed event's id
+    minted: int = 0       # ids minted so far (aggregate.new_id)
+
+
+@contextmanager
+def one_moment(clock: Clock, cause: str, moment: datetime | None = None,
+               stamp: datetime | None = None) -> Iterator[Unit]:
+    """Handle one consumed event at one moment: now (the clock's, and the host's for the
+    stored timestamps), or the recorded `moment` and `stamp` of an earlier handling."""
+    outer = getattr(_unit, "current", None)
+    if outer is not None:  # already inside one: it stands
+        yield outer
+        return
+    unit = Unit(moment=(moment or clock.now()).astimezone(SHANGHAI),
+                stamp=(stamp or datetime.now(timezone.utc)), cause=cause)
+    _unit.current = unit
+    try:
+        yield unit
+    finally:
+        _unit.current = None
+
+
+def current_unit() -> Unit | None:
+    """The consumed event this thread is handling, if any."""
+    return getattr(_unit, "current", None)
+
+
+def _unit_now() -> datetime | None:
+    unit = getattr(_unit, "current", None)
+    return unit.moment if unit is not None else None
 
 
 def clock_for(settings: Settings) -> Clock:

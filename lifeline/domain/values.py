@@ -239,6 +239,31 @@ class BankAccount:
         return f"{self.channel}:{self.number_masked}"
 
 
+# A mainland mobile number (11 digits from 13x to 19x), and how it is shown: 138****5678.
+MOBILE_NUMBER = re.compile(r"1[3-9]\d{9}", re.ASCII)
+_MASKED_MOBILE = re.compile(r"1\d{2}\*{4}\d{4}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class ContactPhone:
+    """The household's mobile number for notices by SMS (ApplicationSubmitted v6): sealed
+    wherever it is stored or sent, shown masked; only notify unseals it, to send an SMS."""
+
+    phone_masked: str
+    phone_sealed: str
+
+    def __post_init__(self) -> None:
+        if not _MASKED_MOBILE.fullmatch(self.phone_masked):  # never quote it: it may be a number in clear
+            raise ValueError("contact.phone_masked must show the first three and the last four digits only")
+        if not self.phone_sealed:
+            raise ValueError("contact.phone_sealed is required")
+
+    @staticmethod
+    def mask(number: str) -> str:
+        """13812345678 → 138****5678."""
+        return number[:3] + "****" + number[-4:]
+
+
 @dataclass(frozen=True)
 class Application:
     """A registered application: the household, how it came in, who is responsible.
@@ -254,6 +279,9 @@ class Application:
     authorisation_signed: bool = True
     # Applications registered before v3 only referred to their account: the reference is kept.
     prior_account_ref: str = ""
+    # The mobile number notices go to by SMS, sealed (ApplicationSubmitted v6); None when the
+    # household gave none, and for applications registered before v6.
+    contact: ContactPhone | None = None
 
     def __post_init__(self) -> None:
         _one_of(self.channel, CHANNELS, "channel")
@@ -278,12 +306,14 @@ class Application:
         """From ApplicationSubmitted data at the current version."""
         hh = data
         bank = data.get("bank_account")
+        contact = data.get("contact")
         return cls(
             case_id=data["case_id"], channel=data["channel"], urgency=data["urgency"],
             clerk_id=data["clerk_id"], submitted_at=data["submitted_at"],
             authorisation_signed=data["authorisation_signed"],
             bank_account=BankAccount(**bank) if bank else None,
             prior_account_ref="" if bank else data["bank_account_ref"],
+            contact=ContactPhone(**contact) if contact else None,
             household=Household(
                 members=tuple(Member(**m) for m in hh["members"]), area=hh["area"],
                 region_code=hh["region_code"], assistance_type=hh["assistance_type"],
@@ -322,6 +352,7 @@ class Application:
             "single_person_member_id": hh.single_person_member_id,
             "bank_account_ref": self.bank_account_ref,
             "bank_account": dataclasses.asdict(self.bank_account) if self.bank_account else None,
+            "contact": dataclasses.asdict(self.contact) if self.contact else None,
             "authorisation_signed": self.authorisation_signed,
             "urgency": self.urgency,
             "clerk_id": self.clerk_id,
@@ -422,11 +453,11 @@ class ValueTranscoding(Transcoding):
 
 
 VALUE_CLASSES: tuple[type, ...] = (
-    Member, Household, HouseholdProfile, BankAccount, Application, Benefit, Refusal,
+    Member, Household, HouseholdProfile, BankAccount, ContactPhone, Application, Benefit, Refusal,
 )
 VALUE_TRANSCODINGS = tuple(ValueTranscoding(cls) for cls in VALUE_CLASSES)
 
 __all__ = [
-    "Application", "BankAccount", "HouseholdProfile", "StoresApplication", "Benefit", "Household", "Member", "Refusal",
+    "Application", "BankAccount", "ContactPhone", "HouseholdProfile", "StoresApplication", "Benefit", "Household", "Member", "Refusal",
     "VALUE_CLASSES", "VALUE_TRANSCODINGS", "ValueTranscoding", "fen", "mask_name", "period",
 ]

@@ -6,10 +6,12 @@ handling in front of its `ServiceRuntime`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from eventsourcing.persistence import InterfaceError as StoreInterfaceError
@@ -21,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lifeline.audit.asof import AsOf, not_in_future
 from lifeline.contracts.envelope import ContractError
 from lifeline.http.auth import Principal, ensure_region
 from lifeline.http.problems import PROBLEM_JSON, BodySizeLimit, Problem, install_problem_handlers
@@ -171,18 +174,30 @@ def in_region(docs: list[dict[str, Any]], principal: Principal, region: str | No
 
 def add_case_items_route(
     api: APIRouter, runtime: ServiceRuntime, path: str, kind: str, doc: type[BaseModel],
-    readers: tuple[str, ...],
+    readers: tuple[str, ...], as_of_items: Callable[[str, datetime], list[dict[str, Any]]] | None = None,
 ) -> None:
     """`GET path?case_id=`: a case's read-model documents of one kind, within the caller's
-    region (payment's entitlements, charity's needs, notify's notices)."""
+    region (payment's entitlements, charity's needs, notify's notices). With `as_of_items(case_id,
+    moment)` (the documents as they stood then, rebuilt from events: lifeline/audit/asof.py) the
+    route takes `?as_of=` too."""
     # The answer's model, named after the path (Entitlements, Needs, Notices).
     listing = create_model(
         path.strip("/").capitalize(), case_id=(str, ...),
         items=(list[doc], Field(description="those within the caller's region")),
     )
 
-    async def list_items(case_id: CaseId, principal: Principal = runtime.auth.require(*readers)):
-        return await runtime.items_of_case(kind, case_id, principal)
+    if as_of_items is None:
+        async def list_items(case_id: CaseId, principal: Principal = runtime.auth.require(*readers)):
+            return await runtime.items_of_case(kind, case_id, principal)
+    else:
+        async def list_items(case_id: CaseId, as_of: AsOf = None,
+                             principal: Principal = runtime.auth.require(*readers)):
+            if as_of is None:
+                return await runtime.items_of_case(kind, case_id, principal)
+            not_in_future(as_of, runtime.clock)
+            await runtime.views()  # which records exist now: the rebuild reads their ids only
+            docs = await asyncio.to_thread(as_of_items, case_id, as_of)
+            return {"case_id": case_id, "items": [d for d in docs if principal.can_access(d["region_code"])]}
 
     api.add_api_route(
         path, list_items, methods=["GET"], name=f"list_{kind}s", tags=[path.strip("/")],

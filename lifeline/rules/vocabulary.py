@@ -70,6 +70,10 @@ POST_APPROVAL_DECISIONS = ("approved", "refused")
 EMERGENCY_GRANT_STATES = ("granted", "post_approved", "post_approval_refused")
 # Where an overdue case is escalated (督办): the office above the responsible one.
 ESCALATION_LEVELS = ("county", "prefecture", "province")
+# How a written notice reaches the household (notify): SMS through the gateway, a printed
+# letter, and the case's inbox (in-app); and where its delivery on a channel stands.
+NOTICE_CHANNELS = ("sms", "letter", "in_app")
+DELIVERY_STATES = ("pending", "delivered", "failed")
 # Finding (issue 11): who reports a person in trouble (主动发现; `monitoring` is a risk rule
 # that fired on partner records), what the office's contact found, the partner records dynamic
 # monitoring matches, and how a referral (转介) is answered and where it stands.

@@ -30,6 +30,7 @@ from lifeline.ops.faults import install_faults
 from lifeline.ops.metrics import OUTBOX_POSITION
 from lifeline.rules.setup import install_rules
 from lifeline.settings import Settings
+from lifeline.stores import chain
 from lifeline.stores.application import ServiceApplication
 from lifeline.stores.eventstore import event_store_env
 from lifeline.stores.projection import Projection, Projector
@@ -115,11 +116,16 @@ class ServiceRuntime:
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
         self._tasks.append(asyncio.create_task(self._project_forever()))
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self._seal_forever()))
         for worker in self.spec.workers:
             self._tasks.append(asyncio.create_task(worker(self, self._stop)))
         self.started = True
 
     async def stop(self) -> None:
+        if self.relay is not None and self.started and not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                await self._seal_and_publish()
         self._stop.set()
         for task in self._tasks:
             task.cancel()
@@ -146,6 +152,35 @@ class ServiceRuntime:
             except Exception:
                 log.exception("%s: projection failed; retrying", self.spec.name)
             await asyncio.sleep(0.25)
+
+    async def _seal_forever(self) -> None:
+        """Record the log's chain head now and then (LogSealed); the relay publishes it."""
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.settings.log_seal_seconds)
+            except asyncio.TimeoutError:
+                pass
+            if self._stop.is_set():
+                return
+            try:
+                if await asyncio.to_thread(chain.seal, self.app, self.spec.name) is not None:
+                    self.saved()
+            except Exception:
+                log.exception("%s: sealing the log failed; retrying", self.spec.name)
+
+    async def _seal_and_publish(self, timeout: float = 3.0) -> None:
+        """On a clean stop: seal the log and give the relay (when it is this replica's that
+        publishes) a moment to publish the seal; else it goes out with the next start."""
+        sealed = await asyncio.to_thread(chain.seal, self.app, self.spec.name)
+        if sealed is None or self.relay is None or not await asyncio.to_thread(self.relay.is_leader):
+            return
+        own = await asyncio.to_thread(self.app.recorder.position_of, sealed.originator_id, sealed.originator_version)
+        self.saved()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while own is not None and asyncio.get_running_loop().time() < deadline:
+            if await asyncio.to_thread(self.relay.position) >= own:
+                return
+            await asyncio.sleep(0.05)
 
     # --- helpers for use cases and routes --------------------------------
     def saved(self) -> None:

@@ -24,9 +24,11 @@ from eventsourcing.system import ProcessApplication
 
 from lifeline.contracts import registry
 from lifeline.contracts.envelope import CloudEvent
-from lifeline.domain.clock import Clock, SystemClock
+from lifeline.domain.clock import Clock, SystemClock, current_unit, one_moment
 from lifeline.domain.values import VALUE_TRANSCODINGS
 from lifeline.messaging.outbound import Outbound
+from lifeline.stores import chain
+from lifeline.domain.logseal import LogSeal
 
 Handler = Callable[[Any, CloudEvent, ProcessingEvent], None]
 
@@ -133,10 +135,28 @@ class ServiceApplication(ProcessApplication):
     outbound: Outbound = Outbound()
     # Value classes of this service's own, stored inside its events.
     transcodings: tuple[Transcoding, ...] = ()
+    # A replay's recorded moments: consumed event id -> (clock moment, stored timestamp).
+    recorded_moments: Mapping[str, tuple[datetime, datetime]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every service publishes the head of its hash-chained log (lifeline/stores/chain.py).
+        if cls.service:
+            cls.outbound.copies(LogSeal.Sealed, "LogSealed", subject=lambda e: e.service)
 
     def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock | None = None):
         self.clock: Clock = clock or SystemClock()
         super().__init__(env)
+        # A store's first start with the hash chain: its genesis (chain.start).
+        chain.start(self)
+
+    def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Any:
+        # The event store's recorder is eventsourcing's, with every insert hash-chained.
+        environment = super().construct_env(name, env)
+        topic = chain.recorder_topic(environment.get("PERSISTENCE_MODULE", ""))
+        if topic and not environment.get("PROCESS_RECORDER_TOPIC"):
+            environment["PROCESS_RECORDER_TOPIC"] = topic
+        return environment
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -144,6 +164,13 @@ class ServiceApplication(ProcessApplication):
             transcoder.register(transcoding)
 
     def _record(self, processing_event: ProcessingEvent) -> Any:
+        unit = current_unit()
+        if unit is not None:
+            # Effects of a consumed event record the moment it was handled at (see one_moment).
+            for event in processing_event.events:
+                meta = getattr(event, "meta", None)
+                if isinstance(meta, dict) and "at" not in meta:  # a copy: meta dicts may be shared
+                    object.__setattr__(event, "meta", {**meta, "at": unit.moment.isoformat()})
         self._check_contracts(processing_event.events)
         return super()._record(processing_event)
 
@@ -169,10 +196,11 @@ class ServiceApplication(ProcessApplication):
             return
         # SQLite: one executemany instead of one statement per event (the notification id is
         # the rowid either way; nothing in this process follows the log by `_notify`).
-        rows = [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in stored]
+        chained = [(e.originator_id, e.originator_version, e.topic, e.state) for e in stored]
         if bulk is not None:
             topic = get_topic(bulk.event_class)
-            rows.extend((ident.hex, 1, topic, data) for ident, data in bulk.rows(self.mapper))
+            chained.extend((ident, 1, topic, data) for ident, data in bulk.rows(self.mapper))
+        rows = [(ident.hex, version, topic, state) for ident, version, topic, state in chained]
         with recorder.datastore.transaction(commit=True) as c:
             # A run inserts at random places of a big index: keep more of it in memory, and
             # checkpoint the log into the database now and then rather than after each unit
@@ -180,6 +208,8 @@ class ServiceApplication(ProcessApplication):
             c.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
             c.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
             c.executemany(recorder.insert_events_statement, rows)
+            if isinstance(recorder, chain.ChainedSQLiteRecorder):
+                recorder.chain_inserted(c, chained)  # the same transaction
 
     def _copy_into_postgres(self, stored: list[StoredEvent]) -> None:
         """One transaction, as the library's recorder makes it (the table locked, so positions
@@ -189,6 +219,9 @@ class ServiceApplication(ProcessApplication):
         from psycopg.sql import SQL, Identifier
 
         recorder = self.recorder
+        if isinstance(recorder, chain.ChainedPostgresRecorder):
+            recorder.copy_events(stored)  # the same, chained in its transaction
+            return
         table = SQL("{0}.{1}").format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
         with recorder.datastore.transaction(commit=True) as curs:
             recorder._lock_table(curs)
@@ -260,11 +293,15 @@ class ServiceApplication(ProcessApplication):
         return has_exact_tracking(self.recorder, event.source, event.sequence)
 
     def process_cloud_event(self, event: CloudEvent) -> bool:
-        """Apply a consumed event once. False when it had been processed already."""
+        """Apply a consumed event once. False when it had been processed already. It is handled
+        at one moment (clock.one_moment), recorded with its effects; a replay (lifeline/audit/
+        kafka_replay.py) gives the recorded moment in `recorded_moments`."""
         if self.is_processed(event):
             return False
+        moment, stamp = self.recorded_moments.get(event.id, (None, None))
         try:
-            self.process_event(event, Tracking(event.source, event.sequence))
+            with one_moment(self.clock, event.id, moment, stamp):
+                self.process_event(event, Tracking(event.source, event.sequence))
         except IntegrityError:
             # Either another replica processed this very event (its tracking row
             # exists now), or it wrote the same aggregate first; the caller

@@ -5,7 +5,9 @@ configured (one schema per service, so stores stay separate even when they share
 a server). Tracking is multi-row: a consumed event is remembered by its own
 identity (source service, position in that service's log), not by "the highest
 position seen", because events from one source reach us over several partitions
-and in any order.
+and in any order. Stored events are compressed and encrypted on every configuration
+(the key from LIFELINE_CIPHER_KEY, or the data directory's secret), and hash-chained by the
+recorder (lifeline/stores/chain.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 from urllib.parse import unquote, urlparse
 
 from lifeline.settings import Settings
+from lifeline.stores.sealing import lifeline_secret
 
 
 def schema_name(settings: Settings, service: str) -> str:
@@ -22,12 +25,14 @@ def schema_name(settings: Settings, service: str) -> str:
 
 
 def cipher_key(settings: Settings) -> str:
-    """AES key for eventsourcing's AESCipher, derived from the configured secret.
+    """AES key for eventsourcing's AESCipher, derived from the configured secret
+    (LIFELINE_CIPHER_KEY, or in the embedded mode the data directory's sealing.secret,
+    generated once and shared by every process of that Lifeline).
 
     Operators give any secret string; AES-256 needs exactly 32 bytes, so we
     derive them (SHA-256) rather than ask people to generate base64 keys.
     """
-    digest = hashlib.sha256(settings.cipher_key.encode("utf-8")).digest()
+    digest = hashlib.sha256(lifeline_secret(settings).encode("utf-8")).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
@@ -62,11 +67,13 @@ def event_store_env(settings: Settings, service: str) -> dict[str, str]:
                 "SQLITE_LOCK_TIMEOUT": "30",
             }
         )
-    if settings.cipher_key:
-        # Compress before encrypting: ciphertext does not compress.
-        env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
-        env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
-        env["CIPHER_KEY"] = cipher_key(settings)
+    # Encrypted at rest always: with LIFELINE_CIPHER_KEY, or on the embedded default with the
+    # data directory's own secret. Compress before encrypting: ciphertext does not compress.
+    # The `cryptography` AES-GCM cipher: the same stored form (nonce, tag, ciphertext) as the
+    # library's pycryptodome one, which older stores were written with, at a fraction of the cost.
+    env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
+    env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"
+    env["CIPHER_KEY"] = cipher_key(settings)
     return env
 
 

@@ -37,7 +37,9 @@ class Projection:
             tx.set_position(VERSION, self.version)
             return True
 
-    def catch_up(self, batch_size: int = 500) -> int:
+    def catch_up(self, batch_size: int = 500, progress: Callable[[int], None] | None = None) -> int:
+        """Project what the log holds after the saved position; `progress(events so far)` after
+        each batch."""
         moved = 0
         while True:
             with self.side.transaction() as tx:
@@ -48,13 +50,15 @@ class Projection:
                 if notifications:
                     tx.set_position(POSITION, notifications[-1].id)
             moved += len(notifications)
+            if progress is not None:
+                progress(moved)
             if len(notifications) < batch_size:
                 return moved
 
 
-def rebuild(app: ServiceApplication, project: Projector) -> SideStore:
+def rebuild(app: ServiceApplication, project: Projector, progress: Callable[[int], None] | None = None) -> SideStore:
     fresh = SideStore.in_memory()
-    Projection(app, fresh, project).catch_up()
+    Projection(app, fresh, project).catch_up(progress=progress)
     return fresh
 
 

@@ -1,5 +1,6 @@
 """Sealed fields: a bank account number is encrypted wherever it is stored or sent
-(event stores, topics, read models) and unsealed only where a bank file is written.
+(event stores, topics, read models) and unsealed only where a bank file is written; a
+household's mobile number likewise, unsealed only where notify sends an SMS.
 
 AES-256-GCM, key derived from LIFELINE_CIPHER_KEY, or in the embedded mode from a
 secret generated once under the data directory, which every process of that Lifeline
@@ -19,7 +20,7 @@ import time
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from lifeline.domain.values import BankAccount
+from lifeline.domain.values import BankAccount, ContactPhone
 from lifeline.settings import Settings
 
 
@@ -48,10 +49,21 @@ class Sealer:
                            number_masked=BankAccount.mask(account_number),
                            number_sealed=self.seal(account_number))
 
+    def contact(self, phone: str) -> ContactPhone:
+        """A household's mobile number as Lifeline keeps it: sealed at once, shown masked."""
+        return ContactPhone(phone_masked=ContactPhone.mask(phone), phone_sealed=self.seal(phone))
+
 
 def sealer_for(settings: Settings) -> Sealer:
+    return Sealer(lifeline_secret(settings))
+
+
+def lifeline_secret(settings: Settings) -> str:
+    """LIFELINE_CIPHER_KEY, or (embedded mode) the secret generated once under the data
+    directory that stands in for it: bank accounts are sealed and stored events encrypted
+    (lifeline.stores.eventstore) with keys derived from it."""
     if settings.cipher_key:
-        return Sealer(settings.cipher_key)
+        return settings.cipher_key
     path = settings.data_dir / "sealing.secret"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -65,6 +77,6 @@ def sealer_for(settings: Settings) -> Sealer:
     for _ in range(50):
         secret = path.read_text().strip()
         if secret:
-            return Sealer(secret)
+            return secret
         time.sleep(0.01)  # the creator has not written it yet
     raise RuntimeError(f"{path} is empty")

@@ -106,6 +106,15 @@ class SideTx:
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def mentioning(self, ident: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Documents keyed by `ident`, referring to it, or naming it as their case_id (an audit
+        export's read models of one case: a scan of the table)."""
+        rows = self._x(
+            "SELECT kind, key, ref, doc FROM {t}docs WHERE ref = ? OR key = ? OR doc LIKE ? ORDER BY kind, key",
+            (ident, ident, f'%"case_id": {json.dumps(ident, ensure_ascii=False)}%'),
+        ).fetchall()
+        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
     def clear_documents(self) -> None:
         self._x("DELETE FROM {t}docs")
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 
+from lifeline.audit.asof import AsOf, not_found_then, not_in_future
 from lifeline.domain.aggregate import Meta
 from lifeline.http.app import (
     COMMAND_ERRORS,
@@ -42,6 +43,7 @@ from services.charity.application import (
     CharityApplication,
     FundNotFound,
     NeedNotFound,
+    need_as_of,
 )
 from services.charity.domain import EXCLUSIONS, FundRuleViolation, NeedRuleViolation
 from services.charity.matching import LIMITS
@@ -387,8 +389,17 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     add_case_items_route(api, runtime, "/needs", "need", NeedDoc, NEED_READERS)
 
     @api.get("/needs/{need_id}", tags=["needs"], response_model=NeedDoc, responses=READ_ERRORS)
-    async def get_need(need_id: str, principal: Principal = runtime.auth.require(*NEED_READERS)):
-        return await need_in_region(need_id, principal)
+    async def get_need(need_id: str, as_of: AsOf = None, principal: Principal = runtime.auth.require(*NEED_READERS)):
+        """The need now, or `as_of` a past moment: rebuilt from its events recorded by then
+        (application.need_as_of)."""
+        if as_of is None:
+            return await need_in_region(need_id, principal)
+        not_in_future(as_of, runtime.clock)
+        doc = await asyncio.to_thread(need_as_of, app, need_id, as_of)
+        if doc is None:
+            raise not_found_then("Need", need_id, as_of)
+        ensure_region(principal, doc["region_code"])
+        return doc
 
     @api.get("/needs/{need_id}/matches", tags=["needs"], response_model=MatchesOut, responses=READ_ERRORS)
     async def get_matches(need_id: str, principal: Principal = runtime.auth.require(*NEED_READERS)):

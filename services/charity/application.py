@@ -311,3 +311,35 @@ PROJECTORS = [project_fund, project_need, project_federation]
 def project(event: Any, tx: SideTx) -> None:
     for projector in PROJECTORS:
         projector(event, tx)
+
+
+def need_as_of(app: CharityApplication, need_id: str, moment: Any) -> dict[str, Any] | None:
+    """The need's document as it stood at `moment` (`GET /v1/needs/{need_id}?as_of=`), rebuilt
+    from the Need's events recorded by then: its own fields, status and federation answers by
+    `project_need`; its allocations from its AllocationRecorded / AllocationClosed (the Fund's
+    events write them to the live document; the Need records the same in the same transaction),
+    each with the calendar year the Fund counts it in (which never changes). None: no need then."""
+    from lifeline.audit.asof import events_as_of
+    from lifeline.stores.sidestore import SideStore
+
+    events = events_as_of(app, Need.create_id(need_id), moment)
+    if not events:
+        return None
+    store = SideStore.in_memory()
+    with store.transaction() as tx:
+        for event in events:
+            project_need(event, tx)
+        doc = tx.get("need", need_id)
+    funds: dict[str, Fund] = {}
+    for event in events:
+        if isinstance(event, Need.AllocationRecorded):
+            fund = funds.get(event.fund_id) or funds.setdefault(event.fund_id, app.get_fund(event.fund_id))
+            doc["allocations"].append({"allocation_id": event.allocation_id, "fund_id": event.fund_id,
+                                       "amount_fen": event.amount_fen, "status": "allocated",
+                                       "year": fund.allocations[event.allocation_id]["year"]})
+        elif isinstance(event, Need.AllocationClosed):
+            for allocation in doc["allocations"]:
+                if allocation["allocation_id"] == event.allocation_id:
+                    allocation["status"] = event.status
+    _need_figures(doc)
+    return doc

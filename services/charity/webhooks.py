@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from lifeline.domain.aggregate import LifelineAggregate, Meta
+from lifeline.runtime.backoff import backoff_seconds
 from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideStore
 
@@ -120,11 +121,6 @@ def signed_headers(secret: str, msg_id: str, body: bytes, wall_seconds: float) -
         "webhook-signature": sign(secret, msg_id, timestamp, body),
         "content-type": "application/json", "user-agent": "lifeline-charity/1",
     }
-
-
-def backoff_seconds(attempts: int, cap: float) -> float:
-    """The wait after the `attempts`-th failure in a row: 1 s, doubling, at most `cap`."""
-    return float(min(2.0 ** max(attempts - 1, 0), cap))
 
 
 def rfc3339(wall_seconds: float | None) -> str | None:

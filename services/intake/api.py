@@ -38,7 +38,9 @@ from lifeline.rules.vocabulary import (
     WORK_ABILITY,
 )
 from services.intake import persons, relief
-from services.intake.application import CaseNotFound, IntakeApplication, case_view
+from lifeline.audit.asof import AsOf, aggregate_as_of, documents_as_of, not_found_then, not_in_future
+from services.intake.application import CaseNotFound, IntakeApplication, case_view, project
+from services.intake.domain import Case, Referral
 from services.intake.domain import CASE_STATUSES, AcceptanceNotAllowed, AcceptanceRuleBroken
 from fastapi import Query
 from lifeline.http.app import LIST_ERRORS, in_region, region_filter, strict
@@ -126,6 +128,7 @@ class ApplicationIn(BaseModel):
         "requested_amount_fen": 0,
         "single_person_member_id": None,
         "bank_account": BANK_ACCOUNT_EXAMPLE,
+        "contact_phone": "13812345678",
         "authorisation_signed": True,
         "urgency": "normal",
     })
@@ -142,6 +145,10 @@ class ApplicationIn(BaseModel):
     requested_amount_fen: int = Field(default=0, ge=0, le=10**10, description="one-off relief asked for")
     single_person_member_id: str | None = Field(default=None, description="单人户保: who applies alone")
     bank_account: BankAccountIn
+    contact_phone: str | None = Field(
+        default=None, pattern=r"^1[3-9]\d{9}$",
+        description="the household's mainland mobile number (11 digits) for notices by SMS; sealed at once, "
+                    "shown masked (138****5678); none: notices go by letter and in-app only")
     authorisation_signed: Literal[True] = Field(description="一证一书: the signed verification authorisation")
     urgency: Urgency = "normal"
     discovery_report_id: str | None = Field(
@@ -416,10 +423,29 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         "/cases/{case_id}", tags=["cases"], response_model=CaseOut,
         responses=READ_ERRORS,
     )
-    async def get_case(case_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
+    async def get_case(case_id: str, as_of: AsOf = None,
+                       principal: Principal = runtime.auth.require(*CASE_READERS)):
+        """The case now, or `as_of` a past moment: the Case and its referrals rebuilt from their
+        events recorded by then (lifeline/audit/asof.py)."""
+        if as_of is not None:
+            await runtime.views()  # the referrals known now (their ids only; not their documents)
+            return await asyncio.to_thread(case_as_of, case_id, as_of, principal)
         case = await asyncio.to_thread(case_or_404, case_id, principal)
         views = await runtime.views()
         with views.transaction() as tx:
+            referrals = tx.find("referral", case_id)
+        return {**case_view(case), "referrals": referrals}
+
+    def case_as_of(case_id: str, as_of, principal: Principal) -> dict:
+        not_in_future(as_of, runtime.clock)
+        case = aggregate_as_of(app, Case.create_id(case_id), as_of)
+        if case is None:
+            raise not_found_then("Case", case_id, as_of)
+        ensure_region(principal, case.region_code)
+        with runtime.side.transaction() as tx:  # which referrals exist now: only their ids are read
+            ids = [doc["referral_id"] for doc in tx.find("referral", case_id)]
+        then = documents_as_of(app, project, [Referral.create_id(r) for r in ids], as_of)
+        with then.transaction() as tx:
             referrals = tx.find("referral", case_id)
         return {**case_view(case), "referrals": referrals}
 

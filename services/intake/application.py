@@ -62,10 +62,13 @@ class IntakeApplication(outreach.Outreach, ServiceApplication):
         case_id = report.case_id if report is not None else case_id or new_id("C")
         account = form["bank_account"]
         sealed = self.sealer.account(account["channel"], account["account_number"], account["account_name"])
+        phone = form.pop("contact_phone", None)
+        contact = dataclasses.asdict(self.sealer.contact(phone)) if phone else None
         # The form is the payload less what intake adds: one mapping (from_wire) builds both.
         application = Application.from_wire({
             **form, "case_id": case_id, "clerk_id": meta.user_id,
             "submitted_at": self.clock.now().isoformat(), "bank_account": dataclasses.asdict(sealed),
+            "contact": contact,
         })
         # With its people's index entries, in one transaction; held when one is a suspected
         # duplicate (persons.py).

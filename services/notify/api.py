@@ -8,12 +8,28 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from lifeline.domain.aggregate import new_id
-from lifeline.http.app import LIST_ERRORS, add_case_items_route, idempotent_id, in_region, problem_responses, region_filter
+from lifeline.domain.aggregate import Meta, new_id
+from lifeline.http.app import (
+    COMMAND_ERRORS,
+    LIST_ERRORS,
+    add_case_items_route,
+    found_in_region,
+    idempotent_id,
+    in_region,
+    problem_responses,
+    region_filter,
+    strict,
+)
 from lifeline.http.auth import CASE_READERS, Principal
 from lifeline.http.problems import Problem
 from lifeline.rules.clocks import CLOCKS
-from lifeline.rules.vocabulary import ASSISTANCE_TYPES, DEADLINE_OUTCOMES, ESCALATION_LEVELS
+from lifeline.rules.vocabulary import (
+    ASSISTANCE_TYPES,
+    DEADLINE_OUTCOMES,
+    DELIVERY_STATES,
+    ESCALATION_LEVELS,
+    NOTICE_CHANNELS,
+)
 from lifeline.runtime.service import ServiceRuntime
 from services.notify.application import (
     DEADLINE_STATES,
@@ -22,10 +38,15 @@ from services.notify.application import (
     board_entries,
     deadline_documents,
 )
+from services.notify.delivery import DeliveryNotAllowed, NoticeNotFound, print_queue
 from services.notify.domain import LEGAL_NAMES, NoticePeriodOver
+from services.notify.letters import add_letter_route
 from services.notify.ratelimit import FixedWindowLimit
 
 DEADLINE_READERS = ("caseworker", "reviewer", "county_officer", "auditor", "admin")
+# The print queue: who prints the letters (the township's clerks and caseworkers) and who may look.
+PRINT_READERS = ("clerk", "caseworker", "county_officer", "auditor", "admin")
+PRINTERS = ("clerk", "caseworker")
 
 VillageCode = Annotated[str, Path(
     pattern=r"^\d{9}(\d{3})?$", description="the board: a village (12 digits) or township (9)",
@@ -52,6 +73,22 @@ OBJECTION_ERRORS = {
 }
 
 
+class ChannelDeliveryOut(BaseModel):
+    """Where a notice's delivery on one channel stands (delivery.project_delivery)."""
+
+    # Sorted, as the side store returns the document's keys.
+    attempts: int = Field(description="attempts made (an SMS may take several)")
+    delivered_at: str | None = Field(description="ISO 8601 timestamp, once delivered")
+    failed_at: str | None = Field(description="when the last attempt failed (ISO 8601), if one did")
+    last_reason: str | None = Field(description="why the last attempt failed", examples=["gateway_unavailable: HTTP 503"])
+    reference: str | None = Field(description="the gateway's message id, the print batch or the inbox id, once "
+                                              "delivered", examples=["SMS-5C4B3A2918F7E6D5C4B3"])
+    retry_at: str | None = Field(description="when a failed SMS is tried again (ISO 8601); null when pending "
+                                             "without a failure, delivered, or failed for good")
+    state: Literal[DELIVERY_STATES] = Field(description="pending, delivered (once), failed (for good)")
+    to_masked: str | None = Field(description="the SMS's number, masked", examples=["138****5678"])
+
+
 class NoticeDoc(BaseModel):
     """A notice as notify's read model keeps it (application.project)."""
 
@@ -61,13 +98,63 @@ class NoticeDoc(BaseModel):
     case_id: str
     cause_event_id: str
     channel: str = Field(examples=["letter"])
-    delivery: str = Field(examples=["pending"])
+    deliveries: dict[Literal[NOTICE_CHANNELS], ChannelDeliveryOut] = Field(
+        description="per channel: letter and in_app always, sms when the household gave a mobile number")
+    delivery: Literal["pending", "delivered", "partly_delivered"] = Field(
+        description="as a whole: delivered on every channel, pending on one, or partly delivered (an SMS "
+                    "failed for good; the letter and in-app stand)", examples=["pending"])
     issued_at: str = Field(description="ISO 8601 timestamp")
     kind: Literal[tuple(LEGAL_NAMES)]
     legal_name: str = Field(examples=["受理通知书"])
     notice_id: str
     recipient_masked: str = Field(examples=["王**"])
     region_code: str
+
+
+class InboxItem(BaseModel):
+    """A notice delivered in-app: the case's inbox, which the console (and any app) shows."""
+
+    body: str
+    case_id: str
+    delivered_at: str = Field(description="ISO 8601 timestamp")
+    inbox_id: str = Field(examples=["IN-NACC-0123456789ABCDEF"])
+    issued_at: str = Field(description="ISO 8601 timestamp")
+    kind: Literal[tuple(LEGAL_NAMES)]
+    legal_name: str = Field(examples=["受理通知书"])
+    notice_id: str
+    recipient_masked: str = Field(examples=["王**"])
+    region_code: str
+
+
+class PrintQueueItem(BaseModel):
+    notice_id: str
+    case_id: str
+    kind: Literal[tuple(LEGAL_NAMES)]
+    legal_name: str = Field(examples=["受理通知书"])
+    recipient_masked: str = Field(examples=["王**"])
+    region_code: str
+    issued_at: str = Field(description="ISO 8601 timestamp")
+    pdf: str = Field(description="the letter to print", examples=["/v1/notices/NACC-0123456789ABCDEF.pdf"])
+
+
+class PrintQueueOut(BaseModel):
+    items: list[PrintQueueItem] = Field(description="letters not printed yet within the caller's region, "
+                                                    "oldest first")
+
+
+class PrintedIn(BaseModel):
+    model_config = strict({"batch": "PRINT-20261125-370502101-01"}, {})
+    batch: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$",
+                              description="the print batch (the delivery's reference); by default "
+                                          "PRINT-<date>-<your office>")
+
+
+class PrintedOut(BaseModel):
+    notice_id: str
+    channel: Literal["letter"]
+    reference: str = Field(description="the print batch", examples=["PRINT-20261125-370502101"])
+    delivered_at: str = Field(description="ISO 8601 timestamp")
+    attempt: int
 
 
 # --- the public notice board ---------------------------------------------------------------
@@ -146,6 +233,43 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                              3600, namespace=runtime.settings.namespace)
 
     add_case_items_route(api, runtime, "/notices", "notice", NoticeDoc, CASE_READERS)
+    add_letter_route(api, runtime)  # GET /notices/{notice_id}.pdf, before any /notices/{notice_id}
+    add_case_items_route(api, runtime, "/inbox", "inbox", InboxItem, CASE_READERS)
+
+    @api.get("/print-queue", tags=["notices"], response_model=PrintQueueOut, responses=LIST_ERRORS)
+    async def print_queue_(
+        region: Annotated[str | None, Query(pattern=r"^\d{6}(\d{3}(\d{3})?)?$",
+                                            description="only this division (within yours)")] = None,
+        principal: Principal = runtime.auth.require(*PRINT_READERS),
+    ):
+        """Letters to print (every notice goes by letter too), within the caller's region."""
+        region_filter(region, principal)
+        views = await runtime.views()
+        with views.transaction() as tx:
+            items = print_queue(tx)
+        return {"items": in_region(items, principal, region)}
+
+    @api.post("/print-queue/{notice_id}/printed", tags=["notices"], response_model=PrintedOut,
+              responses={**COMMAND_ERRORS, 409: {**COMMAND_ERRORS[409],
+                                                 "description": "Marked printed already (rule already_delivered)"}})
+    async def printed(notice_id: str, body: PrintedIn, request: Request,
+                      principal: Principal = runtime.auth.require(*PRINTERS)):
+        """The letter was printed: delivered by letter (NoticeDelivered), once. `{}` takes the default
+        batch PRINT-<date>-<your office>."""
+        await asyncio.to_thread(found_in_region, lambda nid: app.get_delivery(nid, "letter"), notice_id,
+                                NoticeNotFound, "Notice", principal)
+
+        async def handle() -> tuple[int, dict]:
+            try:
+                answer = await asyncio.to_thread(app.mark_printed, notice_id, body.batch,
+                                                 Meta.of(principal))
+            except DeliveryNotAllowed as exc:
+                raise Problem(409, "Printed already", exc.detail, slug=exc.rule.replace("_", "-"),
+                              rule=exc.rule) from None
+            runtime.saved()
+            return 200, answer
+
+        return await runtime.idempotent(request, principal.user_id, handle)
 
     @api.get("/boards/{village_code}", tags=["boards"], response_model=BoardOut, responses=BOARD_ERRORS)
     async def board(village_code: VillageCode):

@@ -18,6 +18,7 @@ from lifeline.settings import Settings
 from lifeline.stores.application import DuplicateRequest, ServiceApplication
 from lifeline.stores.sidestore import SideTx
 from services.notify.consumers import HANDLERS
+from services.notify.delivery import NoticeDeliveries, project_delivery
 from services.notify.domain import (
     BOARD_FIELDS,
     BoardEntry,
@@ -44,7 +45,7 @@ class BoardEntryNotFound(LookupError):
     """No such entry on that board (404)."""
 
 
-class NotifyApplication(ServiceApplication):
+class NotifyApplication(NoticeDeliveries, ServiceApplication):
     name = "notify"
     service = "notify"
     handlers = HANDLERS
@@ -60,8 +61,11 @@ class NotifyApplication(ServiceApplication):
         case_id = event.data["case_id"]
         if self.exists(Notice.identity(case_id, kind, occasion)):
             return  # one notice per (case, kind[, occasion]), however often the event comes
-        pe.collect_events(Notice.issue(case_id, kind, recipient, region_code, body, event.id,
-                                       self.clock.now().isoformat(), meta, occasion=occasion))
+        notice = Notice.issue(case_id, kind, recipient, region_code, body, event.id,
+                              self.clock.now().isoformat(), meta, occasion=occasion)
+        # Its deliveries (letter, in-app, SMS when a number is known) in the same transaction:
+        # every notice is delivered, once per channel (delivery.py).
+        pe.collect_events(notice, *self.deliveries_for(notice, meta))
 
     def issue_acceptance(self, event: CloudEvent, meta: Meta, pe: ProcessingEvent) -> None:
         """受理通知书, on ApplicationAccepted."""
@@ -235,8 +239,8 @@ def board_entries(tx: SideTx, village_code: str, now: datetime) -> list[dict[str
 def project(event: Any, tx: SideTx) -> None:
     if isinstance(event, Notice.Issued):
         # The document is the published NoticeIssued, plus the region (for scoping reads) and
-        # where its delivery stands.
-        doc = {**OUTBOUND(event).data, "region_code": event.region_code, "delivery": "pending"}
+        # where its delivery stands, as a whole and per channel (delivery.project_delivery).
+        doc = {**OUTBOUND(event).data, "region_code": event.region_code, "delivery": "pending", "deliveries": {}}
         tx.put("notice", event.notice_id, doc, ref=event.case_id)
     elif isinstance(event, BoardEntry.Posted):
         tx.put("board_entry", event.public_notice_id, {name: getattr(event, name) for name in BOARD_FIELDS},
@@ -265,3 +269,5 @@ def project(event: Any, tx: SideTx) -> None:
         else:
             doc.update(state="cleared", outcome=event.outcome, cleared_at=event.cleared_at)
         tx.put("deadline", event.deadline_id, doc, ref=doc["state"])
+    else:
+        project_delivery(event, tx)

@@ -9,15 +9,18 @@ from services.notify import api
 from services.notify.application import NotifyApplication, project
 from services.notify.consumers import CONSUMES
 from services.notify.deadlines import deadline_watch
+from services.notify.delivery import notice_delivery
+from services.notify.letters import configure as configure_letters
 
 
 def build(settings: Settings, clock: Clock, env: dict[str, str]) -> NotifyApplication:
+    configure_letters(settings.chromium)  # the PDF letters: started on the first one
     return NotifyApplication(env, clock=clock, hotline=settings.reporting_hotline)
 
 
 SPEC = ServiceSpec(
     name="notify", title="Lifeline notify (告知与公示)", build=build,
     project=project, router=api.router, consumes=CONSUMES,
-    views_version=2,  # 2: the public notice board, objections and deadlines
-    workers=(deadline_watch,),
+    views_version=3,  # 2: the public notice board, objections and deadlines; 3: deliveries, the inbox
+    workers=(deadline_watch, notice_delivery),
 )

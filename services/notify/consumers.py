@@ -34,6 +34,7 @@ def _calls(use_case: str) -> Callable[[NotifyApplication, CloudEvent, Processing
 
 
 HANDLERS = {
+    "ApplicationSubmitted": _calls("remember_contact"),  # the mobile number (sealed), for SMS
     "ApplicationAccepted": _calls("issue_acceptance"),
     "ApplicationRefused": _calls("issue_non_acceptance"),
     "MaterialsRequested": _calls("issue_materials_request"),

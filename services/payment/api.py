@@ -23,7 +23,9 @@ from lifeline.rules.vocabulary import (
     PAYMENT_STATUSES,
 )
 from lifeline.runtime.service import ServiceRuntime
-from services.payment.application import EntitlementNotFound, PaymentApplication, RecoveryNotFound
+from lifeline.audit.asof import documents_as_of
+from services.payment.application import EntitlementNotFound, PaymentApplication, RecoveryNotFound, project
+from services.payment.domain import Entitlement
 from services.payment.channels import NoPayingAccount, UnknownBankChannel
 from services.payment.domain import CHANGES, NothingToPay, PaymentConflict
 from services.payment.runs import reconciliation, run_totals
@@ -437,7 +439,17 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
     app: PaymentApplication = runtime.app  # type: ignore[assignment]
 
-    add_case_items_route(api, runtime, "/entitlements", "entitlement", EntitlementDoc, CASE_READERS)
+    def entitlements_as_of(case_id: str, moment) -> list[dict]:
+        """The case's entitlements as they stood at `moment`: each one known now (only its id is
+        read here) rebuilt by `project` from its events recorded by then (lifeline/audit/asof.py)."""
+        with runtime.side.transaction() as tx:
+            ids = [doc["entitlement_id"] for doc in tx.find("entitlement", case_id)]
+        then = documents_as_of(app, project, [Entitlement.create_id(i) for i in ids], moment)
+        with then.transaction() as tx:
+            return tx.find("entitlement", case_id)
+
+    add_case_items_route(api, runtime, "/entitlements", "entitlement", EntitlementDoc, CASE_READERS,
+                         as_of_items=entitlements_as_of)
 
     @api.put("/entitlements/{entitlement_id}/bank-account", tags=["entitlements"],
              response_model=AccountCorrectedOut, responses=COMMAND_ERRORS)

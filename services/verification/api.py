@@ -13,7 +13,8 @@ from datetime import date
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator
 
 from lifeline.domain.aggregate import Meta, new_id
-from lifeline.http.auth import CASE_READERS, Principal
+from lifeline.audit.asof import AsOf, aggregate_as_of, not_found_then, not_in_future
+from lifeline.http.auth import CASE_READERS, Principal, ensure_region
 from lifeline.http.problems import Problem
 from lifeline.runtime.service import ServiceRuntime
 from lifeline.http.app import (
@@ -56,6 +57,7 @@ from services.verification.application import (
     VerificationNotFound,
     verification_view,
 )
+from services.verification.domain import Verification
 
 DECIDERS = ("reviewer", "county_officer", "admin")
 # The cadre register's upload body, served by filings.router (documented with this service's models).
@@ -380,8 +382,21 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         "/verifications/{case_id}", tags=["verifications"], response_model=VerificationOut,
         responses=READ_ERRORS,
     )
-    async def get_verification(case_id: str, principal: Principal = runtime.auth.require(*CASE_READERS)):
-        return verification_view(await asyncio.to_thread(load, case_id, principal))
+    async def get_verification(case_id: str, as_of: AsOf = None,
+                               principal: Principal = runtime.auth.require(*CASE_READERS)):
+        """The procedure now, or `as_of` a past moment (what the reviewer saw when deciding):
+        the Verification rebuilt from its events recorded by then (lifeline/audit/asof.py)."""
+        if as_of is None:
+            return verification_view(await asyncio.to_thread(load, case_id, principal))
+        return verification_view(await asyncio.to_thread(load_as_of, case_id, as_of, principal))
+
+    def load_as_of(case_id: str, as_of, principal: Principal):
+        not_in_future(as_of, runtime.clock)
+        found = aggregate_as_of(app, Verification.create_id(case_id), as_of)
+        if found is None:
+            raise not_found_then("Verification", case_id, as_of)
+        ensure_region(principal, found.region_code)
+        return found
 
     @api.post(
         "/verifications/{case_id}/decision", tags=["verifications"], response_model=DecisionOut,

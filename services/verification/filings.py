@@ -50,6 +50,8 @@ __all__ = [
 MAX_ENTRIES = 10_000
 NAME_MAX, POST_MAX = 50, 100
 CADRE_REGISTER_LOADERS = ("county_officer", "admin")
+# Who reads what a county's register holds (counts and when it was loaded): auditors too.
+CADRE_REGISTER_READERS = (*CADRE_REGISTER_LOADERS, "auditor")
 FILING_READERS = ("reviewer", "county_officer", "auditor", "admin")
 # How often a load is tried again when another load of the same county was saved meanwhile.
 LOAD_ATTEMPTS = 3
@@ -310,7 +312,7 @@ def router(runtime: "ServiceRuntime") -> APIRouter:
 
     @api.get("/cadre-registers/{county_code}", response_model=CadreRegisterOut, responses=REGISTER_READ_ERRORS)
     async def get_cadre_register(
-        county_code: CountyCode, principal: Principal = runtime.auth.require(*CADRE_REGISTER_LOADERS),
+        county_code: CountyCode, principal: Principal = runtime.auth.require(*CADRE_REGISTER_READERS),
     ):
         """How many people the county's register lists, and when it was loaded."""
         ensure_region(principal, _county(county_code))

@@ -20,7 +20,7 @@ from tests.e2e.conftest import new_people
 from tests.harness import household, wait_for
 
 pytestmark = pytest.mark.e2e
-SERVICES = ("intake", "verification", "payment", "charity", "notify", "simulator", "bank", "federation")
+SERVICES = ("intake", "verification", "payment", "charity", "notify", "simulator", "bank", "sms", "federation")
 
 
 def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
@@ -79,6 +79,7 @@ def test_up_serves_everything_and_keeps_data_across_a_restart():
                                    headers=auth).json()["items"], what="acceptance notice")
         assert httpx.get(url["bank"] + "/readyz").json() == {"status": "ok"}  # the bank simulator too
         assert httpx.get(url["federation"] + "/readyz").json() == {"status": "ok"}  # and the federation's
+        assert httpx.get(url["sms"] + "/readyz").json() == {"status": "ok"}  # and the SMS gateway's
     finally:
         _stop(proc)
     assert not any(httpx_alive(u) for u in url.values())

@@ -58,6 +58,8 @@ BANK_ACCOUNT = {
 }
 # ... and as events before them carried it (last four only), which the current versions still accept.
 BANK_ACCOUNT_MASKED_BEFORE_V5 = {**BANK_ACCOUNT, "number_masked": "***************0001"}
+# The household's mobile 13812345678 as ApplicationSubmitted v6 carries it: sealed and masked.
+CONTACT = {"phone_masked": "138****5678", "phone_sealed": "c2VhbGVkLW1vYmlsZS1udW1iZXItZXhhbXBsZQ=="}
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "ApplicationSubmitted": {
@@ -65,7 +67,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "area": "rural", "members": _MEMBERS, "declared_monthly_income_fen": 150000,
         "declared_assets_fen": 2000000, "declared_medical_expense_fen": 0,
         "declared_education_expense_fen": 0, "requested_amount_fen": 0, "single_person_member_id": None,
-        "bank_account_ref": "RCC:6228***********0001", "bank_account": BANK_ACCOUNT,
+        "bank_account_ref": "RCC:6228***********0001", "bank_account": BANK_ACCOUNT, "contact": CONTACT,
         "authorisation_signed": True, "urgency": "urgent", "clerk_id": "clerk-001", "submitted_at": T0,
     },
     "ApplicationAccepted": {
@@ -368,6 +370,15 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "body": "您的低保申请已受理。", "cause_event_id": "5f0c6f1e-3f1d-4a53-9d1e-2b7c1f0d8a11",
         "issued_at": "2026-03-02T09:31:00+08:00",
     },
+    "NoticeDelivered": {
+        "notice_id": "notice-000001", "case_id": CASE_ID, "channel": "sms", "attempt": 2,
+        "reference": "SMS-5C4B3A2918F7E6D5C4B3", "delivered_at": "2026-03-02T09:31:07+08:00",
+    },
+    "NoticeFailed": {
+        "notice_id": "notice-000001", "case_id": CASE_ID, "channel": "sms", "attempt": 1,
+        "reason": "gateway_unavailable: HTTP 503", "retry_at": "2026-03-02T09:31:02+08:00",
+        "failed_at": "2026-03-02T09:31:01+08:00",
+    },
     "HouseholdSurveyRecorded": {
         "case_id": CASE_ID, "verification_id": VERIFICATION_ID,
         "surveyors": [{"name": "李卫东", "role": "village_cadre"}, {"name": "赵敏", "role": "township_staff"}],
@@ -406,6 +417,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "DeadlineCleared": {
         "deadline_id": f"{CASE_ID}/household_survey", "case_id": CASE_ID, "clock": "household_survey",
         "outcome": "met", "cleared_at": "2026-03-03T16:00:00+08:00",
+    },
+    # The head of a service's hash-chained log (issue 13, every service on its own topic).
+    "LogSealed": {
+        "service": "intake", "notification_id": 1024,
+        "head_hash": "5f1c0e3a9b7d2468ace0f13579bdf02468ace13579bdf02468ace13579bdf024",
+        "events": 1024, "sealed_at": "2026-03-03T16:01:00+08:00",
     },
     # One person, one file per benefit; the emergency green channel (issue 11, intake).
     "DuplicateSuspected": {
@@ -477,12 +494,18 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 # The superseded wire formats, as still found in old logs and topics.
+# v6 added the household's mobile number (contact), read as null from older versions.
+APPLICATION_SUBMITTED_V5: dict[str, Any] = {
+    k: v for k, v in EXAMPLES["ApplicationSubmitted"].items() if k != "contact"
+}
 # v5 masks the account number as its first four and last four digits; v4 and v3 masked all but
 # the last four, and upcast unchanged (the digits are gone), so they read with that older form.
 APPLICATION_SUBMITTED_V4: dict[str, Any] = {
-    **EXAMPLES["ApplicationSubmitted"],
+    **APPLICATION_SUBMITTED_V5,
     "bank_account_ref": "RCC:***************0001", "bank_account": BANK_ACCOUNT_MASKED_BEFORE_V5,
 }
+# A v4 application read at the current version: as it was, nobody's mobile number known.
+APPLICATION_SUBMITTED_V4_AS_CURRENT: dict[str, Any] = {**APPLICATION_SUBMITTED_V4, "contact": None}
 # v4 added each member's declared cadre relation (备案), read as null from older versions.
 MEMBER_V4_ADDITIONS = ("cadre_relation",)
 APPLICATION_SUBMITTED_V3: dict[str, Any] = {
@@ -512,7 +535,7 @@ APPLICATION_SUBMITTED_V1.update({"urgent": True, "declared_income_fen": 150000})
 # A v1 application read at the current version: the example with v3's and v4's defaults.
 APPLICATION_SUBMITTED_V1_AS_CURRENT: dict[str, Any] = {
     **EXAMPLES["ApplicationSubmitted"],
-    "bank_account_ref": "acct-ref-0001", "bank_account": None,
+    "bank_account_ref": "acct-ref-0001", "bank_account": None, "contact": None,
 }
 
 # BenefitApproved v3 masks the account number as v5 of ApplicationSubmitted does; v2 as v4 did.
@@ -531,6 +554,7 @@ SUBJECTS["LifeEventReported"] = EXAMPLES["LifeEventReported"]["record_id"]
 for _name in ("PaymentRunStarted", "BankBatchSubmitted", "PaymentRunCompleted", "ReconciliationCompleted"):
     SUBJECTS[_name] = EXAMPLES[_name]["run_id"]  # a run's events are keyed by the run
 SUBJECTS["MonthlyStatisticsPublished"] = EXAMPLES["MonthlyStatisticsPublished"]["statistics_id"]
+SUBJECTS["LogSealed"] = EXAMPLES["LogSealed"]["service"]  # a log's seals are keyed by its service
 
 ACTOR = {"user_id": "clerk-001", "role": "clerk", "org_code": TOWNSHIP}
 

@@ -44,6 +44,8 @@ from tests.unit.contract_examples import (
     APPLICATION_SUBMITTED_V1,
     APPLICATION_SUBMITTED_V1_AS_CURRENT,
     APPLICATION_SUBMITTED_V4,
+    APPLICATION_SUBMITTED_V4_AS_CURRENT,
+    APPLICATION_SUBMITTED_V5,
     BENEFIT_APPROVED_V2,
     EXAMPLES,
     SUBJECTS,
@@ -71,13 +73,13 @@ def reason_of(name: str, data: dict) -> str:
 # --- schemas ---------------------------------------------------------------------
 def test_schema_files_and_current_versions():
     assert set(CURRENT_VERSIONS) == set(EXAMPLES)
-    assert CURRENT_VERSIONS["ApplicationSubmitted"] == 5
+    assert CURRENT_VERSIONS["ApplicationSubmitted"] == 6
     assert CURRENT_VERSIONS["BenefitApproved"] == 3
     assert CURRENT_VERSIONS["FundRegistered"] == CURRENT_VERSIONS["NeedOpened"] == 2
     newer = ("ApplicationSubmitted", "BenefitApproved", "FundRegistered", "NeedOpened")
     assert all(v == 1 for n, v in CURRENT_VERSIONS.items() if n not in newer)
     assert {("ApplicationSubmitted", 1), ("ApplicationSubmitted", 2), ("ApplicationSubmitted", 3),
-            ("ApplicationSubmitted", 4), ("BenefitApproved", 1), ("BenefitApproved", 2),
+            ("ApplicationSubmitted", 4), ("ApplicationSubmitted", 5), ("BenefitApproved", 1), ("BenefitApproved", 2),
             ("FundRegistered", 1), ("NeedOpened", 1)} <= set(SCHEMA_FILES)
 
 
@@ -215,23 +217,40 @@ def test_the_masked_number_shows_at_most_the_first_and_last_four_digits(name):
         assert "$.data.bank_account" in reason and (not wrong.strip() or wrong.strip() not in reason), reason
 
 
-@pytest.mark.parametrize(("name", "old", "version"),
-                         [("ApplicationSubmitted", APPLICATION_SUBMITTED_V4, 4),
-                          ("BenefitApproved", BENEFIT_APPROVED_V2, 2)])
-def test_an_account_masked_before_reads_unchanged_at_the_current_version(name, old, version):
+@pytest.mark.parametrize(("name", "old", "version", "as_current"),
+                         [("ApplicationSubmitted", APPLICATION_SUBMITTED_V4, 4, APPLICATION_SUBMITTED_V4_AS_CURRENT),
+                          ("BenefitApproved", BENEFIT_APPROVED_V2, 2, BENEFIT_APPROVED_V2)])
+def test_an_account_masked_before_reads_unchanged_at_the_current_version(name, old, version, as_current):
     # The older version pinned the last-four form; the current one takes the first four too.
     assert registry.schema(name, version)["$defs"]["bank_account"]["properties"]["number_masked"]["pattern"] \
         == "^\\*{4,}\\d{4}$"
     event = replace(make(name, EXAMPLES[name]), type=event_type(name, version), data=copy.deepcopy(old))
     validate(event)  # a valid event of the older version
     with pytest.raises(ContractError, match=r"number_masked: must match"):
-        validate(replace(event, data=EXAMPLES[name]))  # the new form was never valid there
+        new_form = {k: EXAMPLES[name][k] for k in ("bank_account", "bank_account_ref")}
+        validate(replace(event, data={**old, **new_form}))  # the new form was never valid there
     current = decode(event.to_json())
     assert current.type == event_type(name, CURRENT_VERSIONS[name])
     # No upcaster can recover digits an event never carried: the masked number stays as sent.
-    assert current.data == old
+    assert current.data == as_current
     assert current.data["bank_account"]["number_masked"] == "***************0001"
-    assert registry.upcast_data(name, version, old) == old
+    assert registry.upcast_data(name, version, old) == as_current
+
+
+# --- the household's mobile number (ApplicationSubmitted v6): sealed, shown masked --------------
+def test_a_v5_application_reads_with_no_mobile_number():
+    old = replace(make("ApplicationSubmitted", EXAMPLES["ApplicationSubmitted"]),
+                  type=event_type("ApplicationSubmitted", 5), data=copy.deepcopy(APPLICATION_SUBMITTED_V5))
+    validate(old)
+    assert decode(old.to_json()).data == {**APPLICATION_SUBMITTED_V5, "contact": None}
+
+
+@pytest.mark.parametrize("shown", ["13812345678", "138*****678", "1381234****", "138****567", "+86138****5678", ""])
+def test_the_mobile_number_travels_masked_and_sealed_only(shown):
+    contact = dict(EXAMPLES["ApplicationSubmitted"]["contact"], phone_masked=shown)
+    reason = reason_of("ApplicationSubmitted", example("ApplicationSubmitted", contact=contact))
+    assert "$.data.contact" in reason and (not shown or shown not in reason), reason
+    make("ApplicationSubmitted", example("ApplicationSubmitted", contact=None))  # none given
 
 
 def test_old_benefit_approved_upcasts_by_its_amounts():
@@ -366,7 +385,7 @@ def test_old_v1_application_is_still_readable_and_upcast():
     old = _v1_event(dict(APPLICATION_SUBMITTED_V1))
     validate(old)  # v1 is still a valid v1
     event = decode(old.to_json())
-    assert event.type == "cn.gov.mca.lifeline.ApplicationSubmitted.v5"
+    assert event.type == "cn.gov.mca.lifeline.ApplicationSubmitted.v6"
     assert event.data == APPLICATION_SUBMITTED_V1_AS_CURRENT  # urgent=True -> "urgent"
     assert (event.id, event.sequence, event.time) == (old.id, old.sequence, old.time)
     assert old.data == APPLICATION_SUBMITTED_V1  # the stored event is untouched

@@ -24,6 +24,8 @@ from lifeline.messaging.outbox import to_cloud_events
 from lifeline.settings import Settings
 from lifeline.simulators.bank import BankSimulator, BehaviourIn
 from lifeline.simulators.partners import DeathIn, LifeEventIn, PartnerSimulator, ReferralAnswerIn
+from lifeline.simulators.sms import SmsGateway
+from lifeline.stores import chain
 from lifeline.stores.projection import Projection
 from lifeline.stores.sidestore import SideStore
 from services.charity.application import CharityApplication
@@ -93,7 +95,11 @@ NOT_CONSUMED_YET = {"VerificationRequested", "EntitlementOpened", "NoticeIssued"
                     # auditors; payment reacts to the delivery confirmed
                     "ProviderRegistered", "ServiceOrdered",
                     # 镇→县备案 and the monthly statistics (issue 17): read by the province's platform
-                    "CountyFilingDue", "CountyFilingReceived", "MonthlyStatisticsPublished"}
+                    "CountyFilingDue", "CountyFilingReceived", "MonthlyStatisticsPublished",
+                    # the head of each service's hash-chained log (issue 13): read by `lifeline audit verify`
+                    "LogSealed",
+                    # a notice's delivery per channel (issue 13): read by the console and auditors
+                    "NoticeDelivered", "NoticeFailed"}
 
 
 class Scenario:
@@ -108,7 +114,7 @@ class Scenario:
             "charity": (CharityApplication(env, clock=clock), CHARITY_CONSUMES, charity_project),
             "notify": (NotifyApplication(env, clock=clock), NOTIFY_CONSUMES, notify_project),
         }
-        settings = Settings.from_env({"LIFELINE_DATA_DIR": str(tmp_path)})
+        self.settings = settings = Settings.from_env({"LIFELINE_DATA_DIR": str(tmp_path)})
         self.simulator = PartnerSimulator(settings)
         # The bank simulator's real code answers payment's files (no HTTP: no callbacks).
         self.bank = BankSimulator(settings)
@@ -182,7 +188,7 @@ def scenario(tmp_path_factory) -> Scenario:
     s.clock.set(ACCEPTED_AT)
     cases: dict[str, str] = {}
     households = {
-        "dibao": ([pid(401), pid(402, female=True)], {}),
+        "dibao": ([pid(401), pid(402, female=True)], {"contact_phone": "13812345678"}),  # notices by SMS too
         "refused": ([pid(403)], {}),
         "jinan": ([pid(404)], {"assistance_type": "linshi_jinan", "requested_amount_fen": 150000}),
         "zhichu": ([pid(405)], {"assistance_type": "linshi_zhichu", "declared_medical_expense_fen": 90000}),
@@ -206,6 +212,7 @@ def scenario(tmp_path_factory) -> Scenario:
     intake_finding_and_relief(s)
     intake_outreach(s, cases)
     s.settle()
+    notify_delivers_notices(s, cases)
     decided = {"dibao": "include", "jinan": "include", "low_income": "include", "zhichu": "include",
                "refused": "refuse", "reviewed": "include", "fraud": "include"}
     s.clock.set(STEPS_AT)
@@ -260,8 +267,43 @@ def scenario(tmp_path_factory) -> Scenario:
     verification_tekun_care(s)
     charity_funds_and_allocations(s, cases)
     charity_federation_feed(s, cases)
+    logs_sealed(s)
     s.cases = cases
     return s
+
+
+# --- issue 13, notify: each notice delivered once per channel (SMS, letter, in-app) ------------
+class SmsInProcess:
+    """The SMS gateway simulator's real code, without HTTP: down on command."""
+
+    def __init__(self, gateway: SmsGateway):
+        self.gateway = gateway
+        self.down = False
+
+    def send(self, to: str, text: str, key: str) -> str:
+        from services.notify.delivery import GatewayError
+
+        if self.down:
+            raise GatewayError("gateway_unavailable: HTTP 503", final=False)
+        message, _ = self.gateway.send(to, text, key)
+        return message["message_id"]
+
+
+def notify_delivers_notices(s: Scenario, cases: dict[str, str]) -> None:
+    """The dibao household's 受理通知书: its SMS fails once (the gateway down), then goes; it
+    reaches the inbox; its letter is marked printed."""
+    notify = s.app("notify")
+    (acceptance,) = [n["notice_id"] for n in s.published["NoticeIssued"]
+                     if n["case_id"] == cases["dibao"] and n["kind"] == "acceptance"]
+    gateway = SmsInProcess(SmsGateway(s.settings))
+    gateway.down = True
+    assert notify.send_sms(acceptance, gateway, SEALER, retry_max=1, max_attempts=5, wall=lambda: 0.0) == "retry"
+    gateway.down = False
+    assert notify.send_sms(acceptance, gateway, SEALER, retry_max=1, max_attempts=5, wall=lambda: 5.0) == "delivered"
+    assert notify.deliver_in_app(acceptance)
+    notify.mark_printed(acceptance, None, CLERK)
+    (sent,) = gateway.gateway.messages()["items"]
+    assert sent["to"] == "13812345678" and sent["idempotency_key"] == f"{acceptance}:sms"
 
 
 # --- issue 11, intake: one person, one file per benefit; the emergency green channel -----------
@@ -676,3 +718,27 @@ def test_read_models_agree_with_the_events_they_mirror(scenario, service, kind):
         assert {f: doc[f] for f in shared} == {f: data[f] for f in shared}, (service, kind)
         compared += 1
     assert compared, f"no {kind} document mirrors a {name}"
+
+
+# --- issue 13, audit: every service seals its hash-chained log (LogSealed, on its own topic) -------
+def logs_sealed(s: Scenario) -> None:
+    for service in s.apps:
+        assert chain.seal(s.app(service), service) is not None
+    s.settle()
+
+
+def test_every_service_seals_its_whole_log_on_its_own_topic(scenario):
+    """After the whole scenario (the payment run's bulk inserts included) every log verifies,
+    and its LogSealed, published on the service's own topic, names the chain's head before it."""
+    for service, (app, _, _) in scenario.apps.items():
+        report = chain.verify(app, chain.store_evidence(app, service), service)
+        assert report.ok and report.events > 10 and report.seals_matched == 1, (service, report.problems)
+        [sealed] = [(n.id, app.mapper.to_domain_event(n)) for n in app.recorder.select_notifications(1, 100_000)
+                    if n.topic.endswith("LogSeal.Sealed")]
+        [(topic, key, cloud)] = to_cloud_events(service, sealed[0], sealed[1], app.outbound)
+        assert (topic, key, cloud.name) == (T.TOPICS[service], service, "LogSealed")
+        # The first seal opens the log's LogSeal (one event) and covers everything before that.
+        head = cloud.data["notification_id"]
+        assert head == sealed[0] - 2 == cloud.data["events"]
+        [at_head] = [e for e in chain.read_chain(app) if e.notification_id == head]
+        assert cloud.data["head_hash"] == at_head.hash.hex()

@@ -12,6 +12,7 @@ from lifeline.contracts import registry
 from lifeline.rules import vocabulary as V
 from lifeline.rules.clocks import CLOCKS
 from lifeline.rules.departments import DEPARTMENTS
+from lifeline.settings import SERVICES
 from services.notify.domain import LEGAL_NAMES
 from services.payment.domain import RECOVERY_GROUNDS
 from services.verification import county_filings as CF
@@ -56,7 +57,9 @@ VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
     ("NeedFulfilled", "$.by"): V.FULFILLED_BY,
     ("NoticeIssued", "$.kind"): tuple(LEGAL_NAMES),
     ("NoticeIssued", "$.legal_name"): tuple(LEGAL_NAMES.values()),
-    ("NoticeIssued", "$.channel"): ("sms", "letter", "in_app"),
+    ("NoticeIssued", "$.channel"): V.NOTICE_CHANNELS,
+    ("NoticeDelivered", "$.channel"): V.NOTICE_CHANNELS,
+    ("NoticeFailed", "$.channel"): V.NOTICE_CHANNELS,
     ("ReferralRaised", "$.target"): V.REFERRAL_TARGETS,
     ("ReferralRaised", "$.need_category"): V.NEED_CATEGORIES,
     ("ReferralRaised", "$.urgency"): V.URGENCIES,
@@ -137,6 +140,8 @@ VOCABULARY_OF: dict[tuple[str, str], tuple[Any, ...]] = {
     ("CareVisitRecorded", "$.visitors[].role"): C.VISITOR_ROLES,
     ("CareVisitRecorded", "$.care_quality"): C.CARE_QUALITIES,
     ("CareVisitRecorded", "$.deadline_outcome"): ("met", "late", None),
+    # whose hash-chained log a seal is (issue 13)
+    ("LogSealed", "$.service"): SERVICES,
 }
 
 

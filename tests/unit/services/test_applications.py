@@ -124,7 +124,7 @@ def test_memory_env_mirrors_the_service_store_settings(tmp_path):
     env = event_store_env(Settings.from_env({"LIFELINE_DATA_DIR": str(tmp_path)}), "verification")
     assert env["SINGLE_ROW_TRACKING"] == MEMORY_ENV["SINGLE_ROW_TRACKING"] == "n"
     assert env["PERSISTENCE_MODULE"] == MEMORY_ENV["PERSISTENCE_MODULE"]
-    assert "CIPHER_TOPIC" not in env  # no key configured: no cipher
+    assert env["CIPHER_TOPIC"]  # no key configured: encrypted with the data directory's secret
 
 
 @pytest.mark.parametrize(
@@ -147,6 +147,8 @@ def test_memory_env_mirrors_the_service_store_settings(tmp_path):
                               "ServiceDeliveryConfirmed"}),
         (CharityApplication, {"ReferralRaised"}),
         (NotifyApplication, {"ApplicationAccepted", "ApplicationRefused", "MaterialsRequested",
+                             # the household's mobile number, sealed, for notices by SMS (issue 13)
+                             "ApplicationSubmitted",
                              "BenefitRefused", "PublicNoticePosted", "DeadlineSet", "DeadlineCleared",
                              "BenefitAdjusted", "BenefitSuspended", "BenefitResumed", "BenefitTerminated"}),
     ],

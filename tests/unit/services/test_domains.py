@@ -33,7 +33,7 @@ from services.verification.assessment import assess
 from services.verification.domain import DecisionNotAllowed, NotPermitted, Verification
 from services.verification.outbound import OUTBOUND as VERIFICATION_OUTBOUND
 from lifeline.rules.policy import shipped_policy_book
-from tests.unit.contract_examples import APPLICATION_SUBMITTED_V4
+from tests.unit.contract_examples import APPLICATION_SUBMITTED_V4, APPLICATION_SUBMITTED_V4_AS_CURRENT
 
 from . import (
     ACCOUNT_NUMBER,
@@ -101,7 +101,7 @@ def application_v2_payload(case_id: str, ids: list[str]) -> dict:
     Verification.Started v1 stored it (before v3's additions)."""
     data = submitted_data(case_id, ids)
     for name in ("declared_medical_expense_fen", "declared_education_expense_fen",
-                 "requested_amount_fen", "single_person_member_id", "bank_account"):
+                 "requested_amount_fen", "single_person_member_id", "bank_account", "contact"):
         del data[name]
     data["members"] = [{k: v for k, v in m.items() if k not in MEMBER_DEFAULTS} for m in data["members"]]
     data["bank_account_ref"] = "ACCT-0001"
@@ -310,7 +310,7 @@ def test_an_account_masked_before_v5_is_published_again_as_it_was():
     assert app.bank_account.number_masked == "***************0001"
     data = app.to_wire()
     registry.validate_data("ApplicationSubmitted", data)
-    assert data == APPLICATION_SUBMITTED_V4
+    assert data == APPLICATION_SUBMITTED_V4_AS_CURRENT  # and nobody's mobile number (v6)
 
 
 # --- verification: Verification ------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Personal data is encrypted at rest when a cipher key is configured (SPEC: names and ID
-numbers never lie in the event store in clear); a bank account number is sealed always.
+"""Personal data is encrypted at rest on every configuration (SPEC: names and ID numbers never
+lie in the event store in clear): with LIFELINE_CIPHER_KEY, or on the embedded default with the
+secret generated once under the data directory; a bank account number is sealed always.
 
 The intake application is built as the service builds it (services/intake/bootstrap.py), so
 the cipher and the sealer both come from the settings."""
@@ -15,6 +16,7 @@ from lifeline.domain.aggregate import aggregate_id
 from lifeline.domain.clock import FixedClock
 from lifeline.settings import Settings
 from lifeline.stores.eventstore import event_store_env
+from lifeline.stores import chain
 from lifeline.stores.sealing import sealer_for
 from services.intake.application import IntakeApplication
 from services.intake.bootstrap import SPEC
@@ -67,16 +69,94 @@ def secrets_in(blobs: list[bytes]) -> list[str]:
     return found
 
 
+def plain_app(s: Settings) -> IntakeApplication:
+    """Intake on the same store with encryption switched off, as stores were written before
+    encryption at rest was the default."""
+    env = {k: v for k, v in event_store_env(s, "intake").items()
+           if k not in ("CIPHER_TOPIC", "CIPHER_KEY", "COMPRESSOR_TOPIC")}
+    return IntakeApplication(env, clock=FixedClock("2026-11-25T09:00:00+08:00"), sealer=sealer_for(s))
+
+
 def test_cipher_key_configures_encryption(tmp_path):
     env = event_store_env(settings(tmp_path, "k"), "intake")
-    assert env["CIPHER_TOPIC"] == "eventsourcing.cipher:AESCipher"
+    assert env["CIPHER_TOPIC"] == "eventsourcing.cryptography:AESCipher"
     assert env["CIPHER_KEY"] and env["CIPHER_KEY"] != "k"  # derived, not the secret itself
+    assert not (tmp_path / "sealing.secret").exists()  # the configured key, nothing generated
 
 
-def test_without_a_key_names_and_id_numbers_are_in_clear(tmp_path):
+def test_without_a_key_the_data_directorys_secret_encrypts_the_events(tmp_path):
+    env = event_store_env(settings(tmp_path), "intake")
+    assert env["CIPHER_TOPIC"] == "eventsourcing.cryptography:AESCipher"
+    secret = (tmp_path / "sealing.secret").read_text().strip()
+    assert secret and (tmp_path / "sealing.secret").stat().st_mode & 0o777 == 0o600
+    # Every process of this Lifeline derives the same key from the file written first.
+    assert event_store_env(settings(tmp_path), "payment")["CIPHER_KEY"] == env["CIPHER_KEY"]
+    assert env["CIPHER_KEY"] == event_store_env(settings(tmp_path / "x", secret), "intake")["CIPHER_KEY"]
+
+
+def test_plain_text_control_names_and_id_numbers_would_be_found(tmp_path):
     # The control: proves the search below would find them if they were there.
-    save_case(settings(tmp_path))
+    app = plain_app(settings(tmp_path))
+    try:
+        app.submit_application(application_body([ID_NUMBER, SPOUSE_ID], names=[NAME, SPOUSE, "", ""]), CLERK)
+    finally:
+        app.close()
     assert secrets_in(stored_states(tmp_path)) == [NAME, SPOUSE, ID_NUMBER, SPOUSE_ID]
+
+
+def test_on_the_embedded_default_no_id_number_or_name_is_in_the_store_file(tmp_path):
+    """Tried as a new user would (no LIFELINE_CIPHER_KEY): the raw SQLite files, WAL included,
+    hold no resident ID number and no name; the application reads them back."""
+    s = settings(tmp_path)
+    case_id = save_case(s)
+    raw = [p.read_bytes() for p in tmp_path.glob("intake.events.sqlite*")]
+    assert raw and secrets_in(raw) == []
+    assert secrets_in(stored_states(tmp_path)) == []
+    app = intake_app(s)
+    try:
+        members = app.get_case(case_id).application.household.members
+        assert [(m.name, m.id_number) for m in members] == [(NAME, ID_NUMBER), (SPOUSE, SPOUSE_ID)]
+    finally:
+        app.close()
+
+
+def test_plain_text_events_of_an_older_store_are_encrypted_at_its_first_start(tmp_path):
+    s = settings(tmp_path)
+    app = plain_app(s)
+    try:
+        case_id = app.submit_application(application_body([ID_NUMBER, SPOUSE_ID], names=[NAME, SPOUSE, "", ""]),
+                                         CLERK)
+        plain_events = app.recorder.max_notification_id()
+    finally:
+        app.close()
+    # An older store: no chain yet (the genesis the plain application recorded is removed).
+    with sqlite3.connect(tmp_path / "intake.events.sqlite") as db:
+        db.execute("DELETE FROM stored_events_genesis")
+        db.execute("DELETE FROM stored_events_chain")
+    app = intake_app(s)  # the first start with encryption at rest and the chain
+    try:
+        assert app.recorder.genesis().backfilled_to == plain_events
+        assert app.recorder.genesis().encrypted == plain_events
+        assert secrets_in(stored_states(tmp_path)) == []
+        assert app.get_case(case_id).application.household.members[0].id_number == ID_NUMBER
+        assert chain.verify(app).ok
+    finally:
+        app.close()
+
+
+def test_a_store_written_by_the_pycryptodome_cipher_reads_with_the_faster_one(tmp_path):
+    s = settings(tmp_path, "a-key")
+    env = {**event_store_env(s, "intake"), "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher"}
+    app = IntakeApplication(env, clock=FixedClock("2026-11-25T09:00:00+08:00"), sealer=sealer_for(s))
+    try:
+        case_id = app.submit_application(application_body([ID_NUMBER], names=[NAME, "", "", ""]), CLERK)
+    finally:
+        app.close()
+    app = intake_app(s)
+    try:
+        assert app.get_case(case_id).application.household.members[0].name == NAME
+    finally:
+        app.close()
 
 
 def test_without_a_key_the_account_number_is_still_sealed(tmp_path):

@@ -40,7 +40,7 @@ from services.verification.filings import (
     project_filing,
     register_entries,
 )
-from tests.unit.contract_examples import ACTOR, APPLICATION_SUBMITTED_V3, APPLICATION_SUBMITTED_V4
+from tests.unit.contract_examples import ACTOR, APPLICATION_SUBMITTED_V3, APPLICATION_SUBMITTED_V4_AS_CURRENT
 
 from . import COUNTY_OFFICER, MEMORY_ENV, SYSTEM, VILLAGE, application, event_mapper, pid
 
@@ -139,7 +139,7 @@ def test_an_application_submitted_v3_event_reads_as_v4_with_nobody_declared():
     registry.validate(old)  # still a valid v3
     event = registry.decode(old.to_json())
     assert event.type == f"cn.gov.mca.lifeline.ApplicationSubmitted.v{registry.CURRENT_VERSIONS['ApplicationSubmitted']}"
-    assert event.data == APPLICATION_SUBMITTED_V4  # and v4 to v5 changes nothing
+    assert event.data == APPLICATION_SUBMITTED_V4_AS_CURRENT  # v4 to v5 changes nothing; v6 adds no contact
     assert all(m["cadre_relation"] is None for m in event.data["members"])
     assert "cadre_relation" not in json.dumps(old.data)  # the old event is untouched
     app = Application.from_wire(event.data)

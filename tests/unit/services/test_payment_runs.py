@@ -347,11 +347,21 @@ def _instruction(i: int, run_id: str = "PR-370502-202612") -> dict[str, Any]:
         batch_id="B-370502-202612-RCC-0001", instructed_at=NOW, meta=meta.as_dict())
 
 
+def plain_app(w: World) -> PaymentApplication:
+    """Payment on a store without encryption (as in-memory test stores are; every configured
+    store is encrypted, by default with the data directory's secret)."""
+    from lifeline.stores.eventstore import event_store_env
+
+    env = {k: v for k, v in event_store_env(w.settings, "payment").items()
+           if k not in ("CIPHER_TOPIC", "CIPHER_KEY", "COMPRESSOR_TOPIC")}
+    return SPEC.build(w.settings, w.clock, {**env, "SQLITE_DBNAME": str(w.root / "plain.events.sqlite")})
+
+
 @pytest.mark.parametrize("cipher", [False, True], ids=["plain", "cipher+compressor"])
 def test_bulk_saved_payments_decode_exactly_like_mapper_made_ones(tmp_path, cipher):
     w = World(tmp_path, cipher=cipher)
+    app = w.app if cipher else plain_app(w)
     try:
-        app = w.app
         assert (app.mapper.cipher is not None) is cipher and (app.mapper.compressor is not None) is cipher
         moment = datetime.fromisoformat("2026-12-01T09:00:00.123456+08:00")
         items = [(Payment.create_id(s["payment_id"]), s) for s in (_instruction(i) for i in range(3))]
@@ -395,6 +405,8 @@ def test_bulk_saved_payments_decode_exactly_like_mapper_made_ones(tmp_path, ciph
             app.save_unit([again], Bulk(Payment.Instructed, moment, items[:1]))
         assert log_length(app) == before + 4 and not app.existing([again.id])
     finally:
+        if app is not w.app:
+            app.close()
         w.close()
 
 
