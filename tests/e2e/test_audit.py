@@ -51,7 +51,9 @@ def paid(clocked_lifeline):
     with lifeline.client("intake", role="clerk", region=REGION[:9]) as c:
         r = c.post(f"/v1/cases/{case_id}/referrals", json={
             "target": "charity", "need_category": "medical", "amount_asked_fen": 500000,
-            "urgency": "urgent", "due_date": due, "consent_to_share": True})
+            # No consent to share: the need stays open (never published to the federation by
+            # charity's worker a moment later), so the need as of `after` is the one read here.
+            "urgency": "urgent", "due_date": due, "consent_to_share": False})
     assert r.status_code == 201, r.text
     [need] = wait_for(lambda: items(lifeline, "charity", "/v1/needs", case_id), what="the need")
     after = now_between_steps()
