@@ -137,7 +137,8 @@ def _names_case(event: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _notifications(app: Any, after: int = 0) -> Iterator[Any]:
+def notifications(app: Any, after: int = 0) -> Iterator[Any]:
+    """The service's whole log after `after`, in order, a batch per query."""
     while True:
         batch = app.recorder.select_notifications(after + 1, _BATCH)
         yield from batch
@@ -153,7 +154,7 @@ def case_events(app: Any, case_id: str, progress: Callable[[int], None] | None =
     mine: set[uuid.UUID] = set()      # aggregates with an event naming the case
     created: set[uuid.UUID] = set()   # of them, those whose first event names it
     read = 0
-    for n in _notifications(app):
+    for n in notifications(app):
         read += 1
         if progress is not None and read % 1000 == 0:
             progress(read)
@@ -163,7 +164,7 @@ def case_events(app: Any, case_id: str, progress: Callable[[int], None] | None =
                 created.add(n.originator_id)
     chosen: list[tuple[int, Any]] = []
     if mine:
-        for n in _notifications(app):
+        for n in notifications(app):
             if n.originator_id in mine:
                 event = app.mapper.to_domain_event(n)
                 if n.originator_id in created or _names_case(event) == case_id:

@@ -37,11 +37,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from lifeline.audit.export import plain
+from lifeline.audit.export import notifications, plain
 from lifeline.audit.progress import Progress
 from lifeline.settings import Settings
 
-_BATCH = 500
 
 
 @dataclasses.dataclass
@@ -133,16 +132,6 @@ def consumed_events(values: list[bytes], handled: frozenset[str]) -> dict[str, A
 
 
 # --- the live log ---------------------------------------------------------------------------------
-def _notifications(app: Any) -> Iterator[Any]:
-    after = 0
-    while True:
-        batch = app.recorder.select_notifications(after + 1, _BATCH)
-        yield from batch
-        if len(batch) < _BATCH:
-            return
-        after = batch[-1].id
-
-
 def _units(app: Any, service: str, causes: set[str]) -> Iterator[tuple[str | None, list[Any]]]:
     """The live log in order, as (cause, events): a run of events one consumed event made (its
     CloudEvent id), or (None, [event]) for each of the service's own events.
@@ -157,7 +146,7 @@ def _units(app: Any, service: str, causes: set[str]) -> Iterator[tuple[str | Non
     current: str | None = None
     marked = False  # whether the current run's events carry "at"
     run: list[Any] = []
-    for n in _notifications(app):
+    for n in notifications(app):
         event = app.mapper.to_domain_event(n)
         meta = getattr(event, "meta", None) or {}
         cause = meta.get("causation_id") or None

@@ -12,9 +12,8 @@ import dataclasses
 import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
 from datetime import datetime
+from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate, datetime_now_with_tzinfo
 

@@ -32,12 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -64,6 +63,7 @@ from lifeline.iso20022 import (
 from lifeline.iso20022._xml import Reader, safe_parser
 from lifeline.rules.periods import business_date
 from lifeline.settings import Settings
+from lifeline.simulators import load_state, save_state
 
 XML = "application/xml"
 # What the bank says about a transfer to an account, by the account's state.
@@ -155,13 +155,10 @@ class BankSimulator:
         return self.dir / "state.json"
 
     def _load(self) -> Book:
-        path = self._state_path()
-        return Book(**json.loads(path.read_text())) if path.exists() else Book()
+        return load_state(self._state_path(), Book)
 
     def _save(self) -> None:
-        tmp = self._state_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.book), ensure_ascii=False))
-        tmp.replace(self._state_path())
+        save_state(self._state_path(), self.book)
 
     def _keep(self, name: str, kind: str, direction: str, content: bytes) -> None:
         (self.dir / name).write_bytes(content)

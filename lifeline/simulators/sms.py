@@ -32,10 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import re
 import threading
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +46,7 @@ from lifeline.domain.clock import clock_for
 from lifeline.http.app import lifespan_of
 from lifeline.http.problems import Problem, install_problem_handlers
 from lifeline.settings import Settings
+from lifeline.simulators import load_state, save_state
 
 MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)
 TEXT_MAX = 500  # a long SMS, concatenated (70 characters a part)
@@ -112,16 +112,10 @@ class SmsGateway:
         return self.dir / "state.json"
 
     def _load(self) -> State:
-        path = self._state_path()
-        if not path.exists():
-            return State()
-        known = {f.name for f in fields(State)}
-        return State(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+        return load_state(self._state_path(), State)
 
     def _save(self) -> None:
-        tmp = self._state_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), ensure_ascii=False))
-        tmp.replace(self._state_path())
+        save_state(self._state_path(), self.state)
 
     # --- behaviour -----------------------------------------------------------------------------
     def set_behaviour(self, behaviour: BehaviourIn) -> None:
