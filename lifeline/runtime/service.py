@@ -77,6 +77,15 @@ def jwt_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+async def nap(stop: asyncio.Event, wakeup: asyncio.Event, seconds: float) -> None:
+    """A background worker's pause: `seconds`, or less when it is stopped or woken."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for w in waiters:
+        w.cancel()
+
+
 class ServiceRuntime:
     def __init__(
         self, spec: ServiceSpec, settings: Settings, *, consume: bool = True, relay: bool = True,

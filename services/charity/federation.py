@@ -40,6 +40,7 @@ from lifeline.rules.periods import business_date
 from lifeline.rules.vocabulary import HOUSEHOLD_TYPES, NEED_CATEGORIES, URGENCIES
 from lifeline.stores.sealing import Sealer, sealer_for
 from lifeline.stores.sidestore import SideStore, SideTx
+from lifeline.runtime.service import nap
 from services.charity.domain import Need, NeedRuleViolation
 from services.charity.webhooks import (
     ENDPOINT_DOC,
@@ -297,11 +298,7 @@ async def federation_worker(runtime: ServiceRuntime, stop: asyncio.Event) -> Non
                         running[endpoint_id] = asyncio.create_task(asyncio.to_thread(_deliver, fed, endpoint_id))
             except Exception:
                 log.exception("charity: federation feed step failed; retrying")
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(fed.wakeup.wait())]
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
+            await nap(stop, fed.wakeup, interval)
     finally:
         fed.deliverer.stopping = True
         pending = [t for t in running.values() if not t.done()]

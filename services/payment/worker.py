@@ -5,12 +5,12 @@ are released, files go to their banks, runs complete and are reconciled (`runs.J
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lifeline.domain.aggregate import Meta
+from lifeline.runtime.service import nap
 from services.payment.files import FileWriter
 from services.payment.runs import BankClient, Jobs, RunEngine
 
@@ -58,10 +58,6 @@ async def payment_worker(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
                     runtime.saved()
             except Exception:
                 log.exception("payment: background jobs failed; retrying")
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(jobs.wakeup.wait())]
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
+            await nap(stop, jobs.wakeup, interval)
     finally:
         await asyncio.to_thread(jobs.engine.writer.close)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,3 +27,14 @@ def served(app: Any, port: int, what: str) -> Iterator[None]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 15.0):
+    """`check()` once it is truthy, polled every 50 ms; fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

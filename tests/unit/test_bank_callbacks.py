@@ -27,7 +27,7 @@ from lifeline.iso20022 import BankBatch, CreditTransfer, build_pain001, parse_ca
 from lifeline.settings import Settings
 from lifeline.simulators import bank as bank_module
 from tests.unit.test_bank_simulator import NOW, PAYING
-from tests.unit import served
+from tests.unit import served, wait_for
 
 SECRET = "test-jwt-secret-not-for-production-0123456789"
 STATUS = "/v1/bank-channels/ICBC/status-reports"
@@ -114,16 +114,6 @@ def bank_app(tmp_path, payment, monkeypatch) -> Callable[[], TestClient]:
 def bank(bank_app) -> Iterator[TestClient]:
     with bank_app() as client:
         yield client
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def callbacks(bank: TestClient) -> list[dict]:

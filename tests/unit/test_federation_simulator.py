@@ -31,7 +31,7 @@ from lifeline.http.auth import Authenticator
 from lifeline.http.problems import Problem, install_problem_handlers
 from lifeline.settings import Settings
 from lifeline.simulators.federation import create_app
-from tests.unit import served
+from tests.unit import served, wait_for
 
 SECRET = "test-jwt-secret-not-for-production-0123456789"
 
@@ -128,16 +128,6 @@ def charity() -> Iterator[Charity]:
 
     with served(app, state.port, "the charity stand-in"):
         yield state
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
