@@ -43,7 +43,7 @@ from lifeline.domain.aggregate import Meta
 from lifeline.ops.faults import maybe_crash
 from lifeline.rules.calendar import default_calendar
 from lifeline.rules.periods import next_period
-from lifeline.stores.application import Bulk
+from lifeline.stores.application import Bulk, collector_paused
 from lifeline.stores.projection import Projection
 from lifeline.stores.sidestore import SideStore
 from services.payment.channels import BankChannel, NoPayingAccount
@@ -127,20 +127,24 @@ class RunEngine:
         if not self._take(run_id):
             raise RunBusy(run_id)
         try:
-            run = self.app.get_run(run_id)
-            spool = None
-            if run.status == "started":
-                if self.projection is not None:
-                    self.projection.catch_up()  # the plan sees every change saved before it
-                spool = self._plan(run, meta)
-            if run.status == "instructing":
-                self._instruct(run, meta, spool)
-            # Awaiting approval, or left by a crash: the run is read again when it goes on.
-            self._spool_path(run_id).unlink(missing_ok=True)
-            self.wait_for_files()
-            return self.app.get_run(run_id)
+            with collector_paused():
+                return self._advance(run_id, meta)
         finally:
             self._release(run_id)
+
+    def _advance(self, run_id: str, meta: Meta) -> PaymentRun:
+        run = self.app.get_run(run_id)
+        spool = None
+        if run.status == "started":
+            if self.projection is not None:
+                self.projection.catch_up()  # the plan sees every change saved before it
+            spool = self._plan(run, meta)
+        if run.status == "instructing":
+            self._instruct(run, meta, spool)
+        # Awaiting approval, or left by a crash: the run is read again when it goes on.
+        self._spool_path(run_id).unlink(missing_ok=True)
+        self.wait_for_files()
+        return self.app.get_run(run_id)
 
     def _channels(self, county_code: str) -> list[tuple[BankChannel, Any]]:
         out = []

@@ -8,6 +8,7 @@ the cipher and the sealer both come from the settings."""
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from lifeline.domain.aggregate import aggregate_id
 from lifeline.domain.clock import FixedClock
 from lifeline.settings import Settings
-from lifeline.stores.eventstore import event_store_env
+from lifeline.stores.eventstore import SmallStatesPlain, event_store_env
 from lifeline.stores import chain
 from lifeline.stores.sealing import sealer_for
 from services.intake.application import IntakeApplication
@@ -79,14 +80,14 @@ def plain_app(s: Settings) -> IntakeApplication:
 
 def test_cipher_key_configures_encryption(tmp_path):
     env = event_store_env(settings(tmp_path, "k"), "intake")
-    assert env["CIPHER_TOPIC"] == "eventsourcing.cryptography:AESCipher"
+    assert env["CIPHER_TOPIC"] == "lifeline.stores.eventstore:KeptKeyAESCipher"
     assert env["CIPHER_KEY"] and env["CIPHER_KEY"] != "k"  # derived, not the secret itself
     assert not (tmp_path / "sealing.secret").exists()  # the configured key, nothing generated
 
 
 def test_without_a_key_the_data_directorys_secret_encrypts_the_events(tmp_path):
     env = event_store_env(settings(tmp_path), "intake")
-    assert env["CIPHER_TOPIC"] == "eventsourcing.cryptography:AESCipher"
+    assert env["CIPHER_TOPIC"] == "lifeline.stores.eventstore:KeptKeyAESCipher"
     secret = (tmp_path / "sealing.secret").read_text().strip()
     assert secret and (tmp_path / "sealing.secret").stat().st_mode & 0o777 == 0o600
     # Every process of this Lifeline derives the same key from the file written first.
@@ -144,9 +145,13 @@ def test_plain_text_events_of_an_older_store_are_encrypted_at_its_first_start(tm
         app.close()
 
 
-def test_a_store_written_by_the_pycryptodome_cipher_reads_with_the_faster_one(tmp_path):
+@pytest.mark.parametrize(("cipher", "compressor"), [
+    ("eventsourcing.cipher:AESCipher", "eventsourcing.compressor:ZlibCompressor"),  # pycryptodome
+    ("eventsourcing.cryptography:AESCipher", "eventsourcing.compressor:ZlibCompressor"),  # until the key was kept
+])
+def test_a_store_written_by_the_librarys_ciphers_and_compressor_reads_with_ours(tmp_path, cipher, compressor):
     s = settings(tmp_path, "a-key")
-    env = {**event_store_env(s, "intake"), "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher"}
+    env = {**event_store_env(s, "intake"), "CIPHER_TOPIC": cipher, "COMPRESSOR_TOPIC": compressor}
     app = IntakeApplication(env, clock=FixedClock("2026-11-25T09:00:00+08:00"), sealer=sealer_for(s))
     try:
         case_id = app.submit_application(application_body([ID_NUMBER], names=[NAME, "", "", ""]), CLERK)
@@ -157,6 +162,15 @@ def test_a_store_written_by_the_pycryptodome_cipher_reads_with_the_faster_one(tm
         assert app.get_case(case_id).application.household.members[0].name == NAME
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("size", [10, 1023, 1024, 50_000])
+def test_small_states_are_stored_as_they_are_and_large_ones_compressed(size):
+    state = b'{"x":"' + b"a" * size + b'"}'
+    stored = SmallStatesPlain().compress(state)
+    assert (stored == state) is (len(state) < SmallStatesPlain.threshold)
+    assert SmallStatesPlain().decompress(stored) == state
+    assert SmallStatesPlain().decompress(zlib.compress(state)) == state  # the library's form
 
 
 def test_without_a_key_the_account_number_is_still_sealed(tmp_path):
