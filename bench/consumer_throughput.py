@@ -48,8 +48,9 @@ from lifeline.contracts import registry  # noqa: E402
 from lifeline.contracts import topics as T  # noqa: E402
 from lifeline.messaging.consumer import EventConsumer  # noqa: E402
 from lifeline.domain.aggregate import Meta  # noqa: E402
-from lifeline.messaging.kafka import Bus  # noqa: E402
+from lifeline.messaging.kafka import Bus, kafka_client_options  # noqa: E402
 from lifeline.messaging.outbox import to_cloud_events  # noqa: E402
+from lifeline.runtime.service import signer_for, verifier_for  # noqa: E402
 from services.intake.bootstrap import SPEC as INTAKE  # noqa: E402
 from services.intake.domain import Case  # noqa: E402
 from services.notify.application import NotifyApplication  # noqa: E402
@@ -83,8 +84,8 @@ def build_events(n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+async def produce(settings: C.Settings, topic: str, msgs: list[tuple[bytes, bytes]]) -> float:
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5,
                                 client_id="bench-loader")
     await producer.start()
     try:
@@ -96,12 +97,12 @@ async def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]]) -
         await producer.stop()
 
 
-async def baseline(bootstrap: str, topic: str, n: int, passes: int, deadline_s: float):
+async def baseline(settings: C.Settings, topic: str, n: int, passes: int, deadline_s: float):
     """Plain AIOKafkaConsumer, partitions assigned by hand (no group join to wait
     for), reading the topic from the beginning `passes` times; events/s of each pass."""
     from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_poll_records=100)
     await consumer.start()
     try:
@@ -231,10 +232,13 @@ async def one_run(infra: C.Infra, msgs, n: int, deadline_s: float, breakdown: bo
     ec = None
     try:
         await bus.ensure_topics([TOPIC])
-        produce_s = await produce(settings.kafka_bootstrap, topic, msgs)
-        base_rates = await baseline(settings.kafka_bootstrap, topic, n, 3, deadline_s)
+        # Signed by intake's key in this run's key directory, as intake's relay signs them (untimed).
+        signer = signer_for(settings, "lifeline/intake")
+        msgs = [(k, json.dumps(signer.sign(json.loads(v)), ensure_ascii=False).encode()) for k, v in msgs]
+        produce_s = await produce(settings, topic, msgs)
+        base_rates = await baseline(settings, topic, n, 3, deadline_s)
 
-        ec = EventConsumer(app, bus, [TOPIC], group="notify")
+        ec = EventConsumer(app, bus, [TOPIC], group="notify", verifier=verifier_for(settings))
         t0 = time.perf_counter()
         await ec.start()
         spent, undo = install_breakdown(ec, app) if breakdown else (None, None)
@@ -249,7 +253,7 @@ async def one_run(infra: C.Infra, msgs, n: int, deadline_s: float, breakdown: bo
         if spent is not None:
             spent.clear()
 
-        await produce(settings.kafka_bootstrap, topic, msgs)  # the same N events again
+        await produce(settings, topic, msgs)  # the same N events again
         w.reset()
         dup_rate = await w.run_until_done(deadline_s)
         assert w.outcomes == Counter(duplicate=n), w.outcomes

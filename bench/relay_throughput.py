@@ -42,8 +42,9 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from lifeline.messaging import outbox as outbox_module  # noqa: E402
 from lifeline.domain.aggregate import Meta  # noqa: E402
-from lifeline.messaging.kafka import Bus  # noqa: E402
+from lifeline.messaging.kafka import Bus, kafka_client_options  # noqa: E402
 from lifeline.messaging.outbox import OutboxRelay, to_cloud_events  # noqa: E402
+from lifeline.runtime.service import signer_for  # noqa: E402
 from lifeline.stores.sidestore import SideStore  # noqa: E402
 from services.intake.application import IntakeApplication  # noqa: E402
 from services.intake.bootstrap import SPEC as INTAKE  # noqa: E402
@@ -196,7 +197,7 @@ async def main() -> int:
                            client_id="bench-base-admin")
             await base_bus.ensure_topics(topics)
             producer = AIOKafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap, client_id="bench-baseline",
+                **kafka_client_options(settings), client_id="bench-baseline",
                 acks="all", enable_idempotence=bus.idempotent, linger_ms=5, request_timeout_ms=30000,
             )
             await producer.start()
@@ -206,7 +207,7 @@ async def main() -> int:
                 await (await producer.send(base_ns + t, value=b"{}", key=b"warmup"))
                 await (await bus.send(t, b"{}", "warmup"))
 
-            relay = OutboxRelay(app, side, bus, batch_size=args.batch_size)
+            relay = OutboxRelay(app, side, bus, signer_for(settings, f"lifeline/{app.service}"), batch_size=args.batch_size)
             # Untimed warm-up passes of every variant: JIT of a real Kafka broker,
             # jsonschema validators compiled, connections and buffers sized.
             for _ in range(args.warmup):

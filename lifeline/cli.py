@@ -19,6 +19,10 @@
                                    move the shared test clock (LIFELINE_TEST_CLOCK=1 only)
   lifeline payment-run --period P --county C
                                    start the county's payment run and follow it to completion
+  lifeline redis-users --out DIR   make Redis's ACL file and each service's LIFELINE_REDIS_URL
+  lifeline kafka-secrets --out DIR make Kafka's CA, broker certificate, a password per principal
+                                   and the broker's configuration (docker-compose.yml, deploy/k8s)
+  lifeline kafka-setup             create the topics and each principal's ACLs (as lifeline-admin)
   lifeline demo --households N [--budget]
                                    push N new households through the procedure to approval
                                    (a Lifeline started with LIFELINE_TEST_CLOCK=1)
@@ -36,9 +40,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from lifeline.errors import ConfigurationError
+from lifeline.rules.periods import SHANGHAI
 from lifeline.settings import SERVICES, Settings
 
 
@@ -225,6 +233,9 @@ def audit_lines(report: Any) -> list[str]:
                         if ev.source == "kafka" and ev.last_published else "")
                      + (f"; the outbox relay at {ev.relayed}" if ev.relayed else "")
                      + (f" ({ev.note})" if ev.note else ""))
+    if ev.forged:
+        lines.append(f"{name}: {ev.forged} message(s) on the topic in {name}'s name do not verify: "
+                     "not taken as evidence")
     if report.ok:
         lines.append(f"{name}: OK: no event changed, removed or reordered")
         return lines
@@ -667,20 +678,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from lifeline.http.auth import mint_token
     from lifeline.dev.embedded import EmbeddedBroker, EmbeddedRedis
-    from lifeline.runtime.service import jwt_secret
+    from lifeline.contracts.signing import lifeline_sources, partner_sources
+    from lifeline.ops.redisauth import masked, redis_secret, url_password
+    from lifeline.runtime.service import jwt_secret, signer_for
     from lifeline.stores.sealing import lifeline_secret
 
     settings = Settings.from_env()
     _logging(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)  # one made before Lifeline narrowed its modes, too
     broker_port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
-    redis_port = int(settings.redis_url.rsplit(":", 1)[1].split("/")[0])
+    redis_port = urlsplit(settings.redis_url).port or 6379
     logs = settings.data_dir / "logs"
     logs.mkdir(exist_ok=True)
     broker = EmbeddedBroker(port=broker_port, log_path=logs / "broker.log")
-    redis = EmbeddedRedis(port=redis_port, data_dir=settings.data_dir / "redis")
+    # The password LIFELINE_REDIS_URL names, else one generated once in the data dir (which every
+    # service then reads: lifeline.ops.redisauth.redis_url).
+    redis = EmbeddedRedis(port=redis_port, data_dir=settings.data_dir / "redis",
+                          password=url_password(settings.redis_url) or redis_secret(settings.data_dir))
     jwt_secret(settings)  # created once here, before the services race to create it
     lifeline_secret(settings)  # likewise the secret stored events are encrypted with
+    for source in [*lifeline_sources(), *partner_sources()]:
+        signer_for(settings, source)  # and each source's signing key
     broker.start()
     redis.start()
     # The children read the same environment, with the data dir made absolute and
@@ -704,7 +723,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     token = mint_token(jwt_secret(settings), role="admin", region="000000", user_id="admin", org_code="000000")
     print("Lifeline is running (embedded).")
     print(f"  broker     {settings.kafka_bootstrap} (Tansu, memory-only; relays republish on start)")
-    print(f"  redis      {settings.redis_url}")
+    print(f"  redis      {masked(settings.redis_url)}"
+          + ("" if url_password(settings.redis_url) else f" (password in {settings.data_dir / 'redis.secret'})"))
     print(f"  data       {settings.data_dir}")
     for name in [*SERVICES, *SIMULATORS]:
         print(f"  {name:<12} http://{settings.host}:{settings.ports[name]}  (docs at /docs)")
@@ -816,8 +836,6 @@ def cmd_audit_check(args: argparse.Namespace) -> int:
 
 def add_audit_bundle_parsers(audit: Any) -> None:
     """`audit export` and `audit check`, beside `audit verify`."""
-    from pathlib import Path
-
     a = audit.add_parser(
         "export", help="write one case's whole history across the five services as a verifiable bundle",
         description="Read every service's event store and read models and write the case's events (who, role, "
@@ -836,6 +854,139 @@ def add_audit_bundle_parsers(audit: Any) -> None:
     a.add_argument("directory", type=Path, help="the bundle's directory")
     a.add_argument("--expect", metavar="SHA256", help="the manifest's own SHA-256 as the export printed it")
     a.set_defaults(func=cmd_audit_check)
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    from lifeline.contracts.signing import KeyDirectory, lifeline_sources, partner_sources
+
+    keys = KeyDirectory(Path(args.out))
+    sources = args.source or [*lifeline_sources(), *partner_sources()]
+    existing = {r.source for r in keys.records()}
+    for source in sources:
+        if source in existing and not args.rotate:
+            print(f"{source}: has a key; kept (--rotate makes a new one)")
+            continue
+        until = (datetime.now(SHANGHAI) + timedelta(days=args.window_days)) if source in existing else None
+        record = keys.generate(source, not_after_for_others=until)
+        print(f"{source}: {record.keyid}" + (f" (earlier keys accepted until {until.isoformat(timespec='seconds')})"
+                                            if until else ""))
+    print(f"private keys: {keys.path}/<source>.ed25519 (0600, each to its own process only); "
+          f"public keys: {keys.public_dir}/ (to every consumer)")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from lifeline.contracts.signing import KeyDirectory
+
+    settings = Settings.from_env()
+    keys = KeyDirectory(Path(args.dir) if args.dir else (settings.keys_dir or settings.data_dir / "keys"))
+    for r in keys.records():
+        print(f"{r.keyid}\t{r.source}\tcreated {r.created_at}" + (f"\tuntil {r.not_after}" if r.not_after else ""))
+    return 0
+
+
+def add_keys_parser(sub: Any) -> None:
+    p = sub.add_parser("keys", help="the Ed25519 keys events are signed with (docs/SECURITY.md)")
+    actions = p.add_subparsers(dest="keys_command", required=True)
+    a = actions.add_parser(
+        "generate", help="make a deployment's signing keys",
+        description="One Ed25519 key per source (the five services and every partner department unless "
+                    "--source is given): OUT/<source>.ed25519 (the private key: give each to its own process "
+                    "only, as LIFELINE_KEYS_DIR) and OUT/public/<keyid>.json (every consumer reads all of them). "
+                    "A source that has a key keeps it unless --rotate: then a new key signs from now on and "
+                    "the old one is still accepted for --window-days.")
+    a.add_argument("--out", required=True, help="the key directory")
+    a.add_argument("--source", action="append", help="lifeline/<service> or partner/<department> (repeatable)")
+    a.add_argument("--rotate", action="store_true", help="a new key for sources that have one")
+    a.add_argument("--window-days", type=int, default=7, help="how long a rotated-out key is still accepted")
+    a.set_defaults(func=cmd_keys_generate)
+    a = actions.add_parser("list", help="the registered public keys")
+    a.add_argument("--dir", help="the key directory (default LIFELINE_KEYS_DIR or data_dir/keys)")
+    a.set_defaults(func=cmd_keys_list)
+
+
+def cmd_redis_users(args: argparse.Namespace) -> int:
+    from lifeline.ops.redisauth import user_of, write_users
+
+    out = Path(args.out)
+    write_users(out, args.host, args.namespace, args.db)
+    print(f"{out}/users.acl: for redis-server --aclfile (the default user off; "
+          f"{', '.join(user_of(s) for s in SERVICES)}, each with its own keys only)")
+    print(f"{out}/<service>.env: each service's LIFELINE_REDIS_URL (0600; give each to its own service only)")
+    return 0
+
+
+def add_redis_users_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "redis-users", help="make Redis's ACL users: one per service, each with its own keys only",
+        description="New passwords each time: OUT/users.acl for redis-server --aclfile (the default user off, "
+                    "lifeline-<service> per service limited to keys <namespace><service>:* and the commands "
+                    "Lifeline sends; passwords as SHA-256 only) and OUT/<service>.env with that service's "
+                    "LIFELINE_REDIS_URL (redis://lifeline-<service>:PASSWORD@HOST/DB).")
+    p.add_argument("--out", required=True, help="the directory to write to (made 0700)")
+    p.add_argument("--host", default="redis:6379", help="host:port the services reach Redis at (default redis:6379)")
+    p.add_argument("--namespace", default="", help="the deployment's LIFELINE_NAMESPACE (default empty)")
+    p.add_argument("--db", type=int, default=0, help="the Redis database number (default 0)")
+    p.set_defaults(func=cmd_redis_users)
+
+
+def cmd_kafka_secrets(args: argparse.Namespace) -> int:
+    from lifeline.messaging.acls import lifeline_consumes
+    from lifeline.ops.kafka_secrets import write_bundle
+
+    out = Path(args.out)
+    hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
+    # As root, the broker's files go to the user the apache/kafka image runs as; otherwise say so.
+    uid = args.broker_uid if os.geteuid() == 0 else None
+    write_bundle(out, hosts=hosts, namespace=args.namespace, partitions=args.partitions,
+                 consumes=lifeline_consumes(), broker_uid=uid)
+    print(f"{out}/ca.pem: the CA every client trusts (LIFELINE_KAFKA_CA_FILE); {out}/ca.key stays offline")
+    print(f"{out}/<process>.env: each process's own principal and password (0600; give each to its process only)")
+    print(f"{out}/broker/: the broker's server.properties, certificate, SCRAM users and start.sh "
+          f"(docker-compose.yml mounts it at /etc/lifeline-kafka), acls.sh with Kafka's own tools")
+    if uid is None:
+        print(f"  the broker's container reads them as uid {args.broker_uid}: sudo chown -R "
+              f"{args.broker_uid}:{args.broker_uid} {out}/broker")
+    print("then, as lifeline-admin (admin.env): lifeline kafka-setup")
+    return 0
+
+
+def cmd_kafka_setup(_: argparse.Namespace) -> int:
+    import asyncio
+
+    from lifeline.messaging.acls import apply
+
+    settings = Settings.from_env()
+    created, acls = asyncio.run(apply(settings))
+    print(f"kafka {settings.kafka_bootstrap}: {created} topics created, {acls} ACLs in force "
+          f"(namespace {settings.namespace or '(none)'})")
+    return 0
+
+
+def add_kafka_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "kafka-secrets", help="make the CA, broker certificate and a password per Kafka principal",
+        description="Writes OUT/ca.pem, ca.key, broker.pem (the broker's key and certificate, signed by the CA) "
+                    "and passwords.json once (delete OUT to rotate them); OUT/<process>.env with each "
+                    "process's LIFELINE_KAFKA_* (its own principal: lifeline-<service>, "
+                    "lifeline-partner-simulator, federation, and admin.env for lifeline kafka-setup); "
+                    "OUT/broker/ with the broker's SASL_SSL + SCRAM-SHA-512 + ACL configuration for the "
+                    "apache/kafka image, and acls.sh doing what lifeline kafka-setup does with Kafka's own tools.")
+    p.add_argument("--out", required=True, help="the directory to write to (made 0700)")
+    p.add_argument("--hosts", default="kafka,localhost,127.0.0.1",
+                   help="names the broker's certificate is valid for, the advertised one first (default "
+                        "kafka,localhost,127.0.0.1)")
+    p.add_argument("--namespace", default="", help="the deployment's LIFELINE_NAMESPACE (default empty)")
+    p.add_argument("--partitions", type=int, default=3, help="partitions per topic in acls.sh (default 3)")
+    p.add_argument("--broker-uid", type=int, default=1000,
+                   help="the user the broker's container runs as (apache/kafka: appuser, 1000)")
+    p.set_defaults(func=cmd_kafka_secrets)
+    sub.add_parser(
+        "kafka-setup", help="create the topics and each principal's ACLs (connected as lifeline-admin)",
+        description="Connected as LIFELINE_KAFKA_USERNAME (lifeline-admin, a super user), creates every topic "
+                    "of LIFELINE_NAMESPACE (LIFELINE_PARTITIONS each) and the ACLs of every principal "
+                    "(lifeline/messaging/acls.py), and waits until the broker enforces them. Idempotent."
+    ).set_defaults(func=cmd_kafka_setup)
 
 
 def add_payment_run_parser(sub: Any) -> argparse.ArgumentParser:
@@ -936,7 +1087,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_clock)
     add_payment_run_parser(sub)
     add_demo_parser(sub)
+    add_keys_parser(sub)
+    add_redis_users_parser(sub)
+    add_kafka_parsers(sub)
     args = parser.parse_args(argv)
+    # Everything a Lifeline process creates is its own: stores, secrets, keys, logs (which may
+    # name cases) are 0600 and directories 0700; children (redis-server, the broker) inherit it.
+    os.umask(0o077)
     try:
         return args.func(args)
     except ConfigurationError as exc:

@@ -13,6 +13,7 @@ variable means "use the default", as an unset one does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -95,7 +96,21 @@ class Settings(BaseSettings):
         Path("var"), validate_default=True,
         description="SQLite files, the embedded JWT secret, Redis data, logs (resolved against the working directory)")
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
-    redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis for Idempotency-Key")
+    # Real infrastructure authenticates each process as its own principal (lifeline-<service>),
+    # whose ACLs allow only its own topics (lifeline/messaging/acls.py); the embedded Tansu
+    # broker stays PLAINTEXT.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL", "SASL_PLAINTEXT"] = Field(
+        "PLAINTEXT", description="how Kafka clients connect: PLAINTEXT, SASL_SSL or SASL_PLAINTEXT")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="the SASL mechanism of the SASL_* protocols")
+    kafka_username: str = Field("", description="this process's Kafka principal (SASL_*)")
+    kafka_password: str = Field("", repr=False, description="its password (SASL_*)")
+    kafka_ca_file: Path | None = Field(
+        None, description="the CA certificate (PEM) to trust for the broker's TLS; empty: the system's CAs")
+    # May carry a password (redis://user:password@host:port/db): kept out of repr and error messages.
+    redis_url: str = Field("redis://127.0.0.1:16379/0", repr=False,
+                           description="Redis for Idempotency-Key and rate limits, with the service's "
+                                       "user and password; none: data_dir/redis.secret's (embedded)")
     # Empty: SQLite under data_dir. Otherwise a PostgreSQL URL; each service keeps
     # its own schema (<db_schema_prefix>_<service>) so stores stay separate.
     database_url: str = Field("", repr=False, description="empty: SQLite under data_dir; else a PostgreSQL URL")
@@ -103,6 +118,11 @@ class Settings(BaseSettings):
     cipher_key: str = Field("", repr=False, description="the secret stored events are encrypted and bank "
                                                     "accounts sealed with; empty: generated once in "
                                                     "data_dir/sealing.secret (development only)")
+    keys_dir: Path | None = Field(
+        None, description="the event-signing keys: each source's Ed25519 private key and the public-key "
+                          "records every consumer verifies with (lifeline keys generate); empty: "
+                          "data_dir/keys, where each process generates its own key at first start "
+                          "(development only)")
     # Real Kafka refuses less than its group.min.session.timeout.ms (6 s).
     kafka_session_timeout_ms: int = Field(10000, ge=1, description="consumer-group session timeout")
     partitions: int = Field(3, ge=1, description="partitions of topics Lifeline creates")
@@ -170,6 +190,19 @@ class Settings(BaseSettings):
                     "refused in production")
     faults: str = Field("", description="test-only deliberate crashes (lifeline/ops/faults.py)")
 
+    # --- HTTP hardening (lifeline/http/hardening.py) ---------------------------------------
+    # Declared after environment: their defaults are derived from it.
+    api_docs: bool | None = Field(None, validate_default=True,
+                                  description="serve /docs, /redoc and /openapi.json (else 404); "
+                                              "unset: on in development, off in production")
+    hsts: bool | None = Field(None, validate_default=True,
+                              description="send Strict-Transport-Security (the deployment is reached over "
+                                          "TLS only); unset: on in production")
+    cors_origins: str = Field("", description="browser origins allowed to call the APIs, comma-separated "
+                                              "(https://host[:port]); empty: no CORS, preflights refused")
+    board_reads_per_minute: int = Field(120, ge=1, description="public notice board reads one client address "
+                                                               "may make per minute")
+
     # --- notify: the public notice board and the deadline watch --------------------------
     reporting_hotline: str = Field("12345", min_length=1, max_length=40,
                                    description="the reporting hotline the public notice board shows")
@@ -232,7 +265,7 @@ class Settings(BaseSettings):
         return value.expanduser().resolve()
 
     @field_validator("policy_file", "calendar_dir", "regions_dir", "bank_channels_file", "risk_rules_file",
-                     "kafka_jars_dir")
+                     "kafka_jars_dir", "kafka_ca_file")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
@@ -250,10 +283,31 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("api_docs", "hsts")
+    @classmethod
+    def _by_environment(cls, value: bool | None, info: ValidationInfo) -> bool:
+        if value is not None:
+            return value
+        production = info.data.get("environment") == "production"
+        # Docs help a developer and show an attacker every route; HSTS only means something
+        # where the deployment is reached over TLS, as production is.
+        return not production if info.field_name == "api_docs" else production
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = [o.strip().rstrip("/").lower() for o in value.split(",") if o.strip()]
+        for origin in origins:
+            if origin == "*":
+                raise ValueError("list the origins allowed, not '*'")
+            if not re.fullmatch(r"https?://([a-z0-9.-]+|\[[0-9a-f:]+\])(:\d{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path")
+        return ",".join(origins)
 
     @field_validator("faults")
     @classmethod
@@ -332,6 +386,10 @@ class Settings(BaseSettings):
 
     def service_url(self, service: str) -> str:
         return f"http://{self.host}:{self.ports[service]}"
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(filter(None, self.cors_origins.split(",")))
 
     @property
     def silent_departments(self) -> frozenset[str]:

@@ -7,7 +7,8 @@
 #    the given args, or the whole suite.
 # 2. With --real or CI=true, also tests/integration and tests/e2e (or the given
 #    args) on real infrastructure: Apache Kafka 4.1.1, PostgreSQL, Redis,
-#    installed and fetched here when missing.
+#    installed and fetched here when missing. Kafka runs with SASL_SSL and ACLs:
+#    each process connects as its own principal (tests/conftest.py, lifeline/messaging/acls.py).
 # Exit code 5 from a pass (no tests collected) counts as success; any other
 # failure fails the command, after both passes have run.
 set -euo pipefail

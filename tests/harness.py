@@ -7,6 +7,7 @@ kill -9 any of them and start it again on the same data.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,10 @@ from typing import Any, TypeVar
 import httpx
 
 from lifeline.cli import COMMANDS, SIMULATORS
+from lifeline.contracts.envelope import CloudEvent
+from lifeline.contracts.signing import KeyDirectory
 from lifeline.http.auth import mint_token
+from tests import logscan
 
 SERVICES = ("intake", "verification", "payment", "charity", "notify")
 T = TypeVar("T")
@@ -65,7 +69,10 @@ class Lifeline:
         self.env = {**infra.env(namespace, data_dir), **(extra_env or {})}
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = data_dir / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(mode=0o700, parents=True, exist_ok=True)  # logs may name cases: 0700/0600
+        # Every process's environment, for the session's scan of these logs (tests/logscan.py).
+        self.seen_env: dict[str, str] = dict(self.env)
+        logscan.register(data_dir, self.seen_env)
 
     # --- processes -----------------------------------------------------------
     def port(self, name: str) -> int:
@@ -78,10 +85,12 @@ class Lifeline:
         names = names or (*SERVICES, *SIMULATORS)
         for name in names:
             argv = [sys.executable, "-m", "lifeline.cli", *(("serve", name) if name in SERVICES else COMMANDS[name])]
-            log = open(self.logs / f"{name}.log", "ab")
+            log = self._log(name)
+            # Each process connects to Kafka as its own principal (real backend).
             self.procs[name] = subprocess.Popen(
-                argv, env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                argv, env=self._seen(name, {**self.env, **self.infra.kafka_env(name),
+                                            **self.infra.redis_env(name), **(extra_env or {})}),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         if wait:
             for name in names:
@@ -91,13 +100,22 @@ class Lifeline:
                       ready_path: str = "/readyz") -> None:
         """A second process of the same service: same stores, same consumer group."""
         argv = [sys.executable, "-m", "lifeline.cli", "serve", name]
-        log = open(self.logs / f"{replica}.log", "ab")
-        env = {**self.env, f"LIFELINE_{name.upper()}_PORT": str(port), **(extra_env or {})}
+        log = self._log(replica)
+        env = self._seen(replica, {**self.env, **self.infra.kafka_env(name), **self.infra.redis_env(name),
+                                   f"LIFELINE_{name.upper()}_PORT": str(port), **(extra_env or {})})
         self.procs[replica] = subprocess.Popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.env[f"LIFELINE_{replica.upper()}_PORT"] = str(port)
         self.wait_ready(replica, path=ready_path)
+
+    def _log(self, name: str):
+        """The process's log file, 0600 from the start."""
+        return open(os.open(self.logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+    def _seen(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        self.seen_env.update({f"{k} ({name})": v for k, v in env.items() if k.startswith("LIFELINE_")})
+        return env
 
     def wait_ready(self, name: str, timeout: float = 60, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout
@@ -176,6 +194,21 @@ class Lifeline:
         finally:
             app.close()
 
+    def signed(self, event: CloudEvent | dict) -> bytes:
+        """The event as its source would send it: signed with that source's key in this
+        Lifeline's key directory (the test stands in for the source, as an operator could)."""
+        wire = event if isinstance(event, dict) else event.to_dict()
+        signer = KeyDirectory(self.data_dir / "keys").signer(wire["source"], generate=True)
+        return json.dumps(signer.sign(wire), ensure_ascii=False).encode()
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Keyword arguments for a test's own Kafka client: this Lifeline's broker, as the admin
+        on the real backend (a test stands in for any producer or reader)."""
+        from lifeline.messaging.kafka import kafka_client_options
+        from lifeline.settings import Settings
+
+        return kafka_client_options(Settings.from_env(self.env))
+
     def published(self) -> list[bytes]:
         """Every message value on this Lifeline's topics (SPEC §3), read from the broker now."""
         import asyncio
@@ -187,8 +220,7 @@ class Lifeline:
         async def read_all() -> list[bytes]:
             # No group: the consumer is assigned every partition of the topics that exist.
             consumer = AIOKafkaConsumer(*(self.namespace + t for t in ALL_TOPICS),
-                                        bootstrap_servers=self.env["LIFELINE_KAFKA_BOOTSTRAP"],
-                                        group_id=None, auto_offset_reset="earliest",
+                                        **self.kafka_options(), group_id=None, auto_offset_reset="earliest",
                                         enable_auto_commit=False, metadata_max_age_ms=1000)
             await consumer.start()
             try:

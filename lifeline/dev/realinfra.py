@@ -7,13 +7,13 @@ from the embedded Tansu broker, which is memory-only.
 
     python -m lifeline.dev.realinfra ensure-jars      # prefetch Kafka jars (CI)
     python -m lifeline.dev.realinfra up --data-dir D  # run all three, print env
+        [--secure]                                    # Kafka with SASL_SSL and ACLs (as the admin)
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
-import base64
 import contextlib
 import fcntl
 import glob
@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +36,16 @@ from lifeline.dev.embedded import (
     free_port,
     kafka_metadata_ok,
     port_open,
+)
+from lifeline.messaging.acls import ADMIN
+from lifeline.messaging.kafka import kafka_client_options
+from lifeline.ops.kafka_secrets import (
+    KafkaSecrets,
+    broker_properties,
+    ensure_secrets,
+    kafka_cluster_id,
+    properties_text,
+    write_private,
 )
 from lifeline.settings import Settings
 
@@ -122,17 +131,13 @@ def _load_ports(path: Path, wanted: dict[str, int | None]) -> dict[str, int]:
     return ports
 
 
-def _kafka_cluster_id() -> str:
-    # Kafka's Uuid.toString(): URL-safe base64 of 16 random bytes, no padding;
-    # Kafka itself re-draws ids that start with "-".
-    while True:
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not cid.startswith("-"):
-            return cid
-
-
 class RealKafka(ManagedProcess):
-    """Apache Kafka 4.1.1, KRaft combined broker+controller, one node, on disk."""
+    """Apache Kafka 4.1.1, KRaft combined broker+controller, one node, on disk.
+
+    `secure`: clients connect with SASL_SSL (SCRAM-SHA-512 over TLS) as one of the principals of
+    lifeline/messaging/acls.py, and the broker allows only what their ACLs grant; the CA, the
+    broker's certificate and every principal's password are made once under data_dir/secrets
+    (lifeline/ops/kafka_secrets.py). Otherwise PLAINTEXT, anyone may do anything."""
 
     name = "kafka"
     start_timeout = 120.0  # JVM start on a 2-core box
@@ -146,8 +151,11 @@ class RealKafka(ManagedProcess):
         jars_dir: str | Path | None = None,
         partitions: int = 3,
         heap: str = "512m",
+        secure: bool = False,
     ):
         self.data_dir = Path(data_dir).resolve()
+        self.secure = secure
+        self.secrets: KafkaSecrets | None = None
         ports = _load_ports(self.data_dir / "ports.json", {"port": port, "controller_port": controller_port})
         self.controller_port = ports["controller_port"]
         self.jars_dir = Path(jars_dir).resolve() if jars_dir else None
@@ -173,9 +181,27 @@ class RealKafka(ManagedProcess):
     def _classpath(self) -> str:
         return str(self.jars_dir / "*")
 
+    @property
+    def security_protocol(self) -> str:
+        return "SASL_SSL" if self.secure else "PLAINTEXT"
+
+    def client_env(self, principal: str | None = ADMIN) -> dict[str, str]:
+        """LIFELINE_KAFKA_* of a process connecting as `principal` (None: one that does not talk
+        Kafka); nothing to add on a PLAINTEXT broker."""
+        if not self.secure:
+            return {}
+        return self._secrets().client_env(principal)
+
+    def _secrets(self) -> KafkaSecrets:
+        if self.secrets is None:
+            self.secrets = ensure_secrets(self.data_dir / "secrets", [self.host, "localhost"])
+        return self.secrets
+
     def before_start(self) -> None:
         self.jars_dir = ensure_jars(self.jars_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.secure:
+            self._secrets()
         self._write_configs()
         if port_open(self.host, self.controller_port, timeout=0.2):
             raise InfraError(f"kafka: controller port {self.controller_port} is already in use")
@@ -186,40 +212,20 @@ class RealKafka(ManagedProcess):
                  f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}",
                  f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
                  "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                 "-t", _kafka_cluster_id(), "-c", str(self.data_dir / "server.properties")],
+                 "-t", kafka_cluster_id(), "-c", str(self.data_dir / "server.properties"),
+                 *(self.secrets.scram_arguments() if self.secrets else ())],
                 capture_output=True, text=True,
             )
             if proc.returncode != 0:
                 raise InfraError(f"kafka storage format failed:\n{proc.stdout}\n{proc.stderr}")
 
     def _write_configs(self) -> None:
-        h, p, c = self.host, self.port, self.controller_port
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{h}:{c}",
-            "listeners": f"PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
-            "advertised.listeners": f"PLAINTEXT://{h}:{p}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(self.logs_dir),
-            # One node: internal topics cannot have more than one replica.
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            # Tests start consumers constantly; the default 3 s delay only slows them.
-            "group.initial.rebalance.delay.ms": "0",
-            "num.partitions": str(self.partitions),
-            "auto.create.topics.enable": "true",
-            "delete.topic.enable": "true",
-        }
-        (self.data_dir / "server.properties").write_text(
-            "".join(f"{k}={v}\n" for k, v in props.items())
-        )
+        props = broker_properties(
+            listen_host=self.host, port=self.port, advertised_host=self.host, controller_host=self.host,
+            controller_port=self.controller_port, log_dirs=str(self.logs_dir), partitions=self.partitions,
+            secured=self.secrets)
+        # The broker's password is in it.
+        write_private(self.data_dir / "server.properties", properties_text(props))
         log = self.data_dir / "kafka.log"
         # slf4j-reload4j routes Kafka's slf4j logging to log4j 1.x; a log4j2
         # config covers code that logs through log4j2 directly.
@@ -256,7 +262,13 @@ class RealKafka(ManagedProcess):
         ]
 
     def is_ready(self) -> bool:
-        return port_open(self.host, self.port) and kafka_metadata_ok(self.bootstrap, timeout=5)
+        if not port_open(self.host, self.port):
+            return False
+        options = None
+        if self.secure:
+            options = kafka_client_options(Settings.from_env({"LIFELINE_KAFKA_BOOTSTRAP": self.bootstrap,
+                                                              **self.client_env(ADMIN)}))
+        return kafka_metadata_ok(self.bootstrap, timeout=5, options=options)
 
     def log_tail(self, lines: int = 40) -> str:
         # stdout/stderr (JVM errors) plus the broker's own log file.
@@ -273,12 +285,39 @@ class RealKafka(ManagedProcess):
 
 
 class RealRedis(EmbeddedRedis):
-    """Debian's /usr/bin/redis-server, run exactly like the embedded one."""
+    """Debian's /usr/bin/redis-server, run like the embedded one but with ACL users as a
+    deployment has them (lifeline.ops.redisauth): the default user off, ``lifeline-<service>``
+    per service limited to its own keys in any namespace (tests share one Redis), and
+    ``lifeline-admin`` (`url`) for the tests themselves."""
+
+    user = "lifeline-admin"
 
     def __init__(self, port: int | None = None, data_dir: str | Path | None = None,
                  binary: str = "/usr/bin/redis-server"):
+        from lifeline.ops.redisauth import new_password
+        from lifeline.settings import SERVICES
+
         self.server_path = binary
         super().__init__(port, data_dir)
+        self.passwords = {service: new_password() for service in SERVICES}
+
+    @property
+    def acl_path(self) -> Path:
+        return self.config_path.with_name("users.acl")
+
+    def config(self) -> list[str]:
+        return [f"aclfile {self.acl_path}"]
+
+    def url_for(self, service: str) -> str:
+        from lifeline.ops.redisauth import user_of, with_credentials
+
+        return with_credentials(self.url, self.passwords[service], user_of(service))
+
+    def before_start(self) -> None:
+        from lifeline.ops.redisauth import acl_file, write_private
+
+        super().before_start()
+        write_private(self.acl_path, acl_file(self.passwords, namespace="*", admin_password=self.password))
 
     def binary(self) -> str:
         if not os.path.exists(self.server_path):
@@ -482,6 +521,9 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--jars-dir", type=Path, default=None)
     p = sub.add_parser("up", help="run Kafka, PostgreSQL and Redis until interrupted")
     p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--secure", action="store_true",
+                   help="Kafka with SASL_SSL, SCRAM principals and ACLs; prints the admin's environment "
+                        "(lifeline kafka-setup creates a namespace's topics and ACLs)")
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -492,13 +534,18 @@ def _main(argv: list[str] | None = None) -> int:
         return 0
 
     data = args.data_dir.resolve()
-    kafka = RealKafka(data / "kafka", jars_dir=settings.kafka_jars_dir)
+    kafka = RealKafka(data / "kafka", jars_dir=settings.kafka_jars_dir, secure=args.secure)
     pg = RealPostgres(data / "postgres")
     redis = RealRedis(data_dir=data / "redis")
     try:
         for svc in (pg, redis, kafka):
             svc.start()
         print(f"export LIFELINE_KAFKA_BOOTSTRAP={kafka.bootstrap}")
+        if args.secure:
+            # The password goes to a 0600 file, not to the terminal.
+            admin_env = kafka.data_dir / "secrets" / "admin.env"
+            write_private(admin_env, "".join(f"{k}={v}\n" for k, v in kafka.client_env().items()))
+            print(f"set -a; . {admin_env}; set +a")
         print(f"export LIFELINE_DATABASE_URL={pg.url}")
         print(f"export LIFELINE_REDIS_URL={redis.url}", flush=True)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly on TERM too

@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from lifeline.audit.asof import AsOf, not_in_future
 from lifeline.contracts.envelope import ContractError
 from lifeline.http.auth import Principal, ensure_region
+from lifeline.http.hardening import harden
 from lifeline.http.problems import PROBLEM_JSON, BodySizeLimit, Problem, install_problem_handlers
 from lifeline.ops.metrics import HTTP_REQUESTS, REGISTRY
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
@@ -59,6 +60,7 @@ class ProblemDetails(BaseModel):
     detail: str | None = None
     instance: str | None = Field(None, description="the request path")
     errors: list[ProblemError] | None = Field(None, description="422 validation failures, values never echoed")
+    request_id: str | None = Field(None, description="the request's X-Request-Id, as in the service's log lines")
 
 
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -70,6 +72,7 @@ _PROBLEM_TEXT = {
     409: "Conflict with the current state",
     413: "Request body too large",
     422: "The request does not match the expected shape or the event contract",
+    429: "Too many requests from this address; retry after Retry-After",
     503: "A backing store is unreachable; retry after Retry-After",
 }
 
@@ -293,4 +296,4 @@ def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRunti
     app.include_router(spec.router(runtime))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        upload_paths=spec.upload_paths, max_upload_bytes=settings.max_upload_bytes)
-    return app
+    return harden(app, settings)

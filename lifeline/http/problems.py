@@ -24,11 +24,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lifeline.http.requestid import REQUEST_ID
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://lifeline.example/problems/"
-_STANDARD = ("type", "title", "status", "detail", "instance")
+_STANDARD = ("type", "title", "status", "detail", "instance", "request_id")
 
 
 def _phrase(status: int) -> str:
@@ -83,6 +85,11 @@ class Problem(Exception):
         if instance or self.instance:
             body["instance"] = self.instance or instance
         body.update(self.extras)
+        # Set by lifeline.http.hardening for the request being answered: the caller quotes it,
+        # the operator finds the request's log lines by it.
+        request_id = REQUEST_ID.get()
+        if request_id:
+            body["request_id"] = request_id
         return body
 
     def response(self, instance: str | None = None) -> JSONResponse:

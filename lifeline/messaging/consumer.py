@@ -8,9 +8,10 @@ after a crash, a duplicate, or a republished log finds the tracking record and
 changes nothing. Offsets are only a bookmark: they can go back (a restarted
 memory-only broker, a rebalance) without harm.
 
-A poison message — not JSON, unknown type, a handled event that fails its schema,
-or a handler that keeps failing — goes to `<topic>.dlq.<group>` with the reason,
-and the consumer goes on with the next one. An event of a known type that this
+A poison message — not JSON, unknown type, a handled event that is not signed by a
+key registered for its source, from a source that may not publish it, that fails its
+schema, or a handler that keeps failing — goes to `<topic>.dlq.<group>` with the
+reason, and the consumer goes on with the next one. An event of a known type that this
 group does not handle is skipped without reading its data.
 """
 
@@ -24,10 +25,11 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
-from lifeline.contracts.envelope import CloudEvent, ContractError
+from lifeline.contracts.envelope import CloudEvent, ContractError, parse_json
+from lifeline.contracts.signing import EventRejected, Verifier
 from lifeline.ops import faults
 from lifeline.stores.application import ServiceApplication
-from lifeline.messaging.kafka import Bus
+from lifeline.messaging.kafka import Bus, kafka_client_options
 from lifeline.ops.metrics import CONSUMED
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,12 @@ class EventConsumer:
         bus: Bus,
         topics: list[str],
         group: str,
+        verifier: Verifier,
         max_attempts: int = 5,
         retry_delay: float = 0.2,
     ):
         self.app = app
+        self.verifier = verifier
         self.bus = bus
         self.topics = topics
         self.group = group
@@ -57,7 +61,7 @@ class EventConsumer:
         )
         self.consumer = AIOKafkaConsumer(
             *(self.bus.topic(t) for t in self.topics),
-            bootstrap_servers=self.bus.settings.kafka_bootstrap,
+            **kafka_client_options(self.bus.settings),
             group_id=self.bus.group(self.group),
             client_id=f"{self.bus.client_id}-consumer",
             enable_auto_commit=False,
@@ -100,14 +104,20 @@ class EventConsumer:
     async def handle(self, topic: str, value: bytes | None, key: bytes | None, partition: int, offset: int) -> str:
         service = self.app.service
         try:
-            envelope = CloudEvent.from_json(value or b"")
+            obj = parse_json(value or b"")
+            envelope = CloudEvent.from_dict(obj)
             registry.require_known(envelope)
-            # A known event this group does not handle is skipped before its data is
-            # validated (most traffic on a shared topic); the groups that handle it judge it.
+            # A known event this group does not handle is skipped before its signature and data
+            # are checked (most traffic on a shared topic); the groups that handle it judge it.
             if envelope.name not in self.app.handled_events:
                 CONSUMED.labels(service, envelope.name, "ignored").inc()
                 return "ignored"
+            self.verifier.check(obj)
             event = registry.accept(envelope)
+        except EventRejected as exc:
+            await self.dead_letter(topic, value, key, partition, offset, exc.reason)
+            CONSUMED.labels(service, "unknown", "dead_lettered").inc()
+            return "dead_lettered"
         except ContractError as exc:
             await self.dead_letter(topic, value, key, partition, offset, f"contract: {exc}")
             CONSUMED.labels(service, "unknown", "dead_lettered").inc()

@@ -4,15 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from lifeline.errors import ConfigurationError
 from lifeline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# CreateTopics answers for topics this principal may not create (or even see): on a broker with
+# ACLs the operator creates every topic beforehand (`lifeline kafka-setup`).
+_NOT_AUTHORISED = {29, 31}  # TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED
+_ALREADY_EXISTS = 36
+
+
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """How every Kafka client of a process reaches the broker: the bootstrap servers and this
+    process's own principal (SASL over TLS on real infrastructure), as keyword arguments for
+    AIOKafkaProducer, AIOKafkaConsumer, AIOKafkaAdminClient and AIOKafkaClient alike."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        if not settings.kafka_username or not settings.kafka_password:
+            raise ConfigurationError(
+                f"LIFELINE_KAFKA_SECURITY_PROTOCOL={protocol} needs LIFELINE_KAFKA_USERNAME and "
+                "LIFELINE_KAFKA_PASSWORD: this process's own Kafka principal")
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_username,
+                       sasl_plain_password=settings.kafka_password)
+    if protocol.endswith("SSL"):
+        ca = settings.kafka_ca_file
+        options["ssl_context"] = ssl.create_default_context(cafile=str(ca) if ca else None)
+    return options
 
 
 class Bus:
@@ -37,7 +65,7 @@ class Bus:
         # on this (consumers deduplicate by event identity).
         for idempotent in (True, False):
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
+                **kafka_client_options(self.settings),
                 client_id=self.client_id,
                 acks="all",
                 enable_idempotence=idempotent,
@@ -69,9 +97,7 @@ class Bus:
 
     async def ensure_topics(self, names: Iterable[str], partitions: int | None = None) -> None:
         names = [self.topic(n) for n in names]
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.settings.kafka_bootstrap, client_id=f"{self.client_id}-admin"
-        )
+        admin = AIOKafkaAdminClient(**kafka_client_options(self.settings), client_id=f"{self.client_id}-admin")
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -79,13 +105,18 @@ class Bus:
             if not missing:
                 return
             try:
-                await admin.create_topics(
+                answer = await admin.create_topics(
                     [
                         NewTopic(n, partitions or self.settings.partitions, 1)
                         for n in missing
                     ]
                 )
             except TopicAlreadyExistsError:
-                pass  # another process created it first
+                return  # another process created it first
+            for name, code, *_ in getattr(answer, "topic_errors", ()):
+                if code in _NOT_AUTHORISED:
+                    log.debug("topic %s is not this principal's to create", name)
+                elif code not in (0, _ALREADY_EXISTS):
+                    log.warning("creating topic %s failed (error code %s)", name, code)
         finally:
             await admin.close()

@@ -30,6 +30,7 @@ from typing import Any
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
 from lifeline.contracts.envelope import CloudEvent
+from lifeline.contracts.signing import Signer
 from lifeline.ops import faults
 from lifeline.stores.application import ServiceApplication
 from lifeline.messaging.outbound import Outbound
@@ -78,9 +79,10 @@ def _event_uuid(service: str, notification_id: int) -> uuid.UUID:
 
 
 class OutboxRelay:
-    def __init__(self, app: ServiceApplication, side: SideStore, bus: Bus, batch_size: int = 200,
+    def __init__(self, app: ServiceApplication, side: SideStore, bus: Bus, signer: Signer, batch_size: int = 200,
                  lease_seconds: float = 10.0):
         self.app = app
+        self.signer = signer
         self.side = side
         self.bus = bus
         self.batch_size = batch_size
@@ -117,7 +119,7 @@ class OutboxRelay:
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
             for topic, key, cloud_event in to_cloud_events(self.app.service, notification.id, event, self.app.outbound):
-                acks.append(await self.bus.send(topic, cloud_event.to_json(), key))
+                acks.append(await self.bus.send(topic, self.signer.signed_json(cloud_event), key))
                 names.append(cloud_event.name)
                 faults.maybe_crash("relay_after_send", cloud_event.name)
         await asyncio.gather(*acks)

@@ -40,7 +40,11 @@ class MaskingFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO") -> None:
     """Root logging for a Lifeline process at ``level`` (``Settings.log_level``); uvicorn's
-    loggers propagate here (log_config=None)."""
+    loggers propagate here (log_config=None). Each line names the HTTP request it was written
+    for (its X-Request-Id; "-" outside one: lifeline.http.requestid)."""
+    from lifeline.http.requestid import install_log_records
+
+    install_log_records()
     handler = logging.StreamHandler()
-    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from lifeline.contracts import topics as T
+from lifeline.contracts.signing import KeyDirectory, Signer, Verifier
 from lifeline.domain.clock import Clock, clock_for
 from lifeline.http.auth import Authenticator, Principal
 from lifeline.http.idempotency import IdempotencyStore, idempotent_response
@@ -28,11 +28,13 @@ from lifeline.messaging.kafka import Bus
 from lifeline.messaging.outbox import OutboxRelay
 from lifeline.ops.faults import install_faults
 from lifeline.ops.metrics import OUTBOX_POSITION
+from lifeline.ops.redisauth import key_namespace, redis_url
 from lifeline.rules.setup import install_rules
-from lifeline.settings import Settings
+from lifeline.settings import Settings, SettingsError
 from lifeline.stores import chain
 from lifeline.stores.application import ServiceApplication
 from lifeline.stores.eventstore import event_store_env
+from lifeline.stores.sealing import generated_secret
 from lifeline.stores.projection import Projection, Projector
 from lifeline.stores.sidestore import SideStore
 
@@ -66,15 +68,29 @@ class ServiceSpec:
 
 
 def jwt_secret(settings: Settings) -> str:
-    """The configured secret, or (embedded mode) one generated once under var/."""
+    """The configured secret, or (embedded mode) one generated once under the data directory."""
     if settings.jwt_secret:
         return settings.jwt_secret
-    path = settings.data_dir / "jwt.secret"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return generated_secret(settings.data_dir / "jwt.secret")
+
+
+def event_keys(settings: Settings) -> KeyDirectory:
+    """The deployment's signing keys: LIFELINE_KEYS_DIR, or data_dir/keys."""
+    return KeyDirectory(settings.keys_dir or settings.data_dir / "keys")
+
+
+def signer_for(settings: Settings, source: str) -> Signer:
+    """What `source` signs its events with. In development its key is generated at the first start
+    when missing; production starts only with the keys `lifeline keys generate` made."""
+    keys = event_keys(settings)
+    if settings.environment == "production" and not keys.private_path(source).exists():
+        raise SettingsError(f"LIFELINE_KEYS_DIR: no signing key for {source} in {keys.path} "
+                            "(make the deployment's keys with: lifeline keys generate)")
+    return keys.signer(source, generate=settings.environment != "production")
+
+
+def verifier_for(settings: Settings) -> Verifier:
+    return Verifier(event_keys(settings))
 
 
 async def nap(stop: asyncio.Event, wakeup: asyncio.Event, seconds: float) -> None:
@@ -102,14 +118,17 @@ class ServiceRuntime:
         self.side = SideStore(settings, spec.name)
         self.projection = Projection(self.app, self.side, spec.project, spec.views_version)
         self.bus = Bus(settings, client_id=f"lifeline-{spec.name}")
-        self.relay = OutboxRelay(self.app, self.side, self.bus) if relay else None
+        self.relay = OutboxRelay(self.app, self.side, self.bus, signer_for(settings, f"lifeline/{spec.name}")) \
+            if relay else None
         self.consumer = (
-            EventConsumer(self.app, self.bus, spec.consumes, group=spec.name)
+            EventConsumer(self.app, self.bus, spec.consumes, group=spec.name, verifier=verifier_for(settings))
             if consume and spec.consumes
             else None
         )
         self.auth = Authenticator(jwt_secret(settings), settings.jwt_issuer)
-        self.idempotency = IdempotencyStore(settings.redis_url, namespace=settings.namespace)
+        # Its Redis keys start with <namespace><service>: (its Redis user may touch no others).
+        self.redis_namespace = key_namespace(settings.namespace, spec.name)
+        self.idempotency = IdempotencyStore(redis_url(settings), namespace=self.redis_namespace)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.started = False
@@ -225,7 +244,7 @@ class ServiceRuntime:
             checks["event_store"] = f"error: {exc!r}"
         checks["kafka"] = "ok" if self.bus.producer is not None and self.started else "starting"
         try:
-            client = aioredis.from_url(self.settings.redis_url)
+            client = aioredis.from_url(redis_url(self.settings))
             await client.ping()
             await client.aclose()
             checks["redis"] = "ok"

@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.domain.clock import clock_for
 from lifeline.http.app import lifespan_of
+from lifeline.http.hardening import harden
 from lifeline.http.problems import Problem, install_problem_handlers
 from lifeline.iso20022 import (
     Balance,
@@ -408,6 +409,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Lifeline bank simulator (ISO 20022)", lifespan=lifespan_of(bank.start, bank.stop))
     app.state.bank = bank
     install_problem_handlers(app)
+    harden(app, settings)
 
     @app.get("/healthz")
     async def healthz():

@@ -52,6 +52,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from lifeline.domain.clock import clock_for
 from lifeline.http.app import lifespan_of
+from lifeline.http.hardening import harden
 from lifeline.http.problems import Problem, install_problem_handlers
 from lifeline.settings import Settings
 from lifeline.simulators import load_state, save_state
@@ -451,6 +452,7 @@ def create_app(settings: Settings) -> FastAPI:
                   lifespan=lifespan_of(fed.start, fed.stop))
     app.state.federation = fed
     install_problem_handlers(app)
+    harden(app, settings)
 
     async def charity(call) -> Any:
         try:

@@ -46,12 +46,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
-from lifeline.contracts.envelope import ContractError
+from lifeline.contracts.envelope import CloudEvent, ContractError, parse_json
+from lifeline.contracts.signing import Signer
 from lifeline.domain.clock import clock_for
-from lifeline.messaging.kafka import Bus
+from lifeline.messaging.kafka import Bus, kafka_client_options
 from lifeline.http.app import lifespan_of
+from lifeline.http.hardening import harden
 from lifeline.http.problems import Problem, install_problem_handlers
 from lifeline.rules.ids import has_resident_id_form
+from lifeline.runtime.service import signer_for, verifier_for
 from lifeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -208,6 +211,16 @@ class PartnerSimulator:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.consumer: AIOKafkaConsumer | None = None
+        # Each department signs with its own key (generated in the data directory on the
+        # embedded default); requests are taken only when verification signed them.
+        self.signers: dict[str, Signer] = {}
+        self.verifier = verifier_for(settings)
+
+    def signed(self, event: CloudEvent) -> bytes:
+        signer = self.signers.get(event.source)
+        if signer is None:
+            signer = self.signers[event.source] = signer_for(self.settings, event.source)
+        return signer.signed_json(event)
 
     def figures(self, department: str, id_number: str) -> dict[str, Any]:
         """A person's row: the figures, and for 人社 (hrss) the day a registered employment
@@ -243,13 +256,15 @@ class PartnerSimulator:
             causationid=request.id,
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:answer:{data['request_id']}")),
         )
-        return event.to_json()
+        return self.signed(event)
 
     async def handle(self, raw: bytes) -> None:
         try:
-            request = registry.decode(raw)
-        except ContractError as exc:
-            log.warning("simulator: ignoring undecodable request: %s", exc)
+            obj = parse_json(raw)
+            self.verifier.check(obj)
+            request = registry.accept(CloudEvent.from_dict(obj))
+        except ContractError as exc:  # EventRejected too: a department acts on Lifeline's requests only
+            log.warning("simulator: ignoring a request: %s", exc.reason)
             return
         if request.name != "VerificationRequested":
             return
@@ -309,17 +324,17 @@ class PartnerSimulator:
         return data, self._record("LifeEventReported", data, department, now,
                                   f"lifeline:life-event:{department}:{record_id}")
 
-    @staticmethod
-    def _record(name: str, data: dict[str, Any], department: str, now: datetime, identity: str) -> bytes:
+    def _record(self, name: str, data: dict[str, Any], department: str, now: datetime, identity: str) -> bytes:
         """A department's record about a person as a CloudEvent: its subject the record id, its id
         the same whenever the record is reported again."""
         record_id = data["record_id"]
-        return registry.new_event(
+        event = registry.new_event(
             name, data, subject=record_id, source=f"partner/{department}",
             time=now.isoformat(timespec="milliseconds"), sequence=death_sequence(record_id),
             actor={"user_id": f"adapter:{department}", "role": "partner", "org_code": department},
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, identity)),
-        ).to_json()
+        )
+        return self.signed(event)
 
     async def report_life_event(self, body: LifeEventIn) -> dict[str, Any]:
         """Publish one LifeEventReported (again, for a record reported before) and wait for the ack."""
@@ -343,7 +358,7 @@ class PartnerSimulator:
             actor={"user_id": f"adapter:{body.department}", "role": "partner", "org_code": body.department},
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeline:referral-answer:{answer_id}")),
         )
-        return data, event.to_json()
+        return data, self.signed(event)
 
     async def answer_referral(self, body: ReferralAnswerIn) -> dict[str, Any]:
         data, value = self.referral_answer(body)
@@ -355,7 +370,7 @@ class PartnerSimulator:
         await self.bus.ensure_topics(T.ALL_TOPICS)
         self.consumer = AIOKafkaConsumer(
             self.bus.topic(T.PARTNER_REQUESTS),
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka_client_options(self.settings),
             group_id=self.bus.group("partner-simulator"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -396,6 +411,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Lifeline partner-department simulator", lifespan=lifespan_of(sim.start, sim.stop))
     app.state.simulator = sim
     install_problem_handlers(app)
+    harden(app, settings)
 
     @app.get("/healthz")
     async def healthz():

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.domain.clock import clock_for
 from lifeline.http.app import lifespan_of
+from lifeline.http.hardening import harden
 from lifeline.http.problems import Problem, install_problem_handlers
 from lifeline.settings import Settings
 from lifeline.simulators import load_state, save_state
@@ -212,6 +213,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Lifeline SMS gateway simulator", lifespan=lifespan_of(gateway.start, gateway.stop))
     app.state.sms = gateway
     install_problem_handlers(app)
+    harden(app, settings)
 
     @app.get("/healthz")
     async def healthz():

@@ -607,6 +607,7 @@ class Evidence:
     last_published_name: str = ""
     relayed: int = 0  # how far the outbox relay says it published (the side store)
     note: str = ""
+    forged: int = 0  # messages in the service's name whose signature does not verify: not evidence
 
 
 @dataclass
@@ -776,10 +777,14 @@ async def kafka_evidence(settings: Any, service: str, timeout: float = 15.0) -> 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from lifeline.contracts import topics as T
+    from lifeline.messaging.kafka import kafka_client_options
+
+    from lifeline.runtime.service import verifier_for
 
     topic = f"{settings.namespace}{T.TOPICS[service]}"
     source = f"lifeline/{service}"
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+    verifier = verifier_for(settings)
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 client_id=f"lifeline-audit-{service}", request_timeout_ms=int(timeout * 1000),
                                 metadata_max_age_ms=1000)
@@ -804,19 +809,24 @@ async def kafka_evidence(settings: Any, service: str, timeout: float = 15.0) -> 
         while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
             for batch in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
                 for message in batch:
-                    _take(message.value, source, evidence, seals)
+                    _take(message.value, source, evidence, seals, verifier)
         evidence.seals = sorted(seals.values(), key=lambda s: s.notification_id)
         return evidence
     finally:
         await consumer.stop()
 
 
-def _take(value: bytes | None, source: str, evidence: Evidence, seals: dict[int, Seal]) -> None:
+def _take(value: bytes | None, source: str, evidence: Evidence, seals: dict[int, Seal], verifier: Any) -> None:
     try:
         event = orjson.loads(value or b"")
     except orjson.JSONDecodeError:
         return
     if not isinstance(event, dict) or event.get("source") != source:
+        return
+    try:
+        verifier.check(event)  # only what the service itself published is evidence
+    except ValueError:
+        evidence.forged += 1
         return
     sequence = event.get("sequence")
     if not isinstance(sequence, int):

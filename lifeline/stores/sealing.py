@@ -16,6 +16,8 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -64,8 +66,13 @@ def lifeline_secret(settings: Settings) -> str:
     (lifeline.stores.eventstore) with keys derived from it."""
     if settings.cipher_key:
         return settings.cipher_key
-    path = settings.data_dir / "sealing.secret"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return generated_secret(settings.data_dir / "sealing.secret")
+
+
+def generated_secret(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> str:
+    """The secret in `path`, made by `make` and written there (0600) the first time: the embedded
+    default's stand-in for a secret an operator configures (JWT, sealing, Redis)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         # Exclusive create: processes starting together agree on the first secret written.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -73,7 +80,7 @@ def lifeline_secret(settings: Settings) -> str:
         pass
     else:
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
+            f.write(make())
     for _ in range(50):
         secret = path.read_text().strip()
         if secret:

@@ -22,6 +22,7 @@ from lifeline.http.app import (
 )
 from lifeline.http.auth import CASE_READERS, Principal
 from lifeline.http.problems import Problem
+from lifeline.http.ratelimit import FixedWindowLimit, client_address
 from lifeline.rules.clocks import CLOCKS
 from lifeline.rules.vocabulary import (
     ASSISTANCE_TYPES,
@@ -41,7 +42,6 @@ from services.notify.application import (
 from services.notify.delivery import DeliveryNotAllowed, NoticeNotFound, print_queue
 from services.notify.domain import LEGAL_NAMES, NoticePeriodOver
 from services.notify.letters import add_letter_route
-from services.notify.ratelimit import FixedWindowLimit
 
 DEADLINE_READERS = ("caseworker", "reviewer", "county_officer", "auditor", "admin")
 # The print queue: who prints the letters (the township's clerks and caseworkers) and who may look.
@@ -60,8 +60,10 @@ _NO_TOKEN = {
     403: {"description": "Not answered: the public board needs no token"},
 }
 BOARD_ERRORS = {
-    **problem_responses(401, 403, 422, 503),
+    **problem_responses(401, 403, 422, 429, 503),
     **{s: {**problem_responses(s)[s], **_NO_TOKEN[s]} for s in _NO_TOKEN},
+    429: {**problem_responses(429)[429],
+          "description": "Too many board requests from this address this minute; retry after Retry-After"},
 }
 OBJECTION_ERRORS = {
     **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
@@ -104,6 +106,9 @@ class NoticeDoc(BaseModel):
         description="as a whole: delivered on every channel, pending on one, or partly delivered (an SMS "
                     "failed for good; the letter and in-app stand)", examples=["pending"])
     issued_at: str = Field(description="ISO 8601 timestamp")
+    issuing_office: str = Field(description="the township (9 digits) or county (6) in whose name it is issued: "
+                                            "the office whose officer acted, else the case's township",
+                                examples=["370502101"])
     kind: Literal[tuple(LEGAL_NAMES)]
     legal_name: str = Field(examples=["受理通知书"])
     notice_id: str
@@ -230,7 +235,10 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(prefix="/v1")
     app: NotifyApplication = runtime.app  # type: ignore[assignment]
     limit = FixedWindowLimit(runtime.idempotency.redis, "objections", runtime.settings.objections_per_hour,
-                             3600, namespace=runtime.settings.namespace)
+                             3600, namespace=runtime.redis_namespace)
+    # Reading needs no token either: a scraper or a flood from one address is held off too.
+    board_limit = FixedWindowLimit(runtime.idempotency.redis, "board", runtime.settings.board_reads_per_minute,
+                                   60, namespace=runtime.redis_namespace)
 
     add_case_items_route(api, runtime, "/notices", "notice", NoticeDoc, CASE_READERS)
     add_letter_route(api, runtime)  # GET /notices/{notice_id}.pdf, before any /notices/{notice_id}
@@ -272,8 +280,12 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         return await runtime.idempotent(request, principal.user_id, handle)
 
     @api.get("/boards/{village_code}", tags=["boards"], response_model=BoardOut, responses=BOARD_ERRORS)
-    async def board(village_code: VillageCode):
-        """The public notice board (公示栏) of a village or township: no token needed."""
+    async def board(village_code: VillageCode, request: Request):
+        """The public notice board (公示栏) of a village or township: no token needed; a limited
+        number of reads per client address and minute."""
+        await board_limit.enforce(
+            client_address(request), "Too many board requests",
+            f"At most {board_limit.limit} board requests a minute from one address; retry later.")
         views = await runtime.views()
         now = runtime.clock.now()
         with views.transaction() as tx:
@@ -287,14 +299,9 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     async def object_to(village_code: VillageCode, body: ObjectionIn, request: Request):
         """Object to an entry while its notice period runs (异议): no token needed; a limited
         number per client address and hour."""
-        client = request.client.host if request.client else "unknown"
-        wait = await limit.hit(client)
-        if wait is not None:
-            raise Problem(
-                429, "Too many objections",
-                f"At most {limit.limit} objections an hour from one address; retry later.",
-                slug="rate-limited", headers={"Retry-After": str(wait)},
-            )
+        client = client_address(request)
+        await limit.enforce(client, "Too many objections",
+                            f"At most {limit.limit} objections an hour from one address; retry later.")
         caller = f"public@{client}"
         key = request.headers.get("Idempotency-Key")
         objection_id = idempotent_id("OBJ", caller, key) or new_id("OBJ")

@@ -27,6 +27,7 @@ from services.notify.domain import (
     Objection,
     acceptance_text,
     change_text,
+    issuing_office_of,
     materials_text,
     non_acceptance_text,
     public_notice_text,
@@ -62,7 +63,8 @@ class NotifyApplication(NoticeDeliveries, ServiceApplication):
         if self.exists(Notice.identity(case_id, kind, occasion)):
             return  # one notice per (case, kind[, occasion]), however often the event comes
         notice = Notice.issue(case_id, kind, recipient, region_code, body, event.id,
-                              self.clock.now().isoformat(), meta, occasion=occasion)
+                              self.clock.now().isoformat(), meta, occasion=occasion,
+                              issuing_office=issuing_office_of(event.actor.org_code, region_code))
         # Its deliveries (letter, in-app, SMS when a number is known) in the same transaction:
         # every notice is delivered, once per channel (delivery.py).
         pe.collect_events(notice, *self.deliveries_for(notice, meta))
@@ -238,9 +240,11 @@ def board_entries(tx: SideTx, village_code: str, now: datetime) -> list[dict[str
 
 def project(event: Any, tx: SideTx) -> None:
     if isinstance(event, Notice.Issued):
-        # The document is the published NoticeIssued, plus the region (for scoping reads) and
+        # The document is the published NoticeIssued, plus the region (for scoping reads), the
+        # office it is issued in the name of (the letter's head and seal) and
         # where its delivery stands, as a whole and per channel (delivery.project_delivery).
-        doc = {**OUTBOUND(event).data, "region_code": event.region_code, "delivery": "pending", "deliveries": {}}
+        doc = {**OUTBOUND(event).data, "region_code": event.region_code, "issuing_office": event.issuing_office,
+               "delivery": "pending", "deliveries": {}}
         tx.put("notice", event.notice_id, doc, ref=event.case_id)
     elif isinstance(event, BoardEntry.Posted):
         tx.put("board_entry", event.public_notice_id, {name: getattr(event, name) for name in BOARD_FIELDS},

@@ -21,6 +21,7 @@ def build(settings: Settings, clock: Clock, env: dict[str, str]) -> NotifyApplic
 SPEC = ServiceSpec(
     name="notify", title="Lifeline notify (告知与公示)", build=build,
     project=project, router=api.router, consumes=CONSUMES,
-    views_version=3,  # 2: the public notice board, objections and deadlines; 3: deliveries, the inbox
+    views_version=4,  # 2: the public notice board, objections and deadlines; 3: deliveries, the inbox;
+    # 4: the issuing office
     workers=(deadline_watch, notice_delivery),
 )

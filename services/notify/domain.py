@@ -48,6 +48,14 @@ class Notice(LifelineAggregate):
         body: str
         cause_event_id: str
         issued_at: str
+        issuing_office: str
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Issued before the deciding office was kept: in the case's township's name.
+            state["issuing_office"] = state["region_code"][:9]
 
     @classmethod
     def identity(cls, case_id: str, kind: str, occasion: str = ""):
@@ -56,18 +64,19 @@ class Notice(LifelineAggregate):
     @classmethod
     def issue(cls, case_id: str, kind: str, recipient_masked: str, region_code: str, body: str,
               cause_event_id: str, issued_at: str, by: Meta, channel: str = "letter",
-              occasion: str = "") -> "Notice":
+              occasion: str = "", issuing_office: str = "") -> "Notice":
         ident = cls.identity(case_id, kind, occasion)
         return cls._create(
             cls.Issued, id=ident, notice_id=f"N{kind[:3].upper()}-{ident.hex[:16].upper()}",
             case_id=case_id, kind=kind, legal_name=LEGAL_NAMES[kind], channel=channel,
             recipient_masked=recipient_masked, region_code=region_code, body=body,
-            cause_event_id=cause_event_id, issued_at=issued_at, meta=by.as_dict(),
+            cause_event_id=cause_event_id, issued_at=issued_at,
+            issuing_office=issuing_office or region_code[:9], meta=by.as_dict(),
         )
 
     def __init__(self, notice_id: str, case_id: str, kind: str, legal_name: str, channel: str,
                  recipient_masked: str, region_code: str, body: str, cause_event_id: str,
-                 issued_at: str, meta: dict):
+                 issued_at: str, issuing_office: str, meta: dict):
         if LEGAL_NAMES.get(kind) != legal_name:
             raise ValueError(f"notice kind {kind!r} has the legal name {LEGAL_NAMES.get(kind)!r}")
         self.notice_id = notice_id
@@ -80,6 +89,16 @@ class Notice(LifelineAggregate):
         self.body = body
         self.cause_event_id = cause_event_id
         self.issued_at = issued_at
+        self.issuing_office = issuing_office
+
+
+def issuing_office_of(actor_office: str, region_code: str) -> str:
+    """The division a notice is issued in the name of: the office whose officer acted, when it
+    is the case's own township or county (a county's refusal is the county's decision and
+    names the county's remedy); otherwise (a service acting on its own) the case's township."""
+    if len(actor_office) in (6, 9) and region_code.startswith(actor_office):
+        return actor_office
+    return region_code[:9]
 
 
 # --- the public notice board (公示) -------------------------------------------------------

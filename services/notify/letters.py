@@ -7,7 +7,8 @@ and a seal placeholder) from HTML templates (services/notify/templates: base.htm
 per kind) and prints it to PDF with Debian's headless Chromium. CJK text is set in Debian's
 fonts-noto-cjk ("Noto Serif CJK SC"); nothing is fetched at run time (the page's CSP forbids
 it). The notice is the read-model document or the NoticeIssued data: `notice_id`, `case_id`,
-`kind`, `legal_name`, `recipient_masked`, `body`, `issued_at` and, when known, `region_code`.
+`kind`, `legal_name`, `recipient_masked`, `body`, `issued_at` and, when known, `issuing_office`
+(the deciding office) or else `region_code`.
 
 The reasons, the materials list and the public-notice figures are laid out from the notice's
 body text (the notice keeps no more than that); whatever the layout does not recognise is
@@ -172,7 +173,7 @@ def letter_context(notice: dict[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {
         "kind": kind, "legal_name": notice["legal_name"], "notice_id": notice["notice_id"],
         "case_id": notice["case_id"], "addressee": addressee,
-        "office": issuing_office(notice.get("region_code")), "date": chinese_date(notice["issued_at"]),
+        "office": issuing_office(notice.get("issuing_office") or notice.get("region_code")), "date": chinese_date(notice["issued_at"]),
         "basis": basis, "basis_rule": BASIS[kind], "remedy": remedy, "remedy_text": REMEDY,
         "decision": [], "reasons": None, "materials": [], "materials_lead": "", "explanation": None,
         "closing": [], "slip": None,

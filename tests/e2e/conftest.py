@@ -36,8 +36,7 @@ def new_people(n: int, region: str = "370502") -> list[str]:
 def running_lifeline(infra, extra_env: dict[str, str] | None = None) -> Iterator[Lifeline]:
     """A fresh Lifeline (own namespace and data dir), every process started and ready."""
     namespace = f"e{uuid.uuid4().hex[:6]}."
-    data_dir = Path(tempfile.mkdtemp(prefix="lifeline-e2e-"))
-    data_dir.chmod(0o755)
+    data_dir = Path(tempfile.mkdtemp(prefix="lifeline-e2e-"))  # 0700, as a data dir must be
     system = Lifeline(infra, namespace, data_dir, extra_env=extra_env)
     system.start()
     try:

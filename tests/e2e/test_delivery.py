@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
+from lifeline.contracts.envelope import CloudEvent
 from tests.e2e.conftest import make_poor, new_people
 from services.intake.domain import Case
 from services.intake.outbound import OUTBOUND as INTAKE_OUTBOUND
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def _produce(lifeline, topic: str, values: list[bytes], key: str = "k") -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=lifeline.env["LIFELINE_KAFKA_BOOTSTRAP"], acks="all")
+    producer = AIOKafkaProducer(**lifeline.kafka_options(), acks="all")
     await producer.start()
     try:
         for value in values:
@@ -34,7 +35,7 @@ async def _produce(lifeline, topic: str, values: list[bytes], key: str = "k") ->
 
 async def _read_all(lifeline, topic: str, expect: int, timeout: float = 30) -> list:
     consumer = AIOKafkaConsumer(
-        lifeline.namespace + topic, bootstrap_servers=lifeline.env["LIFELINE_KAFKA_BOOTSTRAP"],
+        lifeline.namespace + topic, **lifeline.kafka_options(),
         group_id=f"reader-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest", enable_auto_commit=False,
     )
     await consumer.start()
@@ -50,16 +51,16 @@ async def _read_all(lifeline, topic: str, expect: int, timeout: float = 30) -> l
     return found
 
 
-def _application_event(case_id: str, people: list[str], sequence: int) -> bytes:
+def _application_event(case_id: str, people: list[str], sequence: int) -> CloudEvent:
     # The data as intake's own mapping produces it (Application.to_wire), not built by hand.
     data = submitted_data(case_id, people, region_code=REGION)
     return registry.new_event(
         "ApplicationSubmitted", data, subject=case_id, source="lifeline/intake", sequence=sequence,
         actor={"user_id": "clerk-1", "role": "clerk", "org_code": REGION[:9]},
-    ).to_json()
+    )
 
 
-def _acceptance_event(case_id: str, people: list[str], accepted_at: str, sequence: int) -> bytes:
+def _acceptance_event(case_id: str, people: list[str], accepted_at: str, sequence: int) -> CloudEvent:
     # The data as intake's own case and mapping produce it (Case.accept, OUTBOUND).
     case = Case.register(application(case_id, people, region_code=REGION), CLERK)
     case.accept("材料齐全，予以受理", accepted_at, CLERK)
@@ -67,7 +68,7 @@ def _acceptance_event(case_id: str, people: list[str], accepted_at: str, sequenc
     return registry.new_event(
         out.name, out.data, subject=case_id, source="lifeline/intake", sequence=sequence,
         actor={"user_id": "clerk-1", "role": "clerk", "org_code": REGION[:9]},
-    ).to_json()
+    )
 
 
 def _consumed(lifeline, service: str, event: str, outcome: str = "duplicate") -> float:
@@ -79,8 +80,9 @@ def test_the_same_cloud_event_delivered_twice_has_one_effect(lifeline):
     case_id = f"C-DUP{uuid.uuid4().hex[:12].upper()}"
     # Positions far beyond the real intake log, so they are these events' own identities.
     sequence = 10**9 + random.randrange(10**6)
-    submitted = _application_event(case_id, people, sequence=sequence)
-    accepted = _acceptance_event(case_id, people, lifeline.clock("show").isoformat(), sequence=sequence + 1)
+    submitted = lifeline.signed(_application_event(case_id, people, sequence=sequence))
+    accepted = lifeline.signed(_acceptance_event(case_id, people, lifeline.clock("show").isoformat(),
+                                                 sequence=sequence + 1))
     watched = [("verification", "ApplicationSubmitted"), ("verification", "ApplicationAccepted"),
                ("notify", "ApplicationAccepted")]
     duplicates = {w: _consumed(lifeline, *w) for w in watched}
@@ -112,9 +114,10 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_next_one_is_process
         "correlationid": str(uuid.uuid4()), "actor": {"user_id": "x", "role": "clerk", "org_code": ""},
         "sequence": 1,
     }).encode()
-    bad_schema = json.loads(_application_event("C-BAD", new_people(1), sequence=10**9 + 7))
+    bad_schema = _application_event("C-BAD", new_people(1), sequence=10**9 + 7).to_dict()
     bad_schema["data"]["declared_monthly_income_fen"] = -5
-    poison = [b"\x00\x01 not json at all", unknown_type, json.dumps(bad_schema).encode()]
+    # Signed by intake's key: what intake itself could never store, judged by its schema.
+    poison = [b"\x00\x01 not json at all", unknown_type, lifeline.signed(bad_schema)]
     asyncio.run(_produce(lifeline, T.TOPICS["intake"], poison))
 
     # The consumer goes on: a good application right after is processed.
@@ -141,7 +144,8 @@ def test_a_handler_that_keeps_failing_is_dead_lettered_after_bounded_retries(lif
          "members": [], "reported_at": "2026-11-25T10:00:00+08:00"},
         subject="C-ORPHAN", source="partner/tax", sequence=10**9 + random.randrange(10**6),
         actor={"user_id": "adapter:tax", "role": "partner", "org_code": "tax"},
-    ).to_json()
+    )
+    orphan = lifeline.signed(orphan)
     asyncio.run(_produce(lifeline, T.PARTNER_RECORDS, [orphan], key="C-ORPHAN"))
     dlq = T.dlq_topic(T.PARTNER_RECORDS, "verification")
     dead = asyncio.run(_read_all(lifeline, dlq, expect=1, timeout=40))

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from lifeline.contracts import registry
 from lifeline.contracts import topics as T
+from lifeline.contracts.envelope import CloudEvent
 from lifeline.settings import Settings
 from lifeline.stores.sealing import sealer_for
 from tests.e2e.test_flows import REGION
@@ -34,22 +35,23 @@ ACTOR = {"user_id": "county-001", "role": "county_officer", "org_code": COUNTY}
 _positions = iter(range(10**9 + random.randrange(10**6) * 100, 2 * 10**9))
 
 
-def publish(lifeline, topic: str, *values: bytes, key: str) -> None:
+def publish(lifeline, topic: str, *events: CloudEvent, key: str) -> None:
+    """The events as their sources send them: signed (each copy is the same bytes)."""
     async def go() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=lifeline.env["LIFELINE_KAFKA_BOOTSTRAP"], acks="all")
+        producer = AIOKafkaProducer(**lifeline.kafka_options(), acks="all")
         await producer.start()
         try:
-            for value in values:
-                await producer.send_and_wait(lifeline.namespace + topic, value, key=key.encode())
+            for event in events:
+                await producer.send_and_wait(lifeline.namespace + topic, lifeline.signed(event), key=key.encode())
         finally:
             await producer.stop()
 
     asyncio.run(go())
 
 
-def event(name: str, data: dict, source: str) -> bytes:
+def event(name: str, data: dict, source: str) -> CloudEvent:
     return registry.new_event(name, data, subject=data["case_id"], source=source, sequence=next(_positions),
-                              actor=ACTOR).to_json()
+                              actor=ACTOR)
 
 
 def granted(lifeline, amount_fen: int, number: str) -> dict:

@@ -99,7 +99,7 @@ def topic_messages(lifeline, topic: str) -> list[dict]:
     from aiokafka import AIOKafkaConsumer
 
     async def read() -> list[bytes]:
-        consumer = AIOKafkaConsumer(lifeline.namespace + topic, bootstrap_servers=lifeline.env["LIFELINE_KAFKA_BOOTSTRAP"],
+        consumer = AIOKafkaConsumer(lifeline.namespace + topic, **lifeline.kafka_options(),
                                     group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
                                     metadata_max_age_ms=1000)
         await consumer.start()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,7 @@ import pytest
 from lifeline.dev.embedded import free_port
 from tests.conftest import BACKEND, REPO_ROOT
 from tests.e2e.conftest import new_people
+from tests import logscan
 from tests.harness import household, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +27,8 @@ SERVICES = ("intake", "verification", "payment", "charity", "notify", "simulator
 
 
 def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    out = open(log, "w")
+    # The console's copy shows the admin token: 0600.
+    out = open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
     proc = subprocess.Popen([sys.executable, "-m", "lifeline.cli", "up"], env=env, stdout=out,
                             stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT)
     deadline = time.monotonic() + 120
@@ -55,23 +59,60 @@ def _stop(proc: subprocess.Popen) -> None:
     assert proc.wait(60) == 0
 
 
+def _assert_private(data_dir: Path, running: bool) -> None:
+    """The data dir and every directory in it 0700, every file 0600: stores (with their -wal and
+    -shm files while running), secrets, keys, Redis's files and the logs, which may name cases."""
+    modes = {}
+    for path in data_dir.rglob("*"):
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue  # gone while we looked (a snapshot renamed into place)
+        modes[str(path.relative_to(data_dir))] = (stat.S_ISDIR(st.st_mode), stat.S_IMODE(st.st_mode))
+    wrong = {name: oct(mode) for name, (is_dir, mode) in modes.items() if mode != (0o700 if is_dir else 0o600)}
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700 and not wrong, wrong
+    # Not vacuous: the files that matter are among them.
+    assert {"jwt.secret", "sealing.secret", "redis.secret", "intake.events.sqlite", "logs/intake.log",
+            "keys/lifeline-intake.ed25519", "redis/redis.conf"} <= set(modes)
+    if running:
+        assert any(name.endswith("-wal") for name in modes) and any(name.endswith("-shm") for name in modes)
+
+
+def _assert_no_secret_in_logs(data_dir: Path, env: dict[str, str]) -> None:
+    secrets = logscan.secrets_of(data_dir, env)
+    assert {"jwt.secret", "sealing.secret", "redis.secret", "lifeline-intake.ed25519 line 2"} <= set(secrets)
+    files = logscan.log_files(data_dir)
+    assert data_dir / "logs" / "intake.log" in files and data_dir / "redis" / "redis.log" in files
+    assert not logscan.leaks(files, secrets)
+
+
+def _redis_refuses_without_password(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(64).startswith(b"-NOAUTH")
+
+
 @pytest.mark.skipif(BACKEND != "embedded",
                     reason="lifeline up is the embedded default")
 def test_up_serves_everything_and_keeps_data_across_a_restart():
-    data_dir = Path(tempfile.mkdtemp(prefix="lifeline-up-"))
+    # A data dir `lifeline up` makes itself (its modes are under test), in a private parent.
+    root = Path(tempfile.mkdtemp(prefix="lifeline-up-"))
+    data_dir = root / "var"
+    redis_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIFELINE_")}
     env.update({
         "LIFELINE_DATA_DIR": str(data_dir),
         "LIFELINE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "LIFELINE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "LIFELINE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "LIFELINE_KAFKA_SESSION_TIMEOUT_MS": "2000",
         "PYTHONPATH": str(REPO_ROOT),
     })
+    logscan.register(data_dir, env)  # the second run's logs too, at the session's end
     ports = {name: free_port() for name in SERVICES}
     env.update({f"LIFELINE_{name.upper()}_PORT": str(port) for name, port in ports.items()})
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
-    proc, token = _start(env, data_dir / "up-1.log")
+    proc, token = _start(env, root / "up-1.log")
     auth = {"Authorization": f"Bearer {token}"}
     try:
         case_id = _apply_and_accept(url, auth)
@@ -80,12 +121,16 @@ def test_up_serves_everything_and_keeps_data_across_a_restart():
         assert httpx.get(url["bank"] + "/readyz").json() == {"status": "ok"}  # the bank simulator too
         assert httpx.get(url["federation"] + "/readyz").json() == {"status": "ok"}  # and the federation's
         assert httpx.get(url["sms"] + "/readyz").json() == {"status": "ok"}  # and the SMS gateway's
+        assert _redis_refuses_without_password(redis_port)
+        _assert_private(data_dir, running=True)
     finally:
         _stop(proc)
     assert not any(httpx_alive(u) for u in url.values())
+    _assert_private(data_dir, running=False)
+    _assert_no_secret_in_logs(data_dir, env)
 
     # Restart: the memory-only broker is empty, the stores are not.
-    proc, token = _start(env, data_dir / "up-2.log")
+    proc, token = _start(env, root / "up-2.log")
     auth = {"Authorization": f"Bearer {token}"}
     try:
         assert httpx.get(url["intake"] + f"/v1/cases/{case_id}", headers=auth).status_code == 200

@@ -16,6 +16,7 @@ import pytest
 from lifeline.domain.clock import FixedClock
 from lifeline.messaging.kafka import Bus
 from lifeline.messaging.outbox import OutboxRelay
+from lifeline.runtime.service import signer_for
 from lifeline.settings import Settings
 from lifeline.stores import chain
 from lifeline.stores.application import Bulk
@@ -139,7 +140,7 @@ def publish(settings: Settings, app) -> int:
         bus = Bus(settings, client_id="test-chain")
         await bus.start()
         try:
-            relay, moved = OutboxRelay(app, side, bus), 0
+            relay, moved = OutboxRelay(app, side, bus, signer_for(settings, f"lifeline/{app.service}")), 0
             while step := await relay.publish_pending():
                 moved += step
             return moved

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.real_only]
 async def test_message_survives_broker_restart(infra, namespace):
     assert infra.backend == "real"
     topic = f"{namespace}infra-durability"
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**infra.kafka_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
@@ -24,7 +24,7 @@ async def test_message_survives_broker_restart(infra, namespace):
         await admin.close()
 
     # Real Kafka accepts the idempotent producer (Tansu does not).
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all",
+    producer = AIOKafkaProducer(**infra.kafka_options(), acks="all",
                                 enable_idempotence=True)
     await producer.start()
     try:
@@ -34,7 +34,7 @@ async def test_message_survives_broker_restart(infra, namespace):
 
     await asyncio.to_thread(infra.restart_broker)
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=infra.kafka_bootstrap,
+    consumer = AIOKafkaConsumer(topic, **infra.kafka_options(),
                                 group_id=f"{namespace}g", auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
@@ -61,3 +61,21 @@ def test_postgres_and_redis_urls(infra, namespace, tmp_data_dir):
     client.set(f"{namespace}k", "v")
     assert client.get(f"{namespace}k") == b"v"
     client.close()
+
+
+def test_redis_has_a_user_per_service_with_its_own_keys_only(infra, namespace):
+    """The real Redis runs as a deployment's does (lifeline.ops.redisauth): the default user off,
+    each service's user (what harness.Lifeline gives each process) limited to its own keys."""
+    from lifeline.ops.redisauth import key_namespace, without_credentials
+
+    intake = redis.Redis.from_url(infra.redis_env("intake")["LIFELINE_REDIS_URL"])
+    own = f"{key_namespace(namespace, 'intake')}:idem:x"
+    assert intake.set(own, "1") and intake.get(own) == b"1"
+    for key in (f"{key_namespace(namespace, 'payment')}:idem:x", f"{namespace}:idem:x"):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            intake.set(key, "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        intake.flushall()
+    intake.close()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis.from_url(without_credentials(infra.redis_url)).get(own)

@@ -27,7 +27,7 @@ def records(lifeline: Lifeline, n: int, timeout: float = 30.0) -> list[tuple[str
 
     async def read() -> list[tuple[str, bytes]]:
         consumer = AIOKafkaConsumer(lifeline.namespace + T.PARTNER_RECORDS,
-                                    bootstrap_servers=lifeline.env["LIFELINE_KAFKA_BOOTSTRAP"],
+                                    **lifeline.kafka_options(),
                                     group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
                                     metadata_max_age_ms=1000)
         await consumer.start()

@@ -114,10 +114,11 @@ def submitted_data(case_id: str, ids: list[str], **overrides: Any) -> dict:
 
 def cloud(name: str, data: dict, *, subject: str, source: str, sequence: int | None = None,
           **kw: Any) -> CloudEvent:
-    """A valid CloudEvent as a consumer would receive it (fresh position unless given)."""
+    """A valid CloudEvent as a consumer would receive it (fresh position unless given; a
+    township clerk acting unless `actor` says otherwise)."""
     return registry.new_event(
         name, data, subject=subject, source=source,
-        sequence=sequence if sequence is not None else next(_sequence), actor=ACTOR, **kw,
+        sequence=sequence if sequence is not None else next(_sequence), **{"actor": ACTOR, **kw},
     )
 
 

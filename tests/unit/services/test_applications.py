@@ -615,6 +615,29 @@ def test_refusal_notice_without_an_acceptance_notice(notify):
     public(notice, NOTIFY_OUTBOUND)
 
 
+@pytest.mark.parametrize(("org_code", "office"), [
+    (VILLAGE[:6], VILLAGE[:6]),   # the county's review group decided: the county's decision
+    (VILLAGE[:9], VILLAGE[:9]),   # the township's
+    ("", VILLAGE[:9]),            # a service acting on its own: the case's township
+    ("370503", VILLAGE[:9]),      # an office elsewhere never signs for this case
+    (VILLAGE, VILLAGE[:9]),       # a village committee issues no decisions
+])
+def test_a_notice_is_issued_in_the_name_of_the_office_that_decided(notify, org_code, office):
+    case_id = new_case_id()
+    refused = cloud("BenefitRefused", refused_event(case_id, "材料不实").data, subject=case_id,
+                    source="lifeline/verification",
+                    actor={"user_id": "reviewer-1", "role": "reviewer", "org_code": org_code})
+    notify.process_cloud_event(refused)
+    (notice,) = stored(notify, Notice.Issued)
+    assert notice.issuing_office == office
+
+
+def test_a_notice_stored_before_the_issuing_office_was_kept_reads_as_its_townships(notify):
+    state = {"region_code": VILLAGE}
+    Notice.Issued.upcast_v1_v2(state)
+    assert state["issuing_office"] == VILLAGE[:9]
+
+
 def change_event(case_id: str, name: str, from_period: str, reason: str, **amounts):
     data = {"case_id": case_id, "benefit_id": "B-1", "from_period": from_period, "reason": reason,
             "decided_by": "caseworker-1", "decided_at": "2026-11-25T15:00:00+08:00", **amounts}

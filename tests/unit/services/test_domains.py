@@ -832,7 +832,7 @@ def notice_kwargs(**overrides) -> dict:
         notice_id="NACC-1", case_id=CASE_ID, kind="acceptance", legal_name=LEGAL_NAMES["acceptance"],
         channel="letter", recipient_masked="王*明", region_code=VILLAGE,
         body=acceptance_text("王*明", CASE_ID, "dibao"), cause_event_id=str(uuid.uuid4()),
-        issued_at="2026-11-25T09:00:01+08:00", meta=SYSTEM_META,
+        issued_at="2026-11-25T09:00:01+08:00", issuing_office=VILLAGE[:9], meta=SYSTEM_META,
     )
     kw.update(overrides)
     return kw
