@@ -488,3 +488,42 @@ def test_department_codes_match_the_rules_module():
     departments = pytest.importorskip("lifeline.rules.departments").DEPARTMENTS
     enum = registry.schema("VerificationRequested")["properties"]["department"]["enum"]
     assert set(enum) == set(departments)
+
+
+# --- the compiled validator agrees with jsonschema ----------------------------------------------
+def _mutations(data: dict) -> list[dict]:
+    """The example and what the hot path must refuse as jsonschema does: each string field with
+    Unicode digits, a trailing newline, emptied; each integer negative and a float; each field
+    removed; an unknown field added."""
+    out = [data, {**data, "surprise": 1}]
+    for key, value in data.items():
+        out.append({k: v for k, v in data.items() if k != key})
+        if isinstance(value, str):
+            out += [{**data, key: value + "\n"}, {**data, key: ""}, {**data, key: "２０２６-01"},
+                    {**data, key: value.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))}]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out += [{**data, key: -1}, {**data, key: value + 0.5}]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_the_compiled_validator_agrees_with_jsonschema_on_every_example_and_its_mutations(name):
+    version = CURRENT_VERSIONS[name]
+    slow, fast = registry._validator(name, version), registry._compiled(name, version)
+    for data in _mutations(example(name)):
+        assert fast.is_valid(data) == slow.is_valid(data), (name, data)
+
+
+@pytest.mark.parametrize("data", [
+    {**example("ApplicationSubmitted"), "submitted_at": "2026-03-02T09:30:00"},  # no offset
+    {**example("ApplicationSubmitted"), "submitted_at": "2026-03-02T25:30:00+08:00"},
+    {**example("ApplicationSubmitted"), "members": [{**example("ApplicationSubmitted")["members"][0],
+                                                     "id_number": "32058319800101123X"}]},  # check digit
+    {**example("NoticeIssued"), "cause_event_id": "6f1c0b2a9d8e4f7a8b1c2d3e4f5a6b7c"},  # uuid without dashes
+    {**example("ReferralRaised"), "due_date": "2026-02-30"},
+])
+def test_the_compiled_validator_checks_lifelines_formats_as_jsonschema_does(data):
+    name = next(n for n in EXAMPLES if set(data) == set(example(n)) or set(data) - {"surprise"} == set(example(n)))
+    version = CURRENT_VERSIONS[name]
+    assert registry._compiled(name, version).is_valid(data) == registry._validator(name, version).is_valid(data)
+    assert not registry._validator(name, version).is_valid(data)
