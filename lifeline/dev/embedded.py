@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,8 +43,36 @@ class InfraError(RuntimeError):
     """A piece of infrastructure failed to start or stop."""
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
+    """A TCP port that was free a moment ago, below the kernel's ephemeral range: a port the OS
+    picks (bind to 0) is one it also gives outgoing connections, so between this answer and the
+    server's bind a Kafka or Redis client could take it ("address already in use" in CI). Never
+    the same port twice in one process."""
+    low, high = 20000, _ephemeral_low() - 1
+    with _ports_lock:
+        for _ in range(200):
+            port = random.randint(low, high) if high > low else 0
+            if port in _handed_out:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                port = s.getsockname()[1]
+            _handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
