@@ -37,10 +37,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -55,7 +53,7 @@ from lifeline.http.app import lifespan_of
 from lifeline.http.hardening import harden
 from lifeline.http.problems import Problem, install_problem_handlers
 from lifeline.settings import Settings
-from lifeline.simulators import load_state, save_state
+from lifeline.simulators import RememberingSimulator
 
 log = logging.getLogger(__name__)
 
@@ -147,40 +145,19 @@ def _json(r: httpx.Response) -> Any:
         return r.text
 
 
-class FederationSimulator:
+class FederationSimulator(RememberingSimulator):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.clock = clock_for(settings)
-        self.dir = settings.data_dir / "federation"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.behaviour = BehaviourIn()
-        self.lock = threading.Lock()
-        self.state = self._load()
+        self._remember(settings.data_dir, "federation", State, BehaviourIn())
         self._ids = set(self.state.ids)
         self.receiver_url = settings.federation_url + "/webhooks"
         self.hold_seconds = settings.webhook_timeout_seconds + 5  # longer than charity waits for an answer
-        self._changed = asyncio.Event()           # set (and replaced) whenever the behaviour changes
         self._client: httpx.AsyncClient | None = None
         self._subscribing: asyncio.Lock | None = None
         self._pulling: asyncio.Lock | None = None
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
-
-    # --- persistence ---------------------------------------------------------------------------
-    def _state_path(self) -> Path:
-        return self.dir / "state.json"
-
-    def _load(self) -> State:
-        return load_state(self._state_path(), State)
-
-    def _save(self) -> None:
-        save_state(self._state_path(), self.state)
-
-    # --- behaviour -----------------------------------------------------------------------------
-    def set_behaviour(self, behaviour: BehaviourIn) -> None:
-        self.behaviour = behaviour
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()  # releases the deliveries held in silent mode
 
     # --- the receiver ----------------------------------------------------------------------------
     async def receive(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:

@@ -33,9 +33,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, Query, Request
@@ -47,7 +45,7 @@ from lifeline.http.app import lifespan_of
 from lifeline.http.hardening import harden
 from lifeline.http.problems import Problem, install_problem_handlers
 from lifeline.settings import Settings
-from lifeline.simulators import load_state, save_state
+from lifeline.simulators import RememberingSimulator
 
 MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)
 TEXT_MAX = 500  # a long SMS, concatenated (70 characters a part)
@@ -95,34 +93,13 @@ def mask(number: str) -> str:
     return number[:3] + "****" + number[-4:] if len(number) >= 7 else "****"
 
 
-class SmsGateway:
+class SmsGateway(RememberingSimulator):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.clock = clock_for(settings)
         self.seed = settings.simulator_seed
-        self.dir = settings.data_dir / "sms"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.behaviour = BehaviourIn()
-        self.lock = threading.Lock()
-        self.state = self._load()
+        self._remember(settings.data_dir, "sms", State, BehaviourIn())
         self.hold_seconds = settings.sms_timeout_seconds + 5  # longer than notify waits for an answer
-        self._changed = asyncio.Event()
-
-    # --- persistence ---------------------------------------------------------------------------
-    def _state_path(self) -> Path:
-        return self.dir / "state.json"
-
-    def _load(self) -> State:
-        return load_state(self._state_path(), State)
-
-    def _save(self) -> None:
-        save_state(self._state_path(), self.state)
-
-    # --- behaviour -----------------------------------------------------------------------------
-    def set_behaviour(self, behaviour: BehaviourIn) -> None:
-        self.behaviour = behaviour
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()  # releases the answers held in timeout mode
 
     def set_number(self, number: str, status: str) -> None:
         with self.lock:
