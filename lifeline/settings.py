@@ -159,6 +159,8 @@ class Settings(BaseSettings):
     sms_url: str = Field("", validate_default=True,
                          description="the SMS gateway notify sends notices through; empty: http://<host>:<sms_port>")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="larger request bodies get 413")
+    max_in_flight: int = Field(
+        128, ge=1, description="requests a service process holds at once; one more is shed with 503 and Retry-After")
     max_upload_bytes: int = Field(
         4 * 1024 * 1024, ge=1, description="the limit on a service's bulk-upload paths (a county's cadre register)")
 

@@ -27,8 +27,9 @@ from lifeline.audit.asof import AsOf, not_in_future
 from lifeline.contracts.envelope import ContractError
 from lifeline.http.auth import Principal, ensure_region
 from lifeline.http.hardening import harden
+from lifeline.http.admission import Admission
 from lifeline.http.problems import PROBLEM_JSON, BodySizeLimit, Problem, install_problem_handlers
-from lifeline.ops.metrics import HTTP_REQUESTS, REGISTRY
+from lifeline.ops.metrics import REGISTRY
 from lifeline.rules.ids import InvalidResidentId, parse_resident_id
 from lifeline.rules.regions import InvalidRegionCode, region_contains, validate_region_code
 from lifeline.runtime.service import ServiceRuntime, ServiceSpec
@@ -270,12 +271,6 @@ def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRunti
             headers={"Retry-After": "5"},
         ).response(str(request.url.path))
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        response = await call_next(request)
-        HTTP_REQUESTS.labels(spec.name, request.method, str(response.status_code)).inc()
-        return response
-
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> Health:
         return Health(status="ok", service=spec.name)
@@ -296,4 +291,6 @@ def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRunti
     app.include_router(spec.router(runtime))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        upload_paths=spec.upload_paths, max_upload_bytes=settings.max_upload_bytes)
+    # Outermost but for hardening: a request over capacity is shed before anything reads it.
+    app.add_middleware(Admission, service=spec.name, max_in_flight=settings.max_in_flight)
     return harden(app, settings)

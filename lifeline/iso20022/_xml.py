@@ -23,6 +23,10 @@ SCHEMAS: dict[str, tuple[str, str]] = {
 
 #: Bank files larger than this are refused before parsing.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# What a text field bound for a bank file may hold, as an API model's pattern: no control
+# characters and not U+FFFE/U+FFFF, which XML refuses (a name has no use for tab or newline
+# either). Checked when the request comes, not when the file is written days later.
+XML_TEXT_PATTERN = r"^[^\x00-\x1f\ufffe\uffff]*$"
 
 
 class Iso20022Error(ValueError):

@@ -1,6 +1,6 @@
 """Prometheus metrics every service exposes at /metrics."""
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
 
@@ -21,4 +21,12 @@ OUTBOX_POSITION = Gauge(
 )
 HTTP_REQUESTS = Counter(
     "lifeline_http_requests_total", "HTTP requests", ["service", "method", "status"], registry=REGISTRY
+)
+GROUP_COMMIT_SIZE = Histogram(
+    "lifeline_group_commit_saves", "Saves recorded together in one transaction (lifeline/stores/groupcommit.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=REGISTRY,
+)
+SHED = Counter(
+    "lifeline_http_shed_total", "Requests answered 503 because the service was at capacity", ["service"],
+    registry=REGISTRY,
 )

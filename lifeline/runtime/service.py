@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from lifeline.stores.projection import Projection, Projector
 from lifeline.stores.sidestore import SideStore
 
 log = logging.getLogger(__name__)
+
+SAVING_THREADS = 32
 
 
 @dataclass
@@ -135,6 +138,10 @@ class ServiceRuntime:
 
     # --- lifecycle -----------------------------------------------------
     async def start(self) -> None:
+        # Enough threads that the saves of concurrent requests meet in one transaction
+        # (lifeline/stores/groupcommit.py); asyncio's default is the cores + 4.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=SAVING_THREADS, thread_name_prefix=self.spec.name))
         await asyncio.to_thread(self.projection.ensure_version)
         await self.bus.start()
         await self.bus.ensure_topics(T.ALL_TOPICS)
@@ -142,6 +149,9 @@ class ServiceRuntime:
             await self.consumer.start()
             self._tasks.append(asyncio.create_task(self.consumer.run(self._stop)))
         if self.relay is not None:
+            # Woken by every transaction that stores events, whichever thread saved them.
+            loop = asyncio.get_running_loop()
+            self.app.saved_listeners.append(lambda: loop.call_soon_threadsafe(self.relay.wakeup.set))
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
         self._tasks.append(asyncio.create_task(self._project_forever()))
         if self.relay is not None:

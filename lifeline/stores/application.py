@@ -3,7 +3,9 @@
 - `ServiceApplication`: a process application (eventsourcing) whose policy
   turns consumed CloudEvents into new domain events. The tracking record of the
   consumed event, keyed by its own identity (source, sequence), is saved in the
-  same transaction as those events, so a second delivery has no effect.
+  same transaction as those events, so a second delivery has no effect. A consumer
+  hands it a fetched batch at once (`process_batch`): the duplicates found by one
+  query, the new events' effects and tracking records saved in one transaction.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import logging
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEvent, Tracking, Transcoding
+from eventsourcing.domain import Aggregate, BaseAggregate
+from eventsourcing.persistence import (
+    IntegrityError, JSONTranscoder, Notification, Recording, StoredEvent, Tracking, Transcoding,
+)
 from eventsourcing.utils import get_topic
 from eventsourcing.system import ProcessApplication
 
@@ -65,6 +69,53 @@ def has_exact_tracking(recorder: Any, application_name: str, notification_id: in
             (application_name, notification_id),
         )
         return curs.fetchone() is not None
+
+
+def tracked_among(recorder: Any, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Which of these (source, position) were processed: `has_exact_tracking` for a whole
+    batch, in one query."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return set()
+    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
+        from psycopg.sql import SQL, Identifier
+
+        query = SQL("SELECT t.application_name, t.notification_id FROM {0}.{1} t "
+                    "JOIN unnest(%s::text[], %s::bigint[]) AS k(a, n) "
+                    "ON t.application_name = k.a AND t.notification_id = k.n").format(
+            Identifier(recorder.datastore.schema), Identifier(recorder.tracking_table_name))
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, ([k[0] for k in keys], [k[1] for k in keys]))
+            return {(r["application_name"], r["notification_id"]) for r in curs.fetchall()}
+    found: set[tuple[str, int]] = set()
+    with recorder.datastore.transaction(commit=False) as curs:
+        for start in range(0, len(keys), 400):  # 800 parameters a statement: well under SQLite's limit
+            part = keys[start:start + 400]
+            # A join, so each key is a search of the primary key (`(a, n) IN (VALUES ...)` scans).
+            curs.execute(f"SELECT t.application_name, t.notification_id FROM (VALUES {','.join(['(?,?)'] * len(part))})"
+                         " AS k JOIN tracking t ON t.application_name = k.column1 AND t.notification_id = k.column2",
+                         [v for k in part for v in k])
+            found.update((r[0], r[1]) for r in curs.fetchall())
+    return found
+
+
+class _BatchProcessingEvent(ProcessingEvent):
+    """The library's ProcessingEvent, aggregates told apart by their class: its checks against
+    runtime protocols (`isinstance(obj, DomainEventProtocol)`) cost tens of µs per call."""
+
+    def collect_events(self, *objs: Any, **kwargs: Any) -> None:
+        for obj in objs:
+            if isinstance(obj, BaseAggregate):
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+            elif obj is not None:
+                super().collect_events(obj)
+        self.saved_kwargs.update(kwargs)
+
+
+class _Overlap(BaseException):
+    """A handler read (or wrote) an aggregate that an earlier event of its batch changed. A
+    BaseException: a handler's own `except Exception` must not swallow it."""
 
 
 # The SQLite page cache a bulk save asks for (KiB): a million payments' index fits.
@@ -173,9 +224,26 @@ class ServiceApplication(ProcessApplication):
 
     def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock | None = None):
         self.clock: Clock = clock or SystemClock()
+        # Called (no arguments, in the saving thread) after every transaction that stored events:
+        # the runtime wakes its outbox relay, so an event is published when it is saved, not at
+        # the next poll.
+        self.saved_listeners: list[Callable[[], None]] = []
         super().__init__(env)
         # A store's first start with the hash chain: its genesis (chain.start).
         chain.start(self)
+
+    def _notify(self, recordings: Any) -> None:
+        # After every save and every processed event (eventsourcing calls it once they are stored).
+        super()._notify(recordings)
+        if recordings:
+            self.stored()
+
+    def stored(self) -> None:
+        for listener in self.saved_listeners:
+            try:
+                listener()
+            except RuntimeError:  # its event loop has closed (a stopping process): nobody to wake
+                pass
 
     def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Any:
         # The event store's recorder is eventsourcing's, with every insert hash-chained.
@@ -191,6 +259,10 @@ class ServiceApplication(ProcessApplication):
             transcoder.register(transcoding)
 
     def _record(self, processing_event: ProcessingEvent) -> Any:
+        self._stamp_and_check(processing_event)
+        return super()._record(processing_event)
+
+    def _stamp_and_check(self, processing_event: ProcessingEvent) -> None:
         unit = current_unit()
         if unit is not None:
             # Effects of a consumed event record the moment it was handled at (see one_moment).
@@ -199,7 +271,6 @@ class ServiceApplication(ProcessApplication):
                 if isinstance(meta, dict) and "at" not in meta:  # a copy: meta dicts may be shared
                     object.__setattr__(event, "meta", {**meta, "at": unit.moment.isoformat()})
         self._check_contracts(processing_event.events)
-        return super()._record(processing_event)
 
     def _check_contracts(self, events: Any) -> None:
         # The write side's contract check, for commands and consumed events alike: what
@@ -220,6 +291,7 @@ class ServiceApplication(ProcessApplication):
         recorder = self.recorder
         if hasattr(recorder.datastore, "schema"):
             self._copy_into_postgres(stored + (bulk.stored_events(self.mapper) if bulk is not None else []))
+            self.stored()
             return
         # SQLite: one executemany instead of one statement per event (the notification id is
         # the rowid either way; nothing in this process follows the log by `_notify`).
@@ -237,6 +309,7 @@ class ServiceApplication(ProcessApplication):
             c.executemany(recorder.insert_events_statement, rows)
             if isinstance(recorder, chain.ChainedSQLiteRecorder):
                 recorder.chain_inserted(c, chained)  # the same transaction
+        self.stored()
 
     def _copy_into_postgres(self, stored: list[StoredEvent]) -> None:
         """One transaction, as the library's recorder makes it (the table locked, so positions
@@ -260,6 +333,10 @@ class ServiceApplication(ProcessApplication):
 
     def existing(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these aggregates exist, in one query per thousand (a run's resume check)."""
+        watch = getattr(getattr(self.recorder, "_read_watch", None), "note", None)
+        if watch is not None:  # inside a batch of consumed events (process_batch)
+            for ident in ids:
+                watch(ident)
         found: set[uuid.UUID] = set()
         table = self.recorder.events_table_name
         for start in range(0, len(ids), 1000):
@@ -337,3 +414,103 @@ class ServiceApplication(ProcessApplication):
                 return False
             raise
         return True
+
+    def process_batch(self, events: Sequence[CloudEvent]) -> list[bool]:
+        """Apply a fetched batch of consumed events, each once: the outcomes (True processed,
+        False processed already) of the first k of them, in order. k < len(events) when a
+        handler failed or the batch's transaction did (IntegrityError, ContractError, ...): the
+        caller then handles events[k:] one at a time (`process_cloud_event`), with its retries.
+
+        Which events were processed already is asked once for the whole batch (`tracked_among`);
+        the new ones are handled in order, each at its own moment (one_moment, `recorded_moments`
+        on a replay) exactly as `process_cloud_event` handles it, and their effects are saved
+        with one tracking record each in one transaction (`insert_events_tracked`, chained).
+
+        A handler must see what the events before it changed. Those effects are not stored until
+        the batch commits, so the batch is cut instead: when a handler reads an aggregate (by id:
+        the repository, `exists`, `existing`; reads are watched, chain.reads_watched) or makes
+        events for one that an earlier event of the open batch changed, its work is dropped, what
+        is open is committed, and the event is handled again first in the next transaction, where
+        the store holds those changes. Simpler than a unit of cached unsaved aggregates, and the
+        common case (events of different aggregates) stays one transaction per fetch."""
+        recorder = self.recorder
+        if not hasattr(recorder, "insert_events_tracked"):  # not one of the chained recorders
+            return []
+        seen = tracked_among(recorder, [(e.source, e.sequence) for e in events])
+        outcomes: list[bool] = []
+        committed = 0  # outcomes[:committed] are final
+        unit: list[ProcessingEvent] = []
+        changed: set[Any] = set()  # aggregates the open unit's events change
+        overlap: list[Any] = []
+
+        def note(ident: Any) -> None:
+            if ident in changed:
+                overlap.append(ident)
+                raise _Overlap(ident)
+
+        def flush() -> bool:
+            nonlocal committed, unit
+            done, unit = unit, []
+            changed.clear()  # nothing open any more: whatever reads now (a snapshot too) is not cut
+            if done:
+                try:
+                    self._record_batch(done)
+                except Exception as exc:  # noqa: BLE001 - the one-by-one path retries and reports it
+                    log.info("%s: batch of %d not saved (%r); one at a time", self.name, len(done), exc)
+                    return False
+            committed = len(outcomes)
+            return True
+
+        with self.processing_lock, recorder.reads_watched(note):
+            i = 0
+            while i < len(events):
+                event = events[i]
+                key = (event.source, event.sequence)
+                if key in seen:  # processed already, or earlier in this batch
+                    outcomes.append(False)
+                    i += 1
+                    continue
+                pe = _BatchProcessingEvent(Tracking(event.source, event.sequence))
+                moment, stamp = self.recorded_moments.get(event.id, (None, None))
+                overlap.clear()
+                try:
+                    with one_moment(self.clock, event.id, moment, stamp):
+                        self.policy(event, pe)
+                        made = {e.originator_id for e in pe.events}
+                        if overlap or made & changed:
+                            raise _Overlap(made & changed)
+                        self._stamp_and_check(pe)
+                except _Overlap:
+                    if not flush():
+                        return outcomes[:committed]
+                    continue  # the same event again, first of the next transaction
+                except Exception as exc:  # noqa: BLE001 - retried one by one, dead-lettered there
+                    log.info("%s: %s failed in a batch (%r); one at a time from it", self.name, event.name, exc)
+                    flush()
+                    return outcomes[:committed]
+                unit.append(pe)
+                changed.update(made)
+                seen.add(key)
+                outcomes.append(True)
+                i += 1
+            flush()
+        return outcomes[:committed]
+
+    def _record_batch(self, unit: list[ProcessingEvent]) -> None:
+        """The effects of several consumed events and their tracking records, one transaction;
+        then what `process_event` does after recording each (snapshots, followers)."""
+        events = [e for pe in unit for e in pe.events]
+        stored = [self.mapper.to_stored_event(e) for e in events]
+        ids = self.recorder.insert_events_tracked(stored, [pe.tracking for pe in unit])
+        recordings = [Recording(d, Notification(id=n, originator_id=s.originator_id,
+                                                originator_version=s.originator_version,
+                                                topic=s.topic, state=s.state))
+                      for d, s, n in zip(events, stored, ids or [], strict=False)]
+        cache = self.repository.cache
+        for pe in unit:
+            if cache and not self.repository.fastforward:
+                for aggregate_id, aggregate in pe.aggregates.items():
+                    cache.put(aggregate_id, aggregate)
+            self._take_snapshots(pe)
+        self.notify(events)
+        self._notify(recordings)

@@ -17,9 +17,10 @@ originator id and version, prev_hash, hash), so that a record names what stood a
 position even when the event itself is gone. On PostgreSQL the events table is locked for
 every insert (the library's EXCLUSIVE lock, which also orders notification ids by commit),
 so the chain's head is read and extended by one writer at a time; on SQLite the insert's
-write lock does the same. Both insert paths are chained: the library's (`save`,
-`process_event`) and the bulk one (`ServiceApplication.save_unit`: SQLite `executemany`,
-PostgreSQL `COPY`).
+write lock does the same. Every insert path is chained: the library's (`save`,
+`process_event`), the bulk one (`ServiceApplication.save_unit`: SQLite `executemany`,
+PostgreSQL `COPY`), and a batch of consumed events with their tracking records
+(`insert_events_tracked`, `ServiceApplication.process_batch`).
 
 Genesis: a store that holds events but no chain (written before the chain existed) is
 chained from its first event at the first start, in one transaction that holds the write
@@ -39,15 +40,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
 
@@ -130,6 +134,34 @@ class _Chained:
     @property
     def genesis_table_name(self) -> str:
         return f"{self.events_table_name}_genesis"  # type: ignore[attr-defined]
+
+    # --- reads by aggregate, watched ------------------------------------------------------------
+    @contextmanager
+    def reads_watched(self, note: Callable[[Any], None]) -> Iterator[None]:
+        """While this thread handles a batch of consumed events, `note(originator id)` sees
+        every read of an aggregate's events (the repository's and `exists`): a batch uses it to
+        find a handler reading what an earlier event of the same batch changed, not yet stored.
+        The reads meanwhile may share one connection (`_batch_reader`)."""
+        watch = self.__dict__.setdefault("_read_watch", threading.local())
+        watch.note = note
+        try:
+            with self._batch_reader() as reader:
+                watch.reader = reader
+                yield
+        finally:
+            watch.note = watch.reader = None
+
+    @contextmanager
+    def _batch_reader(self) -> Iterator[Any]:
+        yield None
+
+    def select_events(self, originator_id: Any, **kwargs: Any) -> Any:
+        watch = self.__dict__.get("_read_watch")
+        if watch is not None and getattr(watch, "note", None) is not None:
+            watch.note(originator_id)
+            if watch.reader is not None:
+                return self._select_with(watch.reader, originator_id, **kwargs)
+        return super().select_events(originator_id, **kwargs)  # type: ignore[misc]
 
     # --- writing ---------------------------------------------------------------------------
     def _append_chain(self, c: Any, rows: list[Row]) -> None:
@@ -233,6 +265,52 @@ class ChainedSQLiteRecorder(_Chained, SQLiteProcessRecorder):
             self._append_chain(c, [(n, e.originator_id, e.originator_version, e.topic, e.state)
                                    for n, e in zip(ids, stored_events)])
         return ids
+
+    @contextmanager
+    def _batch_reader(self) -> Iterator[Any]:
+        """One pooled connection for a batch's reads, each SELECT its own implicit transaction
+        (autocommit), so it sees every commit before it, the batch's own included: a pooled
+        transaction per read (BEGIN, ROLLBACK, the pool's locks) cost several times the read.
+        Not for an in-memory database, whose pool lets no writer in while a reader is out."""
+        if self.datastore.pool.is_sqlite_memory_mode:
+            yield None
+            return
+        with self.datastore.get_connection(commit=False) as conn:
+            yield conn._sqlite_conn
+
+    def _select_with(self, reader: Any, originator_id: Any, *, gt: int | None = None, lte: int | None = None,
+                     desc: bool = False, limit: int | None = None) -> list[StoredEvent]:
+        """The library's `select_events` (the same statement, built as it builds it) on `reader`."""
+        statement = self.select_events_statement
+        params: list[Any] = [originator_id.hex if isinstance(originator_id, uuid.UUID) else originator_id]
+        if gt is not None:
+            statement += "AND originator_version>? "
+            params.append(gt)
+        if lte is not None:
+            statement += "AND originator_version<=? "
+            params.append(lte)
+        statement += "ORDER BY originator_version " + ("DESC " if desc else "ASC ")
+        if limit is not None:
+            statement += "LIMIT ? "
+            params.append(limit)
+        try:
+            rows = reader.execute(statement, params).fetchall()
+        except sqlite3.Error as exc:
+            raise PersistenceError(exc) from exc
+        return [StoredEvent(originator_id=self.convert_originator_id(r["originator_id"]),
+                            originator_version=r["originator_version"], topic=r["topic"], state=r["state"])
+                for r in rows]
+
+    def insert_events_tracked(self, stored_events: Sequence[StoredEvent], trackings: Sequence[Tracking]) -> Any:
+        """The events (chained) and a tracking record for each consumed event in one transaction:
+        all or nothing, IntegrityError when an event's version or a tracking record exists."""
+        with self.datastore.transaction(commit=True) as c:
+            ids = self._insert_events(c, stored_events) if stored_events else []
+            self._check_has_multi_row_tracking_table(c)
+            c.executemany(self.insert_tracking_statement,
+                          [{"application_name": t.application_name, "notification_id": t.notification_id}
+                           for t in trackings])
+            return ids
 
     def chain_inserted(self, c: Any, rows: list[tuple[uuid.UUID, int, str, bytes]]) -> None:
         """Chain rows a caller has just inserted in this transaction with one executemany (the
@@ -352,6 +430,52 @@ class ChainedPostgresRecorder(_Chained, PostgresProcessRecorder):
             self._append_chain(curs, [(n, e.originator_id, e.originator_version, e.topic, e.state)
                                       for n, e in zip(ids, stored_events)])
         return ids
+
+    @contextmanager
+    def _batch_reader(self) -> Iterator[Any]:
+        """One pooled connection for a batch's reads: a checkout per read cost a round trip of
+        its own (the pool's check of the connection) besides the read's."""
+        with self.datastore.get_connection() as conn:
+            yield conn
+
+    def _select_with(self, reader: Any, originator_id: Any, *, gt: int | None = None, lte: int | None = None,
+                     desc: bool = False, limit: int | None = None) -> list[StoredEvent]:
+        """The library's `select_events` (the same statement, built as it builds it) on `reader`."""
+        from psycopg.sql import SQL
+
+        statement = self.select_events_statement
+        params: list[Any] = [originator_id]
+        if gt is not None:
+            params.append(gt)
+            statement += SQL(" AND originator_version > %s")
+        if lte is not None:
+            params.append(lte)
+            statement += SQL(" AND originator_version <= %s")
+        statement += SQL(" ORDER BY originator_version") + SQL(" DESC" if desc else " ASC")
+        if limit is not None:
+            params.append(limit)
+            statement += SQL(" LIMIT %s")
+        with reader.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return [StoredEvent(originator_id=r["originator_id"], originator_version=r["originator_version"],
+                                topic=r["topic"], state=bytes(r["state"])) for r in curs.fetchall()]
+
+    def insert_events_tracked(self, stored_events: Sequence[StoredEvent], trackings: Sequence[Tracking]) -> Any:
+        """The events (chained, the table locked as the library's insert locks it) and a tracking
+        record for each consumed event in one transaction: all or nothing, IntegrityError when an
+        event's version or a tracking record exists."""
+        from psycopg.sql import SQL, Identifier
+
+        tracking = SQL("INSERT INTO {0}.{1} SELECT * FROM unnest(%s::text[], %s::bigint[])").format(
+            Identifier(self.datastore.schema), Identifier(self.tracking_table_name))
+        with self.datastore.transaction(commit=True) as curs:
+            self._check_has_multi_row_tracking_table(curs)
+            curs.execute(tracking, ([t.application_name for t in trackings],
+                                    [t.notification_id for t in trackings]))
+            if not stored_events:
+                return []
+            self._insert_stored_events(curs, stored_events)  # locks the table, notifies its channel
+            return self._fetch_ids_after_insert_events(curs, stored_events)  # and chains them
 
     def copy_events(self, stored: Sequence[StoredEvent]) -> None:
         """Insert many events by COPY in one transaction, as the library's insert does it (the

@@ -13,6 +13,7 @@ from lifeline.stores.application import DuplicateRequest
 from lifeline.domain.aggregate import Meta
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
 from lifeline.http.problems import Problem
+from lifeline.iso20022 import XML_TEXT_PATTERN
 from lifeline.runtime.service import ServiceRuntime
 from lifeline.http.app import (
     COMMAND_ERRORS,
@@ -106,7 +107,7 @@ class BankAccountIn(BaseModel):
 
     channel: Literal[tuple(BANK_CHANNELS)]
     account_number: str = Field(pattern=r"^\d{12,30}$", description="sealed at once; shown masked")
-    account_name: str = Field(min_length=1, max_length=64)
+    account_name: str = Field(min_length=1, max_length=64, pattern=XML_TEXT_PATTERN)  # into pain.001
 
 
 class ApplicationIn(BaseModel):
@@ -402,19 +403,17 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         key = request.headers.get("Idempotency-Key")
 
         async def handle() -> tuple[int, dict]:
-            case_id = idempotent_id("C", principal.user_id, key)
             try:
-                case_id = await asyncio.to_thread(
-                    app.submit_application, body.model_dump(), Meta.of(principal), case_id
+                case_id, status = await asyncio.to_thread(
+                    app.register_application, body.model_dump(), Meta.of(principal),
+                    idempotent_id("C", principal.user_id, key),
                 )
-            except DuplicateRequest as dup:
-                case_id = str(dup)
             except RuleBroken as exc:  # the discovery report named (outreach.py)
                 raise O.rule_broken(exc) from None
             except DiscoveryNotAllowed as exc:
                 raise O.not_allowed(exc) from None
             runtime.saved()
-            held = (await asyncio.to_thread(app.get_case, case_id)).status == "suspected_duplicate"
+            held = status == "suspected_duplicate"
             return 201, {"case_id": case_id, "status": "suspected_duplicate" if held else "submitted"}
 
         return await runtime.idempotent(request, principal.user_id, handle)

@@ -12,7 +12,8 @@ from lifeline.domain.aggregate import Meta, new_id
 from lifeline.domain.clock import Clock
 from lifeline.domain.values import Application
 from lifeline.rules.policy import PolicyHolder, shipped_policy_book
-from lifeline.stores.application import ServiceApplication
+from lifeline.stores.groupcommit import GroupCommit
+from lifeline.stores.application import DuplicateRequest, ServiceApplication
 from lifeline.stores.sealing import Sealer
 from lifeline.stores.sidestore import SideTx
 from services.intake.consumers import HANDLERS
@@ -53,11 +54,28 @@ class IntakeApplication(outreach.Outreach, ServiceApplication):
         self.clock_days = dict(clock_days or {})
         # The county policies: the emergency-relief caps and post-approval period (relief.py).
         self.policies = policies or PolicyHolder(shipped_policy_book())
+        self.group_commit = GroupCommit(self)
+
+    def save(self, *aggregates: Any, **kwargs: Any) -> list[Any]:
+        """Saved in one transaction with the other requests' saves of the moment (groupcommit.py)."""
+        return self.group_commit.save(*aggregates)
 
     # --- commands --------------------------------------------------------
     def submit_application(self, form: dict[str, Any], meta: Meta, case_id: str | None = None) -> str:
         """Register an application as the clerk took it (the API's validated body). Made from a
         discovery report (`discovery_report_id`), it takes the case id the report reserved."""
+        return self._register(form, meta, case_id)[0]
+
+    def register_application(self, form: dict[str, Any], meta: Meta,
+                             case_id: str | None = None) -> tuple[str, str]:
+        """`submit_application`, answering (case id, status: submitted | suspected_duplicate); a
+        repeated request (DuplicateRequest) answers the case's status as stored."""
+        try:
+            return self._register(form, meta, case_id)
+        except DuplicateRequest as dup:
+            return str(dup), self.get_case(str(dup)).status
+
+    def _register(self, form: dict[str, Any], meta: Meta, case_id: str | None) -> tuple[str, str]:
         form, report = self.discovery_report_for(form)  # outreach.py
         case_id = report.case_id if report is not None else case_id or new_id("C")
         account = form["bank_account"]
@@ -73,11 +91,13 @@ class IntakeApplication(outreach.Outreach, ServiceApplication):
         # With its people's index entries, in one transaction; held when one is a suspected
         # duplicate (persons.py).
         if report is None:
-            persons.register_case(self, lambda: Case.register(application, meta), meta)
+            case = persons.register_case(self, lambda: Case.register(application, meta), meta)
         else:  # once per report, the report applied right after (outreach.py)
-            self.register_from_report(report, lambda: persons.register_case(
-                self, lambda: Case.register(application, meta), meta), meta)
-        return case_id
+            registered: list[Case] = []
+            self.register_from_report(report, lambda: registered.append(persons.register_case(
+                self, lambda: Case.register(application, meta), meta)), meta)
+            case = registered[0]
+        return case_id, case.status
 
     def decide_acceptance(
         self, case_id: str, decision: str, reason: str, missing_materials: list[str] | None, meta: Meta,

@@ -337,6 +337,26 @@ class NoticeDeliveries:
             return
         pe.collect_events(Contact.record(case_id, contact["phone_masked"], contact["phone_sealed"],
                                          self.clock.now().isoformat(), meta))
+        # A notice caused on another topic can overtake the number (PublicNoticePosted or
+        # BenefitRefused on verification's, consumed before this ApplicationSubmitted on
+        # intake's after a restart): it was scheduled without an SMS, which goes now.
+        for notice in self._notices_without_sms(case_id):
+            pe.collect_events(Delivery.schedule(notice, "sms", contact["phone_masked"], meta))
+
+    def _notices_without_sms(self, case_id: str) -> list["Notice"]:
+        """The case's notices of the kinds issued once per case that have no SMS delivery."""
+        from services.notify.domain import Notice
+
+        kinds = {Notice.identity(case_id, kind): kind for kind in ("acceptance", "non_acceptance", "refusal",
+                                                                    "public_notice")}
+        found = []
+        # Almost always none yet (the number comes with the application): one query to know.
+        present = self.existing(list(kinds))
+        for ident in (i for i in kinds if i in present):  # in the kinds' order
+            notice = self.load(ident, LookupError(case_id))
+            if not self.exists(Delivery.identity(notice.notice_id, "sms")):
+                found.append(notice)
+        return found
 
     def contact_of(self, case_id: str) -> Contact | None:
         try:

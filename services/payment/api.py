@@ -16,7 +16,7 @@ from lifeline.http.app import (
     COMMAND_ERRORS, CREATE_ERRORS, LIST_ERRORS, READ_ERRORS, add_case_items_route, found_in_region,
 )
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
-from lifeline.iso20022 import Iso20022Error
+from lifeline.iso20022 import XML_TEXT_PATTERN, Iso20022Error
 from lifeline.http.problems import Problem
 from lifeline.rules.vocabulary import (
     ASSISTANCE_TYPES, BANK_CHANNELS, BENEFIT_KINDS, FUND_SOURCES, PAYMENT_FUND_SOURCES, PAYMENT_RUN_STATUSES,
@@ -73,7 +73,7 @@ class BankAccountIn(BaseModel):
          "reason": "原账户已销户（银行退回 AC04），户主提供新账户"}]})
     channel: Literal[tuple(BANK_CHANNELS)]
     account_number: str = Field(pattern=r"^\d{12,30}$", description="sealed at once; shown masked")
-    account_name: str = Field(min_length=1, max_length=64)
+    account_name: str = Field(min_length=1, max_length=64, pattern=XML_TEXT_PATTERN)  # it goes into pain.001
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -84,7 +84,7 @@ class AccountIn(BaseModel):
         {"channel": "RCC", "account_number": "6228480012345670003", "account_name": "王建国"}]})
     channel: Literal[tuple(BANK_CHANNELS)]
     account_number: str = Field(pattern=r"^\d{12,30}$", description="sealed at once; shown masked")
-    account_name: str = Field(min_length=1, max_length=64)
+    account_name: str = Field(min_length=1, max_length=64, pattern=XML_TEXT_PATTERN)  # it goes into pain.001
 
 
 class AccountCorrectedOut(BaseModel):

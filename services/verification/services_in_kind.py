@@ -39,6 +39,7 @@ from lifeline.http.app import (
 )
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
 from lifeline.http.problems import Problem
+from lifeline.iso20022 import XML_TEXT_PATTERN
 from lifeline.rules.periods import add_periods, business_date, parse_period, period_start
 from lifeline.rules.policy import ServiceLimits
 from lifeline.rules.regions import InvalidRegionCode, region_contains, validate_division_in_force
@@ -622,7 +623,8 @@ class ProviderAccountIn(BaseModel):
     model_config = strict(ACCOUNT_EXAMPLE)
     channel: Literal[tuple(BANK_CHANNELS)]
     account_number: str = Field(pattern=r"^\d{12,30}$", description="sealed at once; shown masked")
-    account_name: str = Field(min_length=1, max_length=64, description="the account holder: the provider")
+    account_name: str = Field(min_length=1, max_length=64, pattern=XML_TEXT_PATTERN,
+                              description="the account holder: the provider")
 
 
 class ProviderPriceIn(BaseModel):

@@ -59,6 +59,9 @@ CASES = {
         p, REGION, bank_account={"channel": "RCC", "account_number": "62284800ABC", "account_name": "王"}),
     "single person who is not a member": lambda p: household(
         p, REGION, single_person_member_id=_bad_id(p[0])),
+    # Found by bench/fuzz.py: accepted, the name would have stopped its county's pain.001 file.
+    "bank account name with a control character": lambda p: household(
+        p, REGION, bank_account={"channel": "RCC", "account_number": "6228480012345670001", "account_name": "王\x01"}),
 }
 
 
@@ -296,3 +299,31 @@ def _submitted_by(lifeline, people: list[str]) -> str:
         r = c.post("/v1/applications", json=household(people, REGION))
     assert r.status_code == 201, r.text
     return r.json()["case_id"]
+
+
+# Found by bench/fuzz.py: payment took an advance from the reserve fund (201) whose account name
+# (a control character, U+FFFF) no pain.001 file can hold; the file was never written and GET
+# .../pain001 answered 500. Every account bound for a bank file is refused at the door now.
+ACCOUNT = {"channel": "RCC", "account_number": "6228480012345670003"}
+BANK_FILE_NAMES = {
+    "payment advance": ("payment", "POST", "/v1/reserve-funds/370502101/advances", "county_officer", lambda name: {
+        "case_id": "C-0123456789ABCDEF0123", "amount_fen": 100, "reason": "先行救助",
+        "bank_account": {**ACCOUNT, "account_name": name}}),
+    "payment account correction": ("payment", "PUT", "/v1/entitlements/E-NONE/bank-account", "caseworker",
+                                   lambda name: {**ACCOUNT, "account_name": name, "reason": "新账户"}),
+    "provider registration": ("verification", "POST", "/v1/providers", "county_officer", lambda name: {
+        "name": "东营区心晴社会工作服务中心", "credit_code": "91370502MA3C8Y4L28", "service_kinds": ["visit"],
+        "regions": ["370502"], "prices": [{"kind": "visit", "unit": "visit", "unit_price_fen": 5000}],
+        "contract_from": "2026-01-01", "contract_to": "2027-12-31", "bank_account": {**ACCOUNT, "account_name": name}}),
+}
+
+
+@pytest.mark.parametrize("name", ["王\x01建国", "王建国\uffff"])
+@pytest.mark.parametrize("route", BANK_FILE_NAMES)
+def test_an_account_name_no_bank_file_can_hold_is_refused_and_changes_nothing(lifeline, route, name):
+    service, method, path, role, body = BANK_FILE_NAMES[route]
+    before = lifeline.log_size(service)
+    with lifeline.client(service, role, "370502") as c:
+        r = c.request(method, path, json=body(name))
+    assert _problem(r, 422)["errors"][0]["pointer"].endswith("account_name"), r.text
+    assert lifeline.log_size(service) == before

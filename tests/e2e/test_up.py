@@ -143,8 +143,26 @@ def test_up_serves_everything_and_keeps_data_across_a_restart():
         assert len(notices["items"]) == 1
         metrics = httpx.get(url["notify"] + "/metrics").text
         assert 'outcome="duplicate"' in metrics
+
+        # A process killed -9 is started again by `lifeline up` (a supervisor), the rest go on.
+        verification = _child(proc.pid, "serve verification")
+        os.kill(verification, signal.SIGKILL)
+        wait_for(lambda: _child(proc.pid, "serve verification") not in (None, verification)
+                 and httpx.get(url["verification"] + "/readyz").status_code == 200, timeout=90,
+                 what="verification started again")
+        third = _apply_and_accept(url, auth)
+        wait_for(lambda: httpx.get(url["notify"] + "/v1/notices", params={"case_id": third},
+                                   headers=auth).json()["items"], what="notice after the kill")
+        assert proc.poll() is None
+        assert "verification exited with -9; starting it again" in (root / "up-2.log").read_text()
     finally:
         _stop(proc)
+
+
+def _child(parent: int, command: str) -> int | None:
+    out = subprocess.run(["pgrep", "-P", str(parent), "-f", command], capture_output=True, text=True)
+    pids = out.stdout.split()
+    return int(pids[0]) if pids else None
 
 
 def httpx_alive(base: str) -> bool:

@@ -132,6 +132,15 @@ def test_401_expired(client):
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
 
 
+def test_a_token_verified_once_is_refused_once_it_expires(client):
+    # Verified tokens are remembered (lifeline/http/auth.py), each only until its own expiry.
+    headers = bearer(now=int(time.time()) - 58, ttl_seconds=60)
+    assert client.get(f"/cases/{TOWNSHIP}", headers=headers).status_code == 200
+    time.sleep(2.5)
+    body = assert_problem(client.get(f"/cases/{TOWNSHIP}", headers=headers), 401)
+    assert "expired" in body["detail"]
+
+
 @pytest.mark.parametrize(
     "header",
     [

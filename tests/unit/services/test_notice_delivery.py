@@ -168,6 +168,28 @@ def test_without_a_mobile_number_a_notice_goes_by_letter_and_in_app(notify, gate
     assert messages(gateway)["count"] == 0
 
 
+def test_a_notice_that_overtook_the_mobile_number_still_goes_by_sms_once(notify, gateway):
+    """The public notice (verification's topic) consumed before the application (intake's), as
+    after a restart (bench/chaos.py found it): issued without a number known, its SMS is
+    scheduled when the number arrives, once however often the application comes."""
+    from tests.unit.services.test_notify_board import posted_data, posted_event
+
+    case_id = new_case_id()
+    assert notify.app.process_cloud_event(posted_event(posted_data(case_id)))
+    (doc,) = notify.notices(case_id)
+    assert set(doc["deliveries"]) == {"letter", "in_app"}
+    data = submitted_data(case_id, [pid(11), pid(12, female=True)])
+    data["contact"] = dataclasses.asdict(SEALER.contact(PHONE))
+    submitted = cloud("ApplicationSubmitted", data, subject=case_id, source="lifeline/intake")
+    assert notify.app.process_cloud_event(submitted)
+    assert not notify.app.process_cloud_event(submitted)
+    (doc,) = notify.notices(case_id)
+    assert set(doc["deliveries"]) == {"letter", "in_app", "sms"}
+    assert notify.deliver() == {"in_app": 1, "delivered": 1}
+    (sent,) = messages(gateway)["items"]
+    assert sent["idempotency_key"] == f"{doc['notice_id']}:sms" and "审核确认公示单" in sent["text"]
+
+
 def test_the_mobile_number_is_kept_sealed_and_never_projected(notify):
     case_id = notify.apply_for()
     (contact,) = stored(notify.app, Contact.Recorded)

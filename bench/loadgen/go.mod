@@ -1,0 +1,3 @@
+module lifeline/bench/loadgen
+
+go 1.22
