@@ -5,6 +5,7 @@ readiness, the load generator's build, a process's CPU time."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +38,17 @@ def stack_env(data_dir: Path, secret: str, namespace: str = "") -> dict[str, str
            "LIFELINE_LOG_LEVEL": "WARNING"}
     env.update({f"LIFELINE_{name.upper()}_PORT": str(free_port()) for name in PORTS})
     return env
+
+
+def stop_group(proc: subprocess.Popen | None, timeout: float = 60) -> None:
+    """SIGTERM a process started with start_new_session (`lifeline up` and all it runs), then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:

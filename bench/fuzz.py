@@ -62,7 +62,6 @@ import hashlib
 import itertools
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -79,6 +78,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import _common as C  # noqa: E402
+from _stack import stack_env, stop_group, wait_http  # noqa: E402
 
 import httpx  # noqa: E402
 import requests  # noqa: E402
@@ -90,12 +90,10 @@ try:
 except ImportError:  # pragma: no cover - the bench extra is optional
     sys.exit("bench/fuzz.py needs schemathesis: .venv/bin/pip install -e '.[bench]'")
 
-from lifeline.dev.embedded import free_port  # noqa: E402
 from lifeline.http.auth import Role, mint_token  # noqa: E402
 from lifeline.settings import SERVICES  # noqa: E402
 from services.charity.webhooks import DELIVERY_DOC  # noqa: E402
 
-PORTS = [*SERVICES, "simulator", "bank", "federation", "sms"]
 # The simulators' own state, not Lifeline's stores.
 NOT_STORES = {"logs", "keys", "bank-simulator", "sms", "federation", "simulator", "redis"}
 WEBHOOK_SINK = "127.0.0.1:9"  # the discard port: nothing listens, delivery fails at once, locally
@@ -103,29 +101,13 @@ WEBHOOK_SINK = "127.0.0.1:9"  # the discard port: nothing listens, delivery fail
 
 # --- the stack ---------------------------------------------------------------------------------
 
-def stack_env(data_dir: Path, secret: str) -> dict[str, str]:
-    env = {**os.environ, "LIFELINE_DATA_DIR": str(data_dir), "LIFELINE_JWT_SECRET": secret,
-           "LIFELINE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-           "LIFELINE_REDIS_URL": f"redis://:{secret}@127.0.0.1:{free_port()}/0",
-           "LIFELINE_LOG_LEVEL": "WARNING", "LIFELINE_LOG_SEAL_SECONDS": "3600",
+def fuzz_env(data_dir: Path, secret: str) -> dict[str, str]:
+    """`lifeline up`'s environment (bench/_stack.py), with the development default (API docs on) and
+    the public board's limits out of the fuzzer's way."""
+    env = {**stack_env(data_dir, secret), "LIFELINE_LOG_SEAL_SECONDS": "3600",
            "LIFELINE_OBJECTIONS_PER_HOUR": "1000000", "LIFELINE_BOARD_READS_PER_MINUTE": "1000000"}
-    env.pop("LIFELINE_ENVIRONMENT", None)  # the development default: API docs on
-    env.update({f"LIFELINE_{name.upper()}_PORT": str(free_port()) for name in PORTS})
+    env.pop("LIFELINE_ENVIRONMENT", None)
     return env
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"`lifeline up` exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(url)
 
 
 # --- the stores ----------------------------------------------------------------------------------
@@ -499,7 +481,7 @@ def main() -> int:
     print(f"load average {os.getloadavg()[0]:.2f} (shared machine); schemathesis {schemathesis.__version__}")
     root = Path(tempfile.mkdtemp(prefix="lifeline-fuzz-"))
     secret = "fuzz-" + os.urandom(16).hex()  # ≥ 32 bytes for HS256
-    env = stack_env(root / "data", secret)
+    env = fuzz_env(root / "data", secret)
     up = subprocess.Popen([sys.executable, "-m", "lifeline.cli", "up"], env=env, cwd=REPO,
                           stdout=(root / "up.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     stores = None
@@ -581,12 +563,7 @@ def main() -> int:
     finally:
         if stores is not None:
             stores.close()
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGTERM)
-            try:
-                up.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(up.pid, signal.SIGKILL)
+        stop_group(up)
         if args.keep:
             print("kept", root)
         else:

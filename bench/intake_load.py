@@ -52,7 +52,7 @@ from lifeline.dev.embedded import free_port  # noqa: E402
 from lifeline.http.auth import mint_token  # noqa: E402
 from lifeline.settings import SERVICES  # noqa: E402
 
-from _stack import build_loadgen, cpu_seconds, stack_env, wait_http  # noqa: E402
+from _stack import build_loadgen, cpu_seconds, stack_env, stop_group, wait_http  # noqa: E402
 
 TOWNSHIP = "370502101"
 
@@ -305,13 +305,7 @@ def main() -> int:
         return 0 if lost == 0 and doubled == 0 and pub_once == len(accepted) else 1
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc)
         if args.keep:
             print("kept", root)
         else:

@@ -715,6 +715,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     # The children read the same environment, with the data dir made absolute and
     # the relays told to publish again (the memory-only broker starts empty).
     env = {**os.environ, "LIFELINE_DATA_DIR": str(settings.data_dir), "LIFELINE_REPUBLISH_ON_START": "true"}
+    # Tansu looks for new records only when half a fetch's wait has passed: short waits, or every
+    # hop between services takes ~150 ms (docs/BENCHMARKS.md, the cross-service hop).
+    env.setdefault("LIFELINE_KAFKA_FETCH_MAX_WAIT_MS", str(EMBEDDED_FETCH_MAX_WAIT_MS))
     procs: dict[str, subprocess.Popen] = {}
 
     def spawn(name: str, again: bool = False) -> None:
@@ -781,6 +784,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+EMBEDDED_FETCH_MAX_WAIT_MS = 20
 # `lifeline up` gives up on a process that exits this many times within the window.
 RESTARTS_IN_WINDOW = 5
 RESTART_WINDOW_SECONDS = 60

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
                           "(development only)")
     # Real Kafka refuses less than its group.min.session.timeout.ms (6 s).
     kafka_session_timeout_ms: int = Field(10000, ge=1, description="consumer-group session timeout")
+    kafka_fetch_max_wait_ms: int = Field(
+        500, ge=1, description="how long a consumer's fetch waits for records; `lifeline up` sets 20, as the "
+                               "embedded broker answers a waiting fetch only when the wait ends")
     partitions: int = Field(3, ge=1, description="partitions of topics Lifeline creates")
     # Prefix for topic names, consumer groups and Redis keys, so several
     # isolated Lifelines (e.g. tests) can share one broker and one Redis.

@@ -97,6 +97,7 @@ class EventConsumer:
             auto_offset_reset="earliest",
             max_poll_records=FETCH_RECORDS,
             session_timeout_ms=self.bus.settings.kafka_session_timeout_ms,
+            fetch_max_wait_ms=self.bus.settings.kafka_fetch_max_wait_ms,
             heartbeat_interval_ms=max(self.bus.settings.kafka_session_timeout_ms // 4, 250),
             metadata_max_age_ms=5000,
         )

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
 
 import lifeline.stores.application as application_module
 from lifeline.contracts import registry
@@ -24,13 +23,14 @@ from lifeline.contracts import topics as T
 from lifeline.contracts.signing import KeyDirectory, Verifier, services_publishing
 from lifeline.domain.clock import FixedClock
 from lifeline.messaging.consumer import EventConsumer
-from lifeline.messaging.kafka import Bus, kafka_client_options
+from lifeline.messaging.kafka import Bus
 from lifeline.rules.periods import SHANGHAI
 from lifeline.settings import Settings
 from lifeline.stores import chain
 from lifeline.stores.eventstore import event_store_env
 from services.notify.application import NotifyApplication
 from services.notify.consumers import HANDLERS
+from tests.integration.test_consumer_triage import dead_letter_reasons
 from tests.unit.contract_examples import example
 
 pytestmark = pytest.mark.integration
@@ -149,24 +149,6 @@ def tracked(app: NotifyApplication) -> set[tuple[str, int]]:
             c.execute("SELECT application_name, notification_id FROM tracking")
             rows = [(r[0], r[1]) for r in c.fetchall()]
     return {row for row in rows if not row[0].startswith("__")}  # not the library's migration row
-
-
-async def dead_letter_reasons(consumer: EventConsumer, n: int) -> list[str]:
-    """The reasons of the first `n` messages on the consumer's dead-letter topic, in order."""
-    topic = consumer.bus.topic(T.dlq_topic(T.TOPICS["intake"], consumer.group))
-    reader = AIOKafkaConsumer(topic, **kafka_client_options(consumer.bus.settings), group_id=None,
-                              auto_offset_reset="earliest", enable_auto_commit=False)
-    await reader.start()
-    reasons: list[str] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while len(reasons) < n and loop.time() < deadline:
-            for records in (await reader.getmany(timeout_ms=500)).values():
-                reasons += [dict(r.headers)["dlq.reason"].decode() for r in records]
-    finally:
-        await reader.stop()
-    return reasons
 
 
 def identity(value: bytes) -> tuple[str, int]:

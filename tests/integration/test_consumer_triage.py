@@ -64,8 +64,8 @@ def changed(raw: bytes, **data) -> bytes:
 
 
 async def dead_letter_reasons(consumer, n: int) -> list[str]:
-    """The reasons of the first `n` messages on the dead-letter topic, in order."""
-    topic = consumer.bus.topic(T.dlq_topic(T.TOPICS["intake"], "verification"))
+    """The reasons of the first `n` messages on the consumer's dead-letter topic of intake's topic, in order."""
+    topic = consumer.bus.topic(T.dlq_topic(T.TOPICS["intake"], consumer.group))
     reader = AIOKafkaConsumer(topic, **kafka_client_options(consumer.bus.settings), group_id=None,
                               auto_offset_reset="earliest", enable_auto_commit=False)
     await reader.start()
