@@ -502,7 +502,7 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="hop-latency-"))
     binary = build_loadgen(root)
-    secret = "bench-" + os.urandom(8).hex()
+    secret = "bench-" + os.urandom(16).hex()
     env = stack_env(root / "data", secret)
     settings = Settings.from_env(env)
     up = None

@@ -186,7 +186,7 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="intake-load-"))
     binary = build_loadgen(root)
-    secret = "bench-" + os.urandom(8).hex()
+    secret = "bench-" + os.urandom(16).hex()
     env = stack_env(root / "data", secret)
     logs = root / "up.log"
     procs: list[subprocess.Popen] = []
