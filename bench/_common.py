@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -131,10 +132,45 @@ def infrastructure(args: argparse.Namespace, label: str) -> Iterator[Infra]:
         for thing in reversed(started):
             with contextlib.suppress(Exception):
                 thing.stop()
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        keep_or_remove(root, args.keep)
+
+
+def keep_or_remove(root: Path, keep: bool) -> None:
+    """A benchmark's work directory at its end: kept (and named) or removed."""
+    if keep:
+        print(f"kept {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def payment_store(root: Path, database: str) -> tuple[Settings, Any, Any, Any, Any]:
+    """Payment's event store and read models as its service opens them, under `root`, on the test
+    clock: (settings, application, side store, projection, the RealPostgres or None). On
+    PostgreSQL the caller stops the server at its end."""
+    from services.payment.bootstrap import SPEC
+    from lifeline.stores.projection import Projection
+    from lifeline.stores.sidestore import SideStore
+
+    env = {"LIFELINE_DATA_DIR": str(root / "data"), "LIFELINE_REDIS_URL": "redis://127.0.0.1:1/0",
+           "LIFELINE_TEST_CLOCK": "1"}
+    pg = None
+    if database == "postgres":
+        from lifeline.dev.realinfra import RealPostgres
+
+        pg = RealPostgres(root / "postgres")
+        pg.start()
+        env["LIFELINE_DATABASE_URL"] = pg.url
+    try:
+        settings = Settings.from_env(env)
+        app = SPEC.application(settings)
+        side = SideStore(settings, "payment")
+        projection = Projection(app, side, SPEC.project, SPEC.views_version)
+        projection.ensure_version()
+    except BaseException:
+        if pg is not None:
+            pg.stop()
+        raise
+    return settings, app, side, projection, pg
 
 
 def new_tag(prefix: str) -> str:

@@ -8,16 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
-
-from lifeline.dev.embedded import free_port  # noqa: E402
+from lifeline.dev.embedded import free_port, wait_ready  # noqa: E402
 from lifeline.settings import SERVICES  # noqa: E402
 
 LOADGEN = REPO / "bench" / "loadgen"
@@ -52,17 +49,7 @@ def stop_group(proc: subprocess.Popen | None, timeout: float = 60) -> None:
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(url)
+    wait_ready(url, proc, f"the process serving {url}", timeout)
 
 
 def cpu_seconds(pid: int) -> float:

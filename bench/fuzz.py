@@ -61,7 +61,6 @@ import collections
 import hashlib
 import itertools
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -564,10 +563,7 @@ def main() -> int:
         if stores is not None:
             stores.close()
         stop_group(up)
-        if args.keep:
-            print("kept", root)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        C.keep_or_remove(root, args.keep)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -612,10 +611,7 @@ def main() -> int:
         if reader is not None:
             reader.stop()
         stop_group(up)
-        if args.keep:
-            print("kept", root)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        C.keep_or_remove(root, args.keep)
 
 
 if __name__ == "__main__":

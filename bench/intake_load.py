@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -306,10 +305,7 @@ def main() -> int:
     finally:
         for proc in procs:
             stop_group(proc)
-        if args.keep:
-            print("kept", root)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        C.keep_or_remove(root, args.keep)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -43,11 +42,9 @@ import _common as C  # noqa: E402
 from lifeline.domain.aggregate import Meta  # noqa: E402
 from lifeline.domain.values import Benefit  # noqa: E402
 from lifeline.rules.vocabulary import BANK_CHANNELS  # noqa: E402
-from lifeline.settings import Settings  # noqa: E402
 from lifeline.stores.projection import Projection  # noqa: E402
 from lifeline.stores.sealing import sealer_for  # noqa: E402
 from lifeline.stores.sidestore import SideStore  # noqa: E402
-from services.payment.bootstrap import SPEC  # noqa: E402
 from services.payment.domain import Entitlement, Payment  # noqa: E402
 from services.payment.files import FileWriter  # noqa: E402
 from services.payment.runs import RunEngine  # noqa: E402
@@ -120,20 +117,8 @@ def main() -> None:
     root.chmod(0o711)
     pg = None
     try:
-        env = {"LIFELINE_DATA_DIR": str(root / "data"), "LIFELINE_REDIS_URL": "redis://127.0.0.1:1/0",
-               "LIFELINE_TEST_CLOCK": "1"}
-        if args.database == "postgres":
-            from lifeline.dev.realinfra import RealPostgres
-
-            pg = RealPostgres(root / "postgres")
-            pg.start()
-            env["LIFELINE_DATABASE_URL"] = pg.url
-        settings = Settings.from_env(env)
         print(C.machine_line())
-        app = SPEC.application(settings)
-        side = SideStore(settings, "payment")
-        projection = Projection(app, side, SPEC.project, SPEC.views_version)
-        projection.ensure_version()
+        settings, app, side, projection, pg = C.payment_store(root, args.database)
         sealer = sealer_for(settings)
         print(f"setup: seeding {n:,} entitlements ({args.database}) ...", flush=True)
         seeded = seed(app, side, projection, sealer, n)
@@ -176,10 +161,7 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.stop()
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        C.keep_or_remove(root, args.keep)
 
 
 if __name__ == "__main__":

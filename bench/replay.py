@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -159,20 +158,8 @@ def main() -> None:
     root.chmod(0o711)
     pg = None
     try:
-        env = {"LIFELINE_DATA_DIR": str(root / "data"), "LIFELINE_REDIS_URL": "redis://127.0.0.1:1/0",
-               "LIFELINE_TEST_CLOCK": "1"}
-        if args.database == "postgres":
-            from lifeline.dev.realinfra import RealPostgres
-
-            pg = RealPostgres(root / "postgres")
-            pg.start()
-            env["LIFELINE_DATABASE_URL"] = pg.url
-        settings = Settings.from_env(env)
         print(C.machine_line())
-        app = SPEC.application(settings)
-        live = SideStore(settings, "payment")
-        projection = Projection(app, live, SPEC.project, SPEC.views_version)
-        projection.ensure_version()
+        settings, app, live, projection, pg = C.payment_store(root, args.database)
         entitlements = args.entitlements or max(1, args.events // 10)
         runs = max(1, round((args.events - entitlements) / entitlements))
         if app.recorder.max_notification_id():
@@ -223,10 +210,7 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.stop()
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        C.keep_or_remove(root, args.keep)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import httpx
 from lifeline.cli import COMMANDS, SIMULATORS
 from lifeline.contracts.envelope import CloudEvent
 from lifeline.contracts.signing import KeyDirectory
+from lifeline.dev.embedded import wait_ready
 from lifeline.http.auth import mint_token
 from tests import logscan
 
@@ -118,18 +119,7 @@ class Lifeline:
         return env
 
     def wait_ready(self, name: str, timeout: float = 60, path: str = "/readyz") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-            try:
-                if httpx.get(self.url(name) + path, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{name} not ready after {timeout}s:\n{self.log_tail(name)}")
+        wait_ready(self.url(name) + path, self.procs[name], name, timeout, lambda: self.log_tail(name))
 
     def kill(self, name: str) -> None:
         """kill -9: no shutdown hooks, no flush, no offset commit."""

@@ -137,20 +137,9 @@ class Stack:
             log.close()
 
     def wait_ready(self, name: str, timeout: float = 120) -> None:
-        import httpx
+        from lifeline.dev.embedded import wait_ready
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-            try:
-                if httpx.get(self.url(name) + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{name} not ready after {timeout:g} s:\n{self.log_tail(name)}")
+        wait_ready(self.url(name) + "/readyz", self.procs[name], name, timeout, lambda: self.log_tail(name))
 
     def pid(self, name: str) -> int | None:
         if name == "broker":

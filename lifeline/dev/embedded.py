@@ -7,7 +7,9 @@ Ctrl-C aimed at the parent's terminal does not kill them mid-shutdown and
 stop() can kill the whole group.
 
 The process helpers here (ManagedProcess, free_port, wait_for_port,
-kafka_metadata_ok, redis_ping) are shared with realinfra.py.
+kafka_metadata_ok, redis_ping) are shared with realinfra.py; wait_ready with
+everything that starts Lifeline's own processes (the chaos stack, the tests'
+harness, the benchmarks).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "kafka_metadata_ok",
     "redis_ping",
     "wait_for_port",
+    "wait_ready",
 ]
 
 
@@ -92,6 +95,25 @@ def wait_for_port(host: str, port: int, deadline: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def wait_ready(url: str, proc: subprocess.Popen, name: str, timeout: float,
+               detail: Callable[[], str] = lambda: "", interval: float = 0.2) -> None:
+    """Until GET `url` answers 200. RuntimeError when `proc` exits first, TimeoutError after
+    `timeout` seconds; both name `name` and add `detail()` (e.g. the tail of its log)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{detail()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"{name} not ready after {timeout:g} s:\n{detail()}")
 
 
 def _run_coro_in_thread(coro_factory, timeout: float):

@@ -54,26 +54,11 @@ def has_exact_tracking(recorder: Any, application_name: str, notification_id: in
     events of one source arrive over several partitions, so a later position
     can be processed before an earlier one.
     """
-    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
-        from psycopg.sql import SQL, Identifier
-
-        query = SQL("SELECT 1 FROM {0}.{1} WHERE application_name = %s AND notification_id = %s").format(
-            Identifier(recorder.datastore.schema), Identifier(recorder.tracking_table_name)
-        )
-        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(query, (application_name, notification_id))
-            return curs.fetchone() is not None
-    with recorder.datastore.transaction(commit=False) as curs:
-        curs.execute(
-            "SELECT 1 FROM tracking WHERE application_name = ? AND notification_id = ?",
-            (application_name, notification_id),
-        )
-        return curs.fetchone() is not None
+    return (application_name, notification_id) in tracked_among(recorder, [(application_name, notification_id)])
 
 
 def tracked_among(recorder: Any, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-    """Which of these (source, position) were processed: `has_exact_tracking` for a whole
-    batch, in one query."""
+    """Which of these (source, position) were processed, in one query (a fetched batch's)."""
     keys = list(dict.fromkeys(keys))
     if not keys:
         return set()

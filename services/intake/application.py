@@ -90,13 +90,11 @@ class IntakeApplication(outreach.Outreach, ServiceApplication):
         })
         # With its people's index entries, in one transaction; held when one is a suspected
         # duplicate (persons.py).
-        if report is None:
-            case = persons.register_case(self, lambda: Case.register(application, meta), meta)
-        else:  # once per report, the report applied right after (outreach.py)
-            registered: list[Case] = []
-            self.register_from_report(report, lambda: registered.append(persons.register_case(
-                self, lambda: Case.register(application, meta), meta)), meta)
-            case = registered[0]
+        def register() -> Case:
+            return persons.register_case(self, lambda: Case.register(application, meta), meta)
+
+        # Once per report, the report applied right after (outreach.py).
+        case = register() if report is None else self.register_from_report(report, register, meta)
         return case_id, case.status
 
     def decide_acceptance(

@@ -108,16 +108,18 @@ class Outreach:
         return form, report
 
     def register_from_report(self: IntakeApplication, report: DiscoveryReport, register: Callable[[], Any],
-                             meta: Meta) -> None:
-        """Register the application on the report's case, then mark the report applied. Another
-        application that registered the case first (a race) makes this one 409 too."""
+                             meta: Meta) -> Any:
+        """Register the application on the report's case, then mark the report applied; what
+        `register` answered. Another application that registered the case first (a race) makes
+        this one 409 too."""
         try:
-            register()
+            registered = register()
         except DuplicateRequest:
             self.note_applied(report, report.case_id, meta)
             raise DiscoveryNotAllowed("discovery_applied_once", "an application was made from this report "
                                       f"already: case {report.case_id}", "applied", report.case_id) from None
         self.note_applied(report, report.case_id, meta)
+        return registered
 
     def note_applied(self: IntakeApplication, report: DiscoveryReport, case_id: str, meta: Meta) -> None:
         """The application is registered on the report's case: the report is applied and its
