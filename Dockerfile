@@ -1,5 +1,5 @@
 # One image for every Lifeline process; the command picks the role:
-#   docker run IMAGE serve intake | serve payment | ... | simulator
+#   docker run IMAGE serve intake | serve payment | ... | simulator | console
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -42,6 +42,6 @@ ENV LIFELINE_DATA_DIR=/app/var \
     LIFELINE_CALENDAR_DIR=/app/config/calendar \
     LIFELINE_REGIONS_DIR=/app/config/regions
 
-EXPOSE 8001 8002 8003 8004 8005 8009
+EXPOSE 8000 8001 8002 8003 8004 8005 8009
 ENTRYPOINT ["lifeline"]
 CMD ["--help"]

@@ -6,6 +6,7 @@
   lifeline bank-simulator          run the bank simulator (ISO 20022 files)
   lifeline federation-simulator    run the charity-federation simulator (signed webhooks, the feed)
   lifeline sms-simulator           run the SMS gateway simulator (notices by SMS)
+  lifeline console                 run the operator console (port 8000; `up` starts it too)
   lifeline token --role R --region CODE
   lifeline replay SERVICE [--from-kafka]
                                    rebuild read models into a fresh store and compare (from the
@@ -89,7 +90,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 SIMULATORS = {"simulator": "lifeline.simulators.partners", "bank": "lifeline.simulators.bank",
               "sms": "lifeline.simulators.sms", "federation": "lifeline.simulators.federation"}
 COMMANDS = {"simulator": ["simulator"], "bank": ["bank-simulator"], "sms": ["sms-simulator"],
-            "federation": ["federation-simulator"]}
+            "federation": ["federation-simulator"], "console": ["console"]}
+# What `lifeline up` starts: the services, the simulators and the operator console.
+UP_PROCESSES = (*SERVICES, *SIMULATORS, "console")
 
 
 def _run_simulator(name: str) -> int:
@@ -116,6 +119,18 @@ def cmd_federation_simulator(_: argparse.Namespace) -> int:
 
 def cmd_sms_simulator(_: argparse.Namespace) -> int:
     return _run_simulator("sms")
+
+
+def cmd_console(_: argparse.Namespace) -> int:
+    import uvicorn
+
+    from lifeline.console.app import create_app
+
+    settings = Settings.from_env()
+    _logging(settings)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.console_port, log_level="warning",
+                log_config=None)
+    return 0
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -727,7 +742,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         with open(logs / f"{name}.log", "ab") as out:
             procs[name] = subprocess.Popen(argv, env=child_env, stdout=out, stderr=subprocess.STDOUT)
 
-    for name in [*SERVICES, *SIMULATORS]:
+    for name in UP_PROCESSES:
         spawn(name)
 
     stopping = False
@@ -745,8 +760,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  redis      {masked(settings.redis_url)}"
           + ("" if url_password(settings.redis_url) else f" (password in {settings.data_dir / 'redis.secret'})"))
     print(f"  data       {settings.data_dir}")
-    for name in [*SERVICES, *SIMULATORS]:
-        print(f"  {name:<12} http://{settings.host}:{settings.ports[name]}  (docs at /docs)")
+    for name in UP_PROCESSES:
+        print(f"  {name:<12} http://{settings.host}:{settings.ports[name]}"
+              + ("  (sign in there)" if name == "console" else "  (docs at /docs)"))
     print(f"  logs       {logs}")
     print("An admin token (8 h):")
     print(f"  export TOKEN={token}")
@@ -1121,6 +1137,8 @@ def main(argv: list[str] | None = None) -> int:
         func=cmd_federation_simulator)
     sub.add_parser("sms-simulator", help="run the SMS gateway simulator (notices by SMS)").set_defaults(
         func=cmd_sms_simulator)
+    sub.add_parser("console", help="run the operator console in the browser (port 8000)").set_defaults(
+        func=cmd_console)
     p = sub.add_parser("token", help="mint a bearer token (embedded mode)")
     p.add_argument("--role", required=True)
     p.add_argument("--region", required=True)

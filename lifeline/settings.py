@@ -41,6 +41,7 @@ DEFAULT_PORTS = {
     "bank": 8010,
     "sms": 8011,
     "federation": 8012,
+    "console": 8000,
 }
 
 ENV_PREFIX = "LIFELINE_"
@@ -146,6 +147,7 @@ class Settings(BaseSettings):
     bank_port: int = _port("bank", "the bank simulator's HTTP port (ISO 20022 files)")
     federation_port: int = _port("federation", "the charity-federation simulator's HTTP port (webhooks)")
     sms_port: int = _port("sms", "the SMS gateway simulator's HTTP port")
+    console_port: int = _port("console", "the operator console's HTTP port (`lifeline console`)")
     # Declared after host and simulator_port: its default is derived from them.
     simulator_url: str = Field("", validate_default=True, description="empty: http://<host>:<simulator_port>")
     bank_url: str = Field("", validate_default=True,
@@ -161,6 +163,15 @@ class Settings(BaseSettings):
                                             "<federation_url>/webhooks; empty: http://<host>:<federation_port>")
     sms_url: str = Field("", validate_default=True,
                          description="the SMS gateway notify sends notices through; empty: http://<host>:<sms_port>")
+    # Where the console calls the services it has no other setting for (payment_url and
+    # charity_url above serve it too).
+    intake_url: str = Field("", validate_default=True,
+                            description="where the console calls intake; empty: http://<host>:<intake_port>")
+    verification_url: str = Field("", validate_default=True,
+                                  description="where the console calls verification; "
+                                              "empty: http://<host>:<verification_port>")
+    notify_url: str = Field("", validate_default=True,
+                            description="where the console calls notify; empty: http://<host>:<notify_port>")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="larger request bodies get 413")
     max_in_flight: int = Field(
         128, ge=1, description="requests a service process holds at once; one more is shed with 503 and Retry-After")
@@ -194,6 +205,12 @@ class Settings(BaseSettings):
         description="every process reads one shared clock that `lifeline clock set/advance` move; "
                     "refused in production")
     faults: str = Field("", description="test-only deliberate crashes (lifeline/ops/faults.py)")
+    # Declared after environment: its default is derived from it.
+    console_sign_in: Literal["pick", "bearer"] | None = Field(
+        None, validate_default=True,
+        description="how the console signs a person in: `pick` a role and a region (tokens minted as "
+                    "`lifeline token` does; refused in production) or `bearer` (paste a token from the "
+                    "bureau's identity provider); unset: pick in development, bearer in production")
 
     # --- HTTP hardening (lifeline/http/hardening.py) ---------------------------------------
     # Declared after environment: their defaults are derived from it.
@@ -275,7 +292,8 @@ class Settings(BaseSettings):
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("simulator_url", "bank_url", "payment_url", "charity_url", "federation_url", "sms_url")
+    @field_validator("simulator_url", "bank_url", "payment_url", "charity_url", "federation_url", "sms_url",
+                     "intake_url", "verification_url", "notify_url")
     @classmethod
     def _derive_url(cls, value: str, info: ValidationInfo) -> str:
         if value:
@@ -292,6 +310,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("console_sign_in")
+    @classmethod
+    def _sign_in_by_environment(cls, value: str | None, info: ValidationInfo) -> str:
+        if value is not None:
+            return value
+        return "bearer" if info.data.get("environment") == "production" else "pick"
 
     @field_validator("api_docs", "hsts")
     @classmethod
@@ -335,6 +360,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LIFELINE_FAULTS is refused with LIFELINE_ENVIRONMENT=production: it kills the "
                 "process on purpose; unset LIFELINE_FAULTS")
+        if self.console_sign_in == "pick":
+            raise ValueError(
+                "LIFELINE_CONSOLE_SIGN_IN=pick is refused with LIFELINE_ENVIRONMENT=production: it mints "
+                "a token for any role and region picked from a list; use bearer (the identity provider's "
+                "tokens)")
         if not self.cipher_key:
             raise ValueError(
                 "LIFELINE_CIPHER_KEY is required with LIFELINE_ENVIRONMENT=production: it encrypts "

@@ -71,6 +71,8 @@ ensure_real_infra() {
 ensure_letter_tools() {
   local pkgs=()
   command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+  # The console's browser tests drive that chromium through Debian's driver (never a download).
+  command -v chromedriver >/dev/null 2>&1 || pkgs+=(chromium-driver)
   command -v pdftoppm >/dev/null 2>&1 || pkgs+=(poppler-utils)
   command -v fc-list >/dev/null 2>&1 || pkgs+=(fontconfig)
   fc-list 2>/dev/null | grep -q "Noto Sans CJK" || pkgs+=(fonts-noto-cjk)
@@ -81,8 +83,25 @@ ensure_letter_tools() {
   fi
 }
 
+# axe-core from npm, the accessibility scan the console's browser tests run on each screen:
+# fetched once into the cache (tests/e2e/console/conftest.py reads it there).
+AXE_CORE_VERSION=4.11.0
+ensure_axe() {
+  local dir="$HOME/.cache/lifeline/npm"
+  [ -f "$dir/node_modules/axe-core/axe.min.js" ] \
+    && grep -q "\"version\": \"$AXE_CORE_VERSION\"" "$dir/node_modules/axe-core/package.json" && return 0
+  if ! command -v npm >/dev/null 2>&1; then
+    header "installing npm (apt-get)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --silent "axe-core@$AXE_CORE_VERSION"
+}
+
 status=0
-ensure_letter_tools || echo "could not install chromium, poppler-utils and fonts-noto-cjk: the letter tests will fail" >&2
+ensure_letter_tools || echo "could not install chromium, chromium-driver, poppler-utils and fonts-noto-cjk: the letter and console tests will fail" >&2
+ensure_axe || echo "could not fetch axe-core from npm: the console's accessibility checks will fail" >&2
 run_pass embedded "${args[@]}" || status=1
 
 if [ "$real" -eq 1 ]; then

@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = Settings.from_env()
 BACKEND = SETTINGS.test_backend
 SERVICE_PORT_NAMES = ("intake", "verification", "payment", "charity", "notify", "simulator", "bank", "sms",
-                      "federation")
+                      "federation", "console")
 
 # Fixed test secrets: the services refuse to run without them in production
 # mode, and tests mint tokens with the same secret.

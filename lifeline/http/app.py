@@ -289,6 +289,9 @@ def create_http_app(spec: ServiceSpec, settings: Settings, runtime: ServiceRunti
         return MetricsResponse(generate_latest(REGISTRY))
 
     app.include_router(spec.router(runtime))
+    from lifeline.audit.routes import router as audit_router  # here: it builds on this module
+
+    app.include_router(audit_router(runtime))  # the auditor's read API, the same on every service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        upload_paths=spec.upload_paths, max_upload_bytes=settings.max_upload_bytes)
     # Outermost but for hardening: a request over capacity is shed before anything reads it.

@@ -152,13 +152,18 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("Authorization must be 'Bearer <token>'.", error="invalid_request")
+        principal = self.verify(token.strip())
+        request.state.principal = principal  # for access logs
+        return principal
+
+    def verify(self, token: str) -> Principal:
+        """The principal a bearer token names, or Problem(401): for the console's sign-in too."""
         known = self._verified.get(token)
         if known is not None and time.time() < known[1] + self.leeway:
-            request.state.principal = known[0]
             return known[0]
         try:
             claims: dict[str, Any] = jwt.decode(
-                token.strip(), self._secret, algorithms=[ALGORITHM], issuer=self.issuer,
+                token, self._secret, algorithms=[ALGORITHM], issuer=self.issuer,
                 leeway=self.leeway, options={"require": _REQUIRED_CLAIMS},
             )
         except jwt.ExpiredSignatureError:
@@ -177,7 +182,6 @@ class Authenticator:
         if len(self._verified) >= VERIFIED_TOKENS:
             self._verified.clear()
         self._verified[token] = (principal, float(claims["exp"]))
-        request.state.principal = principal  # for access logs
         return principal
 
     def require(self, *roles: Role | str) -> Any:

@@ -62,6 +62,7 @@ PRINCIPALS: tuple[str, ...] = (
 PROCESS_PRINCIPALS: dict[str, str | None] = {
     **{s: service_principal(s) for s in SERVICES},
     "simulator": PARTNER_SIMULATOR, "federation": FEDERATION, "bank": None, "sms": None,
+    "console": None,  # the operator console speaks HTTP to the services only
 }
 
 # Published by a service to a topic that is not its own and is not fan-out of one of its own

@@ -136,6 +136,22 @@ class SideTx:
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def find_prefix(self, kind: str, prefix: str) -> list[dict[str, Any]]:
+        """Documents of one kind whose digit-string ref starts with `prefix` (refs that are region
+        codes: those within a division, lifeline.rules.regions.scope_prefix), in key order: a range
+        of the (kind, ref) index, not a scan of the kind. An empty prefix is every document."""
+        if not prefix:
+            return [doc for _, _, _, doc in self.all(kind)]
+        if not prefix.isdigit():
+            raise ValueError(f"a ref prefix is digits, not {prefix!r}")
+        # "370502" → below "370503": every digit ref between starts with the prefix (and every one
+        # from "99" on starts with "99": no bound above then).
+        after = str(int(prefix) + 1).zfill(len(prefix))
+        bound, params = ("", (kind, prefix)) if len(after) > len(prefix) else (" AND ref < ?", (kind, prefix, after))
+        rows = self._x("SELECT doc FROM {t}docs WHERE kind = ? AND ref >= ?" + bound + " ORDER BY key",
+                       params).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     def mentioning(self, ident: str) -> list[tuple[str, str, str, dict[str, Any]]]:
         """Documents keyed by `ident`, referring to it, or naming it as their case_id (an audit
         export's read models of one case: a scan of the table)."""

@@ -24,7 +24,6 @@ from lifeline.http.app import (
     CREATE_ERRORS,
     LIST_ERRORS,
     READ_ERRORS,
-    add_case_items_route,
     found_in_region,
     idempotent_id,
     region_filter,
@@ -36,6 +35,7 @@ from lifeline.rules.regions import region_contains, validate_scope
 from lifeline.rules.vocabulary import FUND_CRITERIA, HOUSEHOLD_TYPES, NEED_CATEGORIES, URGENCIES
 from lifeline.runtime.service import ServiceRuntime
 from services.charity import federation
+from services.charity import listing
 from services.charity import views as V
 from services.charity.application import (
     AllocationNotFound,
@@ -386,7 +386,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         return await runtime.idempotent(request, principal.user_id, handle)
 
     # --- needs ----------------------------------------------------------------------------------
-    add_case_items_route(api, runtime, "/needs", "need", NeedDoc, NEED_READERS)
+    listing.add_routes(api, runtime, NeedDoc, NEED_READERS)  # GET /v1/needs: a case's, or the region's
 
     @api.get("/needs/{need_id}", tags=["needs"], response_model=NeedDoc, responses=READ_ERRORS)
     async def get_need(need_id: str, as_of: AsOf = None, principal: Principal = runtime.auth.require(*NEED_READERS)):

@@ -38,7 +38,7 @@ from lifeline.rules.vocabulary import (
     URGENCIES,
     WORK_ABILITY,
 )
-from services.intake import persons, relief
+from services.intake import listing, persons, relief
 from lifeline.audit.asof import AsOf, aggregate_as_of, documents_as_of, not_found_then, not_in_future
 from services.intake.application import CaseNotFound, IntakeApplication, case_view, project
 from services.intake.domain import Case, Referral
@@ -391,6 +391,8 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     def case_or_404(case_id: str, principal: Principal):
         return found_in_region(app.get_case, case_id, CaseNotFound, "Case", principal)
+
+    listing.add_routes(api, runtime)  # GET /v1/cases: the cases the caller may see (listing.py)
 
     @api.post(
         "/applications", status_code=201, tags=["applications"], response_model=ApplicationAccepted,

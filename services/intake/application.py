@@ -10,7 +10,7 @@ from eventsourcing.persistence import IntegrityError
 
 from lifeline.domain.aggregate import Meta, new_id
 from lifeline.domain.clock import Clock
-from lifeline.domain.values import Application
+from lifeline.domain.values import Application, mask_name
 from lifeline.rules.policy import PolicyHolder, shipped_policy_book
 from lifeline.stores.groupcommit import GroupCommit
 from lifeline.stores.application import DuplicateRequest, ServiceApplication
@@ -203,12 +203,15 @@ def case_view(case: Case) -> dict[str, Any]:
 
 
 def project(event: Any, tx: SideTx) -> None:
-    """Read models: cases by region (for listing) and referrals by case."""
+    """Read models: cases by region (for listing: GET /v1/cases) and referrals by case."""
     if isinstance(event, Case.Submitted):
         app = event.application
+        # The applicant's name masked as the acceptance events carry it (张*丰): a list shows no more.
         tx.put("case", event.case_id, {
             "case_id": event.case_id, "status": "submitted", "region_code": app.region_code,
             "assistance_type": app.assistance_type, "submitted_at": app.submitted_at,
+            "applicant_name_masked": mask_name(app.household.applicant.name),
+            "members_count": len(app.household.members), "urgency": app.urgency,
         }, ref=app.region_code)
     elif isinstance(event, (Case.VerificationNoted, Case.BenefitDecided)):
         doc = tx.get("case", event.case_id)

@@ -26,5 +26,6 @@ SPEC = ServiceSpec(
     name="intake", title="Lifeline intake (一门受理)", build=build,
     project=project, router=api.router, consumes=CONSUMES,
     # 2: referrals show their follow-up (assignee, state, outcome, escalation); discovered cases
-    views_version=2,
+    # 3: cases show the applicant's name masked, the household's size and urgency (GET /v1/cases)
+    views_version=3,
 )

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.domain.aggregate import Meta
 from lifeline.http.app import (
-    COMMAND_ERRORS, CREATE_ERRORS, LIST_ERRORS, READ_ERRORS, add_case_items_route, found_in_region,
+    COMMAND_ERRORS, CREATE_ERRORS, LIST_ERRORS, READ_ERRORS, add_case_items_route, found_in_region, in_region,
+    region_filter,
 )
 from lifeline.http.auth import CASE_READERS, Principal, ensure_region
 from lifeline.iso20022 import XML_TEXT_PATTERN, Iso20022Error
@@ -102,6 +103,8 @@ RUN_READERS = ("county_officer", "auditor", "admin")
 RECOVERY_READERS = ("caseworker", "county_officer", "auditor", "admin")
 REPAYMENT_RECORDERS = ("caseworker", "county_officer", "admin")
 FILE_READERS = ("county_officer", "admin")
+# Who reads the payments the banks returned: those who correct the accounts, and auditors.
+RETURN_READERS = (*ACCOUNT_KEEPERS, "auditor")
 
 
 class PaymentDoc(BaseModel):
@@ -125,6 +128,17 @@ class PaymentDoc(BaseModel):
     run_id: str
     settled_on: str | None
     status: Literal[PAYMENT_STATUSES]
+
+
+class ReturnedPaymentDoc(PaymentDoc):
+    reason: str = Field(description="the bank's words for the return")
+    released_at: str | None = Field(None, description="when it went again to the corrected account; "
+                                                      "null: held until the account is corrected")
+
+
+class ReturnedPaymentsOut(BaseModel):
+    items: list[ReturnedPaymentDoc] = Field(description="within the caller's region: those held first, then "
+                                                        "those sent again since; the latest period first")
 
 
 class RunIn(BaseModel):
@@ -475,6 +489,39 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         return await runtime.idempotent(request, principal.user_id, handle)
 
     add_case_items_route(api, runtime, "/payments", "payment", PaymentDoc, CASE_READERS)
+
+    def returned_payments(period: str | None) -> list[dict]:
+        """The payments held after a return (the worker's `held` documents) and those a release
+        batch sent again since, each as its payment document stands now: both are few, so
+        nothing scans the payments."""
+        with runtime.side.transaction() as tx:
+            ids = {doc["payment_id"] for *_, doc in tx.all("held")}
+            releases = [doc["batch_id"] for *_, doc in tx.all("batch")
+                        if doc["purpose"] == "release" and period in (None, doc["period"])]
+        for batch_id in releases:
+            ids.update(app.get_batch(batch_id).payment_ids)
+        with runtime.side.transaction() as tx:
+            docs = [tx.get("payment", payment_id) for payment_id in ids]
+        docs = [d for d in docs if d is not None and d.get("reason_code") and period in (None, d["period"])]
+        docs.sort(key=lambda d: d["payment_id"])
+        docs.sort(key=lambda d: d["period"], reverse=True)
+        docs.sort(key=lambda d: d["status"] != "returned")
+        return docs
+
+    @api.get("/returned-payments", tags=["payments"], response_model=ReturnedPaymentsOut, responses=LIST_ERRORS)
+    async def list_returned_payments(
+        region: str | None = Query(None, pattern=r"^\d{6}(\d{3}(\d{3})?)?$",
+                                   description="only this division (within yours)"),
+        period: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+        principal: Principal = runtime.auth.require(*RETURN_READERS),
+    ) -> dict:
+        """Payments the banks returned (AC01, AC04, AC06, MD07), within the caller's region:
+        held until the household's account is corrected (PUT /v1/entitlements/{id}/bank-account),
+        then sent again once (`released_at`) and settled or returned like any payment."""
+        region_filter(region, principal)
+        await runtime.views()
+        docs = await asyncio.to_thread(returned_payments, period)
+        return {"items": in_region(docs, principal, region)}
 
     # --- runs ---------------------------------------------------------------------------
     def run_doc(run_id: str, principal: Principal) -> dict:

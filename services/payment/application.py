@@ -150,7 +150,8 @@ class PaymentApplication(ServiceApplication):
         case_id = submitted["case_id"]
         members = [self._fingerprint(m["id_number"]) for m in submitted["members"] if m.get("co_resident", True)]
         household = self._household(case_id, meta)
-        if not household.record_members(self._fingerprint(submitted["members"][0]["id_number"]), members, meta):
+        if not household.record_members(self._fingerprint(submitted["members"][0]["id_number"]), members, meta,
+                                        region_code=submitted.get("region_code", "")):
             return
         people = []
         for person in members:

@@ -1119,6 +1119,9 @@ class Household(LifelineAggregate):
         case_id: str
         applicant: str
         members: list[str]
+        # Where the household applied: what payment's audit timeline of the case is scoped by
+        # (lifeline/audit/routes.py). Empty in events recorded before it was kept.
+        region_code: str = ""
 
         def apply(self, h: "Household") -> None:
             h.applicant, h.members = self.applicant, list(self.members)
@@ -1163,11 +1166,11 @@ class Household(LifelineAggregate):
         self.recoveries: list[str] = []
         self.recovered: set[str] = set()  # payment ids some recovery of the household claims
 
-    def record_members(self, applicant: str, members: list[str], by: Meta) -> bool:
+    def record_members(self, applicant: str, members: list[str], by: Meta, region_code: str = "") -> bool:
         if self.applicant:
             return False
         self.trigger_event(self.MembersRecorded, case_id=self.case_id, applicant=applicant, members=members,
-                           meta=by.as_dict())
+                           region_code=region_code, meta=by.as_dict())
         return True
 
     def link(self, entitlement_id: str, by: Meta) -> bool:

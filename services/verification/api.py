@@ -32,7 +32,7 @@ from lifeline.rules.vocabulary import (
 from services.verification.assessment import Outcome
 from services.verification import services_in_kind
 from services.verification import county_filings, dynamic, filings
-from services.verification import care
+from services.verification import care, queue
 from services.verification.procedure import (
     Appraisal,
     BenefitChange,
@@ -377,6 +377,8 @@ def router(runtime: ServiceRuntime) -> APIRouter:
 
     def load(case_id: str, principal: Principal):
         return found_in_region(app.get_verification, case_id, VerificationNotFound, "Verification", principal)
+
+    queue.add_routes(api, runtime, DECIDERS)  # GET /v1/verifications: the cases and their clocks (queue.py)
 
     @api.get(
         "/verifications/{case_id}", tags=["verifications"], response_model=VerificationOut,

@@ -27,6 +27,7 @@ from services.verification.filings import filing_reasons, project_filing, regist
 from services.verification.services_in_kind import project_services
 from services.verification import care
 from services.verification.care import project_care
+from services.verification.queue import project_procedure
 from services.verification.outbound import OUTBOUND
 from lifeline.domain.people import Person, fingerprint
 from services.verification.review import (
@@ -563,3 +564,5 @@ def project(event: Any, tx: SideTx) -> None:
                 doc.pop("benefit_status", None)
                 doc.pop("monthly_amount_fen", None)
             tx.put("verification", event.case_id, doc, ref=doc["state"])
+    # Beside the document, where its procedure stands (GET /v1/verifications: queue.py).
+    project_procedure(event, tx)

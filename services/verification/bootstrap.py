@@ -24,7 +24,8 @@ SPEC = ServiceSpec(
     # 2: the procedure's states, grievances and filings (issue 9); 3: an approved monthly
     # benefit's status and monthly amount in force on the verification's document; 4: reviews
     # and the benefits due for one (issue 11); 5: county filings of decisions and the benefit roll
-    # the monthly statistics count (issue 17)
-    views_version=5,
+    # the monthly statistics count (issue 17); 6: where each case's procedure stands, for
+    # GET /v1/verifications (queue.py)
+    views_version=6,
     upload_paths=("/v1/cadre-registers/",),
 )

@@ -23,7 +23,8 @@ from tests import logscan
 from tests.harness import household, wait_for
 
 pytestmark = pytest.mark.e2e
-SERVICES = ("intake", "verification", "payment", "charity", "notify", "simulator", "bank", "sms", "federation")
+SERVICES = ("intake", "verification", "payment", "charity", "notify", "simulator", "bank", "sms", "federation",
+            "console")
 
 
 def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
@@ -121,6 +122,7 @@ def test_up_serves_everything_and_keeps_data_across_a_restart():
         assert httpx.get(url["bank"] + "/readyz").json() == {"status": "ok"}  # the bank simulator too
         assert httpx.get(url["federation"] + "/readyz").json() == {"status": "ok"}  # and the federation's
         assert httpx.get(url["sms"] + "/readyz").json() == {"status": "ok"}  # and the SMS gateway's
+        assert "登录" in httpx.get(url["console"] + "/signin").text  # and the operator console
         assert _redis_refuses_without_password(redis_port)
         _assert_private(data_dir, running=True)
     finally:

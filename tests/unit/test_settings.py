@@ -159,13 +159,13 @@ def _compose_env() -> dict[str, dict[str, str]]:
             for name, svc in compose["services"].items() if svc.get("image") == "lifeline:latest"}
 
 
-@pytest.mark.parametrize("service", [*SERVICES, "simulator", "bank", "sms", "federation"])
+@pytest.mark.parametrize("service", [*SERVICES, "simulator", "bank", "sms", "federation", "console"])
 def test_docker_compose_runs_every_lifeline_process_in_production(service):
     env = _compose_env()[service]
     # Compose fills the secrets from the caller's environment (and refuses without them).
     env = {k: ("placeholder" if v.startswith("${") else v) for k, v in env.items()}
     s = Settings.from_env(env)
-    assert s.environment == "production" and not s.test_clock
+    assert s.environment == "production" and not s.test_clock and s.console_sign_in == "bearer"
     assert s.database_url.startswith("postgresql://")
 
 
@@ -175,7 +175,7 @@ def test_the_kubernetes_config_is_production():
     data: dict[str, str] = {}
     for doc in yaml.safe_load_all((REPO_ROOT / "deploy" / "k8s" / "config.yaml").read_text(encoding="utf-8")):
         data |= doc.get("data", {}) | doc.get("stringData", {})
-    for manifest in [*SERVICES, "simulator", "bank-simulator", "sms-simulator", "federation-simulator"]:
+    for manifest in [*SERVICES, "simulator", "bank-simulator", "sms-simulator", "federation-simulator", "console"]:
         text = (REPO_ROOT / "deploy" / "k8s" / f"{manifest}.yaml").read_text(encoding="utf-8")
         assert "name: lifeline-config" in text and "name: lifeline-secrets" in text, manifest
     s = Settings.from_env(data)

@@ -278,3 +278,13 @@ def approved_in_process(app: Any, ids: list[str], now: Any, reason: str = "ç¬¦å
     app.save(v)
     app.decide(case_id, "approve", reason, REVIEWER)
     return case_id
+
+
+def problem(r, status: int, parameter: str | None = None) -> dict:
+    """A problem+json answer of `status`, naming the query `parameter` alone when given."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    body = r.json()
+    if parameter is not None:
+        assert [(e.get("parameter"), e.get("in")) for e in body["errors"]] == [(parameter, "query")], body
+    return body

@@ -472,8 +472,12 @@ def test_verification_read_model(verification):
     start(verification, waiting)
     views = rebuild(verification, verification_project)
     with views.transaction() as tx:
-        # An approved monthly benefit: its status and the monthly amount in force.
-        assert tx.get("verification", done) == {
+        # An approved monthly benefit: its status and the monthly amount in force (beside them,
+        # what GET /v1/verifications lists: tests/unit/services/test_verification_queue.py).
+        doc = tx.get("verification", done)
+        assert (doc.pop("applicant_name_masked"), doc.pop("assistance_type"), doc.pop("procedure")["deadlines"]) == (
+            "王*明", "dibao", {})  # decided: no clock runs
+        assert doc == {
             "case_id": done, "state": "approved", "region_code": VILLAGE, "outcome": "eligible",
             "benefit_status": "paying", "monthly_amount_fen": 206000}
         assert [d["case_id"] for d in tx.find("verification", "approved")] == [done]
