@@ -104,7 +104,7 @@ def test_each_process_gets_its_own_principal(infra, namespace, tmp_data_dir):
     assert {p: e["LIFELINE_KAFKA_USERNAME"] for p, e in seen.items()} == {
         "intake": "lifeline-intake", "verification": "lifeline-verification", "payment": "lifeline-payment",
         "charity": "lifeline-charity", "notify": "lifeline-notify", "simulator": "lifeline-partner-simulator",
-        "federation": "federation", "bank": "", "sms": ""}
+        "federation": "federation", "bank": "", "sms": "", "console": ""}
     passwords = [e["LIFELINE_KAFKA_PASSWORD"] for e in seen.values() if e["LIFELINE_KAFKA_PASSWORD"]]
     assert len(set(passwords)) == len(passwords) == 7
     assert env["LIFELINE_KAFKA_PASSWORD"] not in passwords
